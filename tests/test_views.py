@@ -1,0 +1,180 @@
+"""Rendering of heatmaps and tables, checked on the plain text a non-terminal would get."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import datetime
+from types import SimpleNamespace
+
+from rich.table import Table
+
+from attemptctl.views import (
+    AttentionRow,
+    MetricsRow,
+    attention_heatmap,
+    metrics_table,
+    records_table,
+    render_to_text,
+)
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+COLUMNS = ["mnli", "squad", "(target)"]
+ROWS = [
+    AttentionRow("boolq@1", {"mnli": 0.31, "squad": 0.05, "(target)": 0.64}),
+    AttentionRow("rte@2", {"mnli": 0.7, "(target)": 0.3}),  # squad not mixed
+]
+
+
+def body_cells(text: str, label: str) -> list[str]:
+    """The stripped cells after the label on the line whose first cell is `label`."""
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.split("│")]
+        if cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"no row {label!r} in:\n{text}")
+
+
+def test_heatmap_exact_plain_text():
+    text = render_to_text(attention_heatmap(ROWS, COLUMNS))
+    lines = text.splitlines()
+    assert lines[:4] == [
+        " target  │ mnli │ squad │ (target) ",
+        "─────────┼──────┼───────┼──────────",
+        " boolq@1 │ 0.31 │  0.05 │     0.64 ",
+        " rte@2   │ 0.70 │       │     0.30 ",
+    ]
+    assert body_cells(text, "boolq@1") == ["0.31", "0.05", "0.64"]
+    assert body_cells(text, "rte@2") == ["0.70", "", "0.30"]
+    legend = " ".join(" ".join(lines[4:]).split())
+    assert "blank = source not mixed" in legend
+    assert "\x1b[" not in text
+
+
+def test_heatmap_is_a_table_with_title():
+    table = attention_heatmap(ROWS, COLUMNS, title="Attention over sources")
+    assert isinstance(table, Table)
+    assert len(table.columns) == 1 + len(COLUMNS)
+    assert "Attention over sources" in render_to_text(table)
+
+
+def test_long_row_label_is_not_truncated():
+    label = "a_target_task_with_a_name_forty_chars_xy"
+    assert len(label) == 40
+    rows = [AttentionRow(label, {"mnli": 0.5, "(target)": 0.5})]
+    text = render_to_text(attention_heatmap(rows, ["mnli", "(target)"]), width=60)
+    assert body_cells(text, label) == ["0.50", "0.50"]
+
+
+def test_long_column_name_is_shortened_in_the_header():
+    name = "mnli_mismatched_long_name"
+    rows = [AttentionRow("boolq@1", {name: 0.25})]
+    text = render_to_text(attention_heatmap(rows, [name]))
+    assert name not in text
+    assert "mnli_m…_name" in text
+    assert body_cells(text, "boolq@1") == ["0.25"]
+
+
+def test_one_source():
+    rows = [AttentionRow("cb@1", {"mnli": 0.9, "(target)": 0.1})]
+    text = render_to_text(attention_heatmap(rows, ["mnli", "(target)"]))
+    assert body_cells(text, "cb@1") == ["0.90", "0.10"]
+
+
+def test_twenty_sources_fit_a_wide_console_with_every_value():
+    sources = [f"source_task_{i:02d}" for i in range(20)]
+    columns = [*sources, "(target)"]
+    weights = {name: i / 20 for i, name in enumerate(columns)}
+    text = render_to_text(attention_heatmap([AttentionRow("boolq@1", weights)], columns), width=160)
+    assert all(len(line) <= 160 for line in text.splitlines())
+    assert body_cells(text, "boolq@1") == [f"{i / 20:.2f}" for i in range(21)]
+    # Headers are folded, not cut to a common prefix: each source's suffix is still there.
+    header = "\n".join(text.splitlines()[:4])
+    assert all(f"k_{i:02d}" in header or f"{i:02d}" in header for i in range(20))
+
+
+def test_twenty_sources_on_a_narrow_console_keep_numbers_and_labels_whole():
+    columns = [f"s{i:02d}" for i in range(20)] + ["(target)"]
+    rows = [AttentionRow("boolq@1", {name: 0.5 for name in columns})]
+    text = render_to_text(attention_heatmap(rows, columns), width=100)
+    cells = body_cells(text, "boolq@1")
+    assert cells and all(cell in ("0.50", "") for cell in cells[:-1])  # last one may be cropped
+    assert all(len(line) <= 100 for line in text.splitlines())
+
+
+def test_groups_are_kept_together_in_first_seen_order():
+    rows = [
+        AttentionRow("boolq@1", {"mnli": 0.1}, group="run-a"),
+        AttentionRow("rte@1", {"mnli": 0.2}, group="run-b"),
+        AttentionRow("cb@1", {"mnli": 0.3}, group="run-a"),
+        AttentionRow("wic@1", {"mnli": 0.4}, group="run-b"),
+    ]
+    lines = render_to_text(attention_heatmap(rows, ["mnli"])).splitlines()
+    firsts = [line.split("│")[0].strip() for line in lines if "│" in line]
+    order = [name for name in firsts if name not in ("", "target")]
+    assert order == ["run-a", "boolq@1", "cb@1", "run-b", "rte@1", "wic@1"]
+    # a rule closes run-a before run-b starts
+    rule_rows = [i for i, line in enumerate(lines) if line.startswith("─")]
+    assert len(rule_rows) == 2
+    assert lines[rule_rows[1] + 1].split("│")[0].strip() == "run-b"
+    assert body_cells("\n".join(lines), "cb@1") == ["0.30"]
+
+
+def test_color_output_has_ansi_codes_and_the_same_numbers():
+    plain = render_to_text(attention_heatmap(ROWS, COLUMNS))
+    colored = render_to_text(attention_heatmap(ROWS, COLUMNS), color=True)
+    assert "\x1b[" in colored
+    assert "48;2;" in colored  # truecolor backgrounds on the cells
+    assert ANSI.sub("", colored) == plain
+
+
+def test_metrics_table_with_missing_metrics():
+    rows = [
+        MetricsRow("mnli", 1, "source", [], {"accuracy": 0.8512}, 9815, 12.34, "test"),
+        MetricsRow(
+            "stsb", 2, "target", ["mnli@1", "qqp@1"], {"pearson": 0.9, "spearman": 0.8876},
+            1500, 3.0, "test",
+        ),
+    ]
+    text = render_to_text(metrics_table(rows, title="Scores"), width=120)
+    header = next(line for line in text.splitlines() if "task" in line).split()
+    assert header == ["task", "version", "sources", "accuracy", "pearson", "spearman", "examples", "seconds"]
+    mnli = next(line for line in text.splitlines() if line.strip().startswith("mnli "))
+    assert mnli.split() == ["mnli", "1", "—", "85.1", "9,815", "12.3"]
+    stsb = next(line for line in text.splitlines() if line.strip().startswith("stsb"))
+    assert stsb.split() == ["stsb", "2", "mnli@1,", "qqp@1", "90.0", "88.8", "1,500", "3.0"]
+    # the blank accuracy cell of stsb sits under "accuracy", its pearson under "pearson"
+    header_line = next(line for line in text.splitlines() if "accuracy" in line)
+    assert stsb[header_line.index("accuracy") : header_line.index("accuracy") + 8].strip() == ""
+    assert "90.0" in stsb[header_line.index("accuracy") + 8 : header_line.index("pearson") + 8]
+    assert "split: test" in text
+
+
+def test_records_table_with_a_plain_record():
+    record = SimpleNamespace(
+        kind="target",
+        name="boolq",
+        version=3,
+        backbone="smollm2-135m",
+        d=576,
+        m=100,
+        sources=("mnli@1", "squad@2"),
+        variant="attempt",
+        created_at=datetime(2024, 5, 6, 7, 8, 9),
+        metrics={"dev": {"accuracy": 0.7734, "f1": 0.5}, "test": {"accuracy": 0.7}},
+    )
+    bare = SimpleNamespace(**{**vars(record), "name": "mnli", "version": 1, "kind": "source",
+                              "sources": (), "metrics": {}})
+    text = render_to_text(records_table([record, bare]), width=140)
+    line = next(line for line in text.splitlines() if "boolq@3" in line)
+    assert line.split() == ["target", "boolq@3", "smollm2-135m", "100", "mnli@1,", "squad@2",
+                            "attempt", "accuracy", "77.3", "2024-05-06", "07:08"]
+    line = next(line for line in text.splitlines() if "mnli@1" in line and "boolq" not in line)
+    assert line.split() == ["source", "mnli@1", "smollm2-135m", "100", "—", "attempt",
+                            "2024-05-06", "07:08"]
+
+
+def test_views_import_no_torch():
+    code = "import sys, attemptctl.views; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
