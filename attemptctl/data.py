@@ -1,0 +1,213 @@
+"""Loading a task's rows (local JSONL or the Hugging Face hub) and splitting them as the paper does.
+
+Paper protocol (ATTEMPT §4, after Karimi Mahabadi et al. 2021), with a fixed seed:
+
+- train split under 10,000 rows: the validation split is shuffled and halved, the first half
+  becomes dev and the second test; train stays train;
+- otherwise 1,000 shuffled train rows become dev, the rest train, and validation is test;
+- a task with dedicated dev/test splits (MNLI: mismatched/matched) uses them when they exist.
+
+Every list is shuffled with ``random.Random(seed)``, whose permutations are the same on every
+machine and Python version, and limits take a prefix afterwards: a limited run sees a subset of
+a full run's data, never different data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attemptctl.errors import ConfigError, DataError
+from attemptctl.tasks import Example, Task
+
+DATA_DIR_ENV = "ATTEMPTCTL_DATA_DIR"
+SMALL_TRAIN_ROWS = 10_000
+"""Train splits smaller than this get dev and test from the halved validation split."""
+DEV_ROWS_FROM_TRAIN = 1_000
+"""Rows carved off a large train split to become dev."""
+
+
+@dataclass(frozen=True)
+class TaskSplits:
+    """A task's train, dev and test examples after the paper's split protocol."""
+
+    task: str
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    source: str
+    """Where the rows came from: a directory, or ``hub:<dataset>/<config>``."""
+
+
+# A source answers two questions: does a split exist, and what are its examples.
+_HasSplit = Callable[[str], bool]
+_ReadSplit = Callable[[str], list[Example]]
+
+
+def load_task(
+    task: Task,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = 42,
+    train_limit: int | None = None,
+    dev_limit: int | None = None,
+    test_limit: int | None = None,
+) -> TaskSplits:
+    """Load ``task`` from ``data_dir`` (else $ATTEMPTCTL_DATA_DIR, else the hub) and split it."""
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is not None:
+        source, has_split, read_split = _local_source(task, Path(data_dir))
+    else:
+        source, has_split, read_split = _hub_source(task)
+    train, dev, test = _split(task, source, has_split, read_split, seed)
+    return TaskSplits(
+        task=task.name,
+        train=_prefix(train, train_limit),
+        dev=_prefix(dev, dev_limit),
+        test=_prefix(test, test_limit),
+        source=source,
+    )
+
+
+def _split(
+    task: Task, source: str, has_split: _HasSplit, read_split: _ReadSplit, seed: int
+) -> tuple[list[Example], list[Example], list[Example]]:
+    train = _shuffled(read_split(task.train_split), seed)
+    if task.dev_split and task.test_split:
+        if has_split(task.dev_split) and has_split(task.test_split):
+            dev = _shuffled(read_split(task.dev_split), seed)
+            return train, dev, _shuffled(read_split(task.test_split), seed)
+        # Offline copies often have a single validation split; say the protocol changed.
+        warnings.warn(
+            f"{task.name}: {source} has no {task.dev_split}/{task.test_split} splits; "
+            f"dev and test come from '{task.validation_split}' by the generic protocol",
+            stacklevel=3,
+        )
+    validation = _shuffled(read_split(task.validation_split), seed)
+    if len(train) < SMALL_TRAIN_ROWS:
+        half = len(validation) // 2
+        return train, validation[:half], validation[half:]
+    return train[DEV_ROWS_FROM_TRAIN:], train[:DEV_ROWS_FROM_TRAIN], validation
+
+
+def _shuffled(examples: list[Example], seed: int) -> list[Example]:
+    # A fresh generator per list, so one split's order never depends on another's size.
+    order = list(examples)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def _prefix(examples: list[Example], limit: int | None) -> list[Example]:
+    if limit is None:
+        return examples
+    if limit < 0:
+        raise ConfigError(f"a row limit must be >= 0, got {limit}")
+    return examples[:limit]
+
+
+def task_folder(task: Task, data_dir: Path) -> Path:
+    """``<data_dir>/<dataset>/<config>``; no config folder for a dataset without configs."""
+    folder = data_dir / task.dataset
+    return folder / task.config if task.config is not None else folder
+
+
+def split_path(task: Task, data_dir: Path, split: str) -> Path:
+    """Where a split's JSONL file lives: ``<data_dir>/<dataset>/<config>/<split>.jsonl``."""
+    return task_folder(task, data_dir) / f"{split}.jsonl"
+
+
+def _local_source(task: Task, data_dir: Path) -> tuple[str, _HasSplit, _ReadSplit]:
+    if not data_dir.is_dir():
+        raise DataError(
+            f"{data_dir}: data directory not found (--data-dir or ${DATA_DIR_ENV})"
+        )
+
+    def read_split(split: str) -> list[Example]:
+        path = split_path(task, data_dir, split)
+        if not path.is_file():
+            layout = "/".join(p for p in (task.dataset, task.config, f"{split}.jsonl") if p)
+            raise DataError(
+                f"{path}: file not found; expected {layout} under the data directory (--data-dir)"
+            )
+        return _nonempty(_render_rows(task, _jsonl_rows(path), lambda n: f"{path}:{n}"), path)
+
+    def has_split(split: str) -> bool:
+        return split_path(task, data_dir, split).is_file()
+
+    return str(task_folder(task, data_dir)), has_split, read_split
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) per non-blank line; utf-8-sig drops a BOM if one is there."""
+    with path.open(encoding="utf-8-sig") as lines:
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno}: malformed JSON: {err}") from None
+
+
+def _hub_source(task: Task) -> tuple[str, _HasSplit, _ReadSplit]:
+    hub_id = f"{task.dataset}/{task.config}" if task.config else task.dataset
+    try:
+        import datasets  # lazy: heavy, and only this path needs it
+
+        dataset_dict = datasets.load_dataset(task.dataset, task.config)
+    except Exception as err:  # network, auth, missing dataset: all mean "use local files"
+        raise DataError(
+            f"hub:{hub_id}: could not load from the Hugging Face hub "
+            f"({type(err).__name__}: {err}); the hub may be unreachable or the dataset missing. "
+            f"Point --data-dir (or ${DATA_DIR_ENV}) at local <dataset>/<config>/<split>.jsonl files"
+        ) from err
+
+    def read_split(split: str) -> list[Example]:
+        if split not in dataset_dict:
+            raise DataError(f"hub:{hub_id}: no split '{split}' (has {', '.join(dataset_dict)})")
+        rows = enumerate(dataset_dict[split])
+        place = f"hub:{hub_id}[{split}]"
+        return _nonempty(_render_rows(task, rows, lambda n: f"{place} row {n}"), place)
+
+    return f"hub:{hub_id}", lambda split: split in dataset_dict, read_split
+
+
+def _render_rows(
+    task: Task, rows: Iterator[tuple[int, Any]], place: Callable[[int], str]
+) -> list[Example]:
+    """Render every labelled row; errors name the row's place (file:line or hub row)."""
+    examples = []
+    for position, row in rows:
+        if not isinstance(row, Mapping):
+            raise DataError(f"{place(position)}: expected a JSON object, got {type(row).__name__}")
+        if row.get("label") == -1:  # unlabelled test rows (GLUE/SuperGLUE convention)
+            continue
+        try:
+            examples.append(task.render(row))
+        except KeyError as err:
+            raise DataError(
+                f"{place(position)}: missing field {err.args[0]!r} "
+                f"(task {task.name} reads {', '.join(_needed_fields(task))})"
+            ) from None
+        except (ValueError, TypeError) as err:
+            raise DataError(f"{place(position)}: {err}") from None
+    return examples
+
+
+def _needed_fields(task: Task) -> list[str]:
+    extra = ["label"] if task.is_classification else []
+    return [*task.fields, *extra]
+
+
+def _nonempty(examples: list[Example], place: object) -> list[Example]:
+    # An empty split would train or score on nothing and report a meaningless 0.0.
+    if not examples:
+        raise DataError(f"{place}: no labelled rows")
+    return examples

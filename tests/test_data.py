@@ -1,0 +1,231 @@
+"""Loading and the paper's split protocol, on the real offline data and on hand-made files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from attemptctl.data import DATA_DIR_ENV, TaskSplits, load_task
+from attemptctl.errors import ConfigError, DataError
+from attemptctl.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    default = Path(__file__).parents[2] / "shared" / "data"
+    path = Path(os.environ.get("ATTEMPTCTL_TEST_DATA") or default)
+    if not path.is_dir():
+        pytest.skip(f"real benchmark data not found at {path} (set ATTEMPTCTL_TEST_DATA)")
+    return path
+
+
+def write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def rte_rows(n: int, start: int = 0) -> list[str]:
+    return [json.dumps({"sentence1": f"s{i}", "sentence2": f"t{i}", "label": i % 2, "idx": i})
+            for i in range(start, start + n)]
+
+
+def rendered(data_dir: Path, name: str, split: str) -> Counter:
+    task = get_task(name)
+    with (data_dir / task.dataset / task.config / f"{split}.jsonl").open() as lines:
+        return Counter(task.render(json.loads(line)) for line in lines if line.strip())
+
+
+# ---- the split protocol on the real files ----
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes"),
+    [
+        ("rte", (2490, 138, 139)),   # small: validation 277 halved
+        ("cb", (250, 28, 28)),
+        ("mrpc", (3668, 204, 204)),
+        ("boolq", (2270, 500, 500)),
+        ("qqp", (8999, 500, 500)),   # the offline subset has 8,999 train rows: small protocol
+        ("sst2", (66349, 1000, 872)),  # large: 1,000 train rows become dev, validation is test
+    ],
+)
+def test_split_sizes_on_real_data(data_dir, name, sizes):
+    task = get_task(name)
+    splits = load_task(task, data_dir=data_dir)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == sizes
+    assert splits.task == name and splits.source == str(data_dir / task.dataset / task.config)
+
+
+def test_small_protocol_partitions_validation_and_keeps_train(data_dir):
+    splits = load_task(get_task("rte"), data_dir=data_dir)
+    assert Counter(splits.dev + splits.test) == rendered(data_dir, "rte", "validation")
+    assert Counter(splits.train) == rendered(data_dir, "rte", "train")
+    assert not set(splits.dev) & set(splits.test)
+
+
+def test_large_protocol_carves_dev_from_train(data_dir):
+    splits = load_task(get_task("sst2"), data_dir=data_dir)
+    assert Counter(splits.train + splits.dev) == rendered(data_dir, "sst2", "train")
+    assert Counter(splits.test) == rendered(data_dir, "sst2", "validation")
+
+
+def test_splits_are_deterministic_and_depend_on_the_seed(data_dir):
+    first = load_task(get_task("rte"), data_dir=data_dir)
+    assert load_task(get_task("rte"), data_dir=data_dir) == first
+    other = load_task(get_task("rte"), data_dir=data_dir, seed=7)
+    assert other.dev != first.dev
+    assert Counter(other.dev + other.test) == Counter(first.dev + first.test)
+
+
+def test_limits_are_prefixes_of_the_full_splits(data_dir):
+    full = load_task(get_task("rte"), data_dir=data_dir)
+    small = load_task(get_task("rte"), data_dir=data_dir, train_limit=32, dev_limit=5, test_limit=0)
+    assert small.train == full.train[:32] and small.dev == full.dev[:5] and small.test == []
+    assert full.train != rendered_in_file_order(data_dir)[: len(full.train)]  # train is shuffled
+
+
+def rendered_in_file_order(data_dir: Path) -> list:
+    task = get_task("rte")
+    with (data_dir / "glue/rte/train.jsonl").open() as lines:
+        return [task.render(json.loads(line)) for line in lines]
+
+
+def test_mnli_without_matched_files_warns_and_halves_validation(data_dir):
+    with pytest.warns(UserWarning, match="validation_mismatched/validation_matched"):
+        splits = load_task(get_task("mnli"), data_dir=data_dir)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (8999, 500, 500)
+
+
+def test_mnli_uses_mismatched_as_dev_and_matched_as_test(tmp_path, recwarn):
+    row = '{{"premise": "{0}", "hypothesis": "h", "label": 0}}'
+    write_jsonl(tmp_path / "glue/mnli/train.jsonl", [row.format(f"p{i}") for i in range(20)])
+    write_jsonl(tmp_path / "glue/mnli/validation_mismatched.jsonl", [row.format("mm")] * 3)
+    write_jsonl(tmp_path / "glue/mnli/validation_matched.jsonl", [row.format("m")] * 4)
+    splits = load_task(get_task("mnli"), data_dir=tmp_path)
+    assert [e.input for e in splits.dev] == ["mnli premise: mm hypothesis: h"] * 3
+    assert len(splits.test) == 4 and len(splits.train) == 20 and not recwarn.list
+
+
+def test_large_protocol_on_hand_made_files(tmp_path):
+    write_jsonl(tmp_path / "glue/rte/train.jsonl", rte_rows(10_050))
+    write_jsonl(tmp_path / "glue/rte/validation.jsonl", rte_rows(7, start=20_000))
+    splits = load_task(get_task("rte"), data_dir=tmp_path)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (9050, 1000, 7)
+    assert not {e.input for e in splits.train} & {e.input for e in splits.dev}
+
+
+def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    write_jsonl(tmp_path / "glue/rte/train.jsonl", rte_rows(4))
+    write_jsonl(tmp_path / "glue/rte/validation.jsonl", rte_rows(4, start=10))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    splits = load_task(get_task("rte"))
+    assert isinstance(splits, TaskSplits) and splits.source == str(tmp_path / "glue/rte")
+
+
+# ---- file problems become DataError naming the place ----
+
+
+@pytest.fixture
+def rte_dir(tmp_path) -> Path:
+    write_jsonl(tmp_path / "glue/rte/validation.jsonl", rte_rows(4, start=10))
+    return tmp_path
+
+
+def load_rte_train(data_dir: Path, lines: list[str]) -> TaskSplits:
+    write_jsonl(data_dir / "glue/rte/train.jsonl", lines)
+    return load_task(get_task("rte"), data_dir=data_dir)
+
+
+def test_malformed_line_names_file_and_line(rte_dir):
+    with pytest.raises(DataError, match=r"train\.jsonl:3: malformed JSON: "):
+        load_rte_train(rte_dir, [*rte_rows(2), '{"sentence1": "a", '])
+
+
+def test_missing_field_names_file_line_and_field(rte_dir):
+    with pytest.raises(DataError, match=r"train\.jsonl:2: missing field 'sentence2'"):
+        load_rte_train(rte_dir, [*rte_rows(1), '{"sentence1": "a", "label": 0}'])
+
+
+def test_label_out_of_range_names_file_and_line(rte_dir):
+    bad = '{"sentence1": "a", "sentence2": "b", "label": 5}'
+    with pytest.raises(DataError, match=r"train\.jsonl:1: label 5 out of range 0\.\.1"):
+        load_rte_train(rte_dir, [bad])
+
+
+def test_non_object_line_is_refused(rte_dir):
+    with pytest.raises(DataError, match=r"train\.jsonl:1: expected a JSON object, got list"):
+        load_rte_train(rte_dir, ["[1, 2]"])
+
+
+def test_missing_file_says_what_layout_is_expected(tmp_path):
+    (tmp_path / "glue").mkdir()
+    with pytest.raises(DataError, match=r"rte/train\.jsonl: file not found; expected "
+                                        r"glue/rte/train\.jsonl under the data directory"):
+        load_task(get_task("rte"), data_dir=tmp_path)
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(DataError, match="data directory not found"):
+        load_task(get_task("rte"), data_dir=tmp_path / "nope")
+
+
+def test_bom_blank_lines_and_unlabelled_rows_are_tolerated(rte_dir):
+    lines = rte_rows(3)
+    lines[0] = "\ufeff" + lines[0]
+    lines.insert(2, "   ")
+    lines.append('{"sentence1": "x", "sentence2": "y", "label": -1}')
+    splits = load_rte_train(rte_dir, lines)
+    expected = [f"rte sentence1: s{i} sentence2: t{i}" for i in range(3)]
+    assert sorted(e.input for e in splits.train) == expected
+
+
+def test_negative_limit_is_a_config_error(rte_dir):
+    write_jsonl(rte_dir / "glue/rte/train.jsonl", rte_rows(2))
+    with pytest.raises(ConfigError, match="limit must be >= 0"):
+        load_task(get_task("rte"), data_dir=rte_dir, dev_limit=-1)
+
+
+def test_empty_split_is_an_error(rte_dir):
+    with pytest.raises(DataError, match="no labelled rows"):
+        load_rte_train(rte_dir, [""])
+
+
+# ---- the hub path, with a stand-in for the datasets package ----
+
+
+def fake_datasets(load_dataset) -> types.ModuleType:
+    module = types.ModuleType("datasets")
+    module.load_dataset = load_dataset
+    return module
+
+
+def test_hub_failure_suggests_data_dir(monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(unreachable))
+    with pytest.raises(DataError, match=r"hub:glue/rte: could not load .*no network.*--data-dir"):
+        load_task(get_task("rte"))
+
+
+def test_hub_rows_are_split_like_local_ones(monkeypatch):
+    rows = [json.loads(line) for line in rte_rows(6)]
+    calls = []
+
+    def load_dataset(dataset, config):
+        calls.append((dataset, config))
+        return {"train": rows, "validation": rows[:4], "test": [{**rows[0], "label": -1}]}
+
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(load_dataset))
+    splits = load_task(get_task("rte"))
+    assert calls == [("glue", "rte")] and splits.source == "hub:glue/rte"
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (6, 2, 2)

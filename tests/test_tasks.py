@@ -1,0 +1,173 @@
+"""The task catalogue: look-ups, templates on real records, label words, bad rows."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from attemptctl.errors import UnknownTaskError
+from attemptctl.metrics import METRICS
+from attemptctl.tasks import TASKS, Example, Task, get_task, task_names
+
+PAPER_EIGHT = ("mnli", "qqp", "qnli", "sst2", "boolq", "rte", "cb", "mrpc")
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    default = Path(__file__).parents[2] / "shared" / "data"
+    path = Path(os.environ.get("ATTEMPTCTL_TEST_DATA") or default)
+    if not path.is_dir():
+        pytest.skip(f"real benchmark data not found at {path} (set ATTEMPTCTL_TEST_DATA)")
+    return path
+
+
+def first_row(data_dir: Path, task: Task, split: str = "train", index: int = 0) -> dict:
+    folder = data_dir / task.dataset / (task.config or "")
+    with (folder / f"{split}.jsonl").open(encoding="utf-8") as lines:
+        for _ in range(index):
+            lines.readline()
+        return json.loads(lines.readline())
+
+
+def test_catalogue_has_the_eight_tasks_and_sorted_names():
+    assert set(PAPER_EIGHT) <= set(TASKS)
+    assert task_names() == sorted(TASKS)
+    assert all(get_task(name).name == name for name in task_names())
+
+
+def test_unknown_task_lists_known_names():
+    with pytest.raises(UnknownTaskError, match=r"unknown task 'foo'; known tasks: boolq, cb, "):
+        get_task("foo")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_metric_name_exists(name):
+    assert all(metric in METRICS for metric in get_task(name).metrics)
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "metrics"),
+    [
+        ("mnli", ("entailment", "neutral", "contradiction"), ("accuracy",)),
+        ("qqp", ("not_duplicate", "duplicate"), ("f1", "accuracy")),
+        ("qnli", ("entailment", "not_entailment"), ("accuracy",)),
+        ("sst2", ("negative", "positive"), ("accuracy",)),
+        ("boolq", ("False", "True"), ("accuracy",)),
+        ("rte", ("entailment", "not_entailment"), ("accuracy",)),
+        ("cb", ("entailment", "contradiction", "neutral"), ("macro_f1", "accuracy")),
+        ("mrpc", ("not_equivalent", "equivalent"), ("f1", "accuracy")),
+    ],
+)
+def test_label_words_follow_hf_index_order(name, labels, metrics):
+    task = get_task(name)
+    assert task.labels == labels and task.metrics == metrics and task.is_classification
+
+
+@pytest.mark.parametrize(
+    ("name", "split", "index", "expected_input", "target"),
+    [
+        ("rte", "train", 0, "rte sentence1: No Weapons of Mass Destruction Found in Iraq Yet. "
+         "sentence2: Weapons of Mass Destruction Found in Iraq.", "not_entailment"),
+        ("sst2", "train", 0, "sst2 sentence: hide new secretions from the parental units",
+         "negative"),
+        ("mnli", "validation", 0, "mnli premise: Salt kept the town fed. "
+         "hypothesis: Salt kept the town thriving.", "entailment"),
+        ("qqp", "validation", 1, "qqp question1: If I want to change my name what should I do? "
+         "question2: I want to change my name, how do I do it?", "duplicate"),
+        ("boolq", "validation", 0, "boolq question: can u drive in canada with us license "
+         "passage: American entry into Canada by land -- Persons driving into Canada must have "
+         "their vehicle's registration document and proof of insurance.", "True"),
+    ],
+)
+def test_real_record_renders_exactly(data_dir, name, split, index, expected_input, target):
+    task = get_task(name)
+    example = task.render(first_row(data_dir, task, split, index))
+    assert example == Example(name, expected_input, target, task.labels.index(target))
+
+
+NO_LOCAL_DATA = ("cola", "stsb", "copa", "yelp_polarity", "paws")
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(TASKS) if n not in NO_LOCAL_DATA])
+def test_every_task_renders_its_real_first_rows(data_dir, name):
+    task = get_task(name)
+    for split in ("train", "validation"):
+        row = first_row(data_dir, task, split)
+        example = task.render(row)
+        prefix = f"{name} {task.fields[0]}: "
+        assert example.input.startswith(prefix), example.input[:80]
+        assert all(f" {field}: " in example.input for field in task.fields[1:])
+        if task.is_classification:
+            assert example.target == task.labels[row["label"]] and example.label == row["label"]
+        else:
+            assert example.label is None and example.target == example.answers[0]
+
+
+def test_cb_and_mrpc_label_words_on_real_rows(data_dir):
+    cb = get_task("cb").render(first_row(data_dir, get_task("cb"), "validation"))
+    assert cb.input.startswith("cb premise: Valence the void-brain")
+    assert cb.target == "contradiction"
+    mrpc = get_task("mrpc").render(first_row(data_dir, get_task("mrpc")))
+    assert mrpc.target == "equivalent" and mrpc.label == 1
+
+
+def test_squad_renders_answers_and_multirc_groups(data_dir):
+    squad = get_task("squad").render(first_row(data_dir, get_task("squad")))
+    assert squad.input.startswith("squad question: When did the 1973 oil crisis begin? context: ")
+    assert squad.target == "October 1973" and squad.answers[0] == "October 1973"
+    multirc = get_task("multirc").render(first_row(data_dir, get_task("multirc"), "validation"))
+    assert multirc.group == "0-0" and multirc.target == "False"
+    assert get_task("multirc").max_length == 348
+
+
+def test_hand_made_records_for_tasks_without_local_data():
+    cola = get_task("cola").render({"sentence": " The book was read. ", "label": 1, "idx": 0})
+    assert (cola.input, cola.target) == ("cola sentence: The book was read.", "acceptable")
+    copa = get_task("copa").render(
+        {"premise": "The man broke his toe.", "choice1": "He dropped a hammer.",
+         "choice2": "He got a hole in his sock.", "question": "cause", "label": 0}
+    )
+    assert copa.input == ("copa premise: The man broke his toe. question: cause "
+                          "choice1: He dropped a hammer. choice2: He got a hole in his sock.")
+    assert copa.target == "choice1"
+    yelp = get_task("yelp_polarity").render({"text": "Great tacos.", "label": 1})
+    assert (yelp.input, yelp.target) == ("yelp_polarity text: Great tacos.", "positive")
+    paws = get_task("paws").render({"id": 1, "sentence1": "A b.", "sentence2": "B a.", "label": 0})
+    assert (paws.input, paws.target) == ("paws sentence1: A b. sentence2: B a.", "not_paraphrase")
+
+
+@pytest.mark.parametrize(("score", "text"), [(3.8, "3.8"), (3.75, "3.8"), (4.0, "4.0"),
+                                             (0.0, "0.0"), (2.52, "2.6"), (5, "5.0"), (1.1, "1.2")])
+def test_stsb_target_rounds_to_fifths(score, text):
+    example = get_task("stsb").render({"sentence1": "a", "sentence2": "b", "label": score})
+    assert example.target == text and example.label is None and example.answers == (text,)
+
+
+@pytest.mark.parametrize(
+    ("row", "error", "match"),
+    [
+        ({"sentence2": "b", "label": 0}, KeyError, "sentence1"),
+        ({"sentence1": "a", "sentence2": "b"}, KeyError, "label"),
+        ({"sentence1": "a", "sentence2": "b", "label": 2}, ValueError, "out of range 0..1"),
+        ({"sentence1": "a", "sentence2": "b", "label": -1}, ValueError, "out of range"),
+        ({"sentence1": "a", "sentence2": "b", "label": True}, ValueError, "integer"),
+        ({"sentence1": "a", "sentence2": "b", "label": "1"}, ValueError, "integer"),
+        ({"sentence1": None, "sentence2": "b", "label": 0}, ValueError, "must be text"),
+    ],
+)
+def test_bad_rows_raise_key_or_value_error(row, error, match):
+    with pytest.raises(error, match=match):
+        get_task("rte").render(row)
+
+
+def test_stsb_rejects_out_of_range_scores():
+    with pytest.raises(ValueError, match="0..5"):
+        get_task("stsb").render({"sentence1": "a", "sentence2": "b", "label": 7.0})
+
+
+def test_free_form_task_must_say_how_to_find_answers():
+    with pytest.raises(ValueError, match="answers_of"):
+        Task("x", "d", None, ("a",), None, ("accuracy",))
