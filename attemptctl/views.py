@@ -85,11 +85,11 @@ def _header(name: str) -> Text:
 
 
 def _legend() -> Text:
-    legend = Text("weight scale ")
-    for stop in (0.0, 0.25, 0.5, 0.75, 1.0):
-        legend.append(f" {stop:.2f} ", style=_weight_style(stop))
+    legend = Text("scale ")
+    for stop in (0.0, 0.5, 1.0):
+        legend.append(f"{stop:.1f}", style=_weight_style(stop))
         legend.append(" ")
-    legend.append("(darker = more attention); blank = source not mixed by this task")
+    legend.append("· blank: not mixed")
     return legend
 
 
@@ -177,6 +177,10 @@ def _best_dev(metrics: Mapping[str, Any]) -> str:
     if not isinstance(dev, Mapping) or not dev:
         return ""
     name, value = next(iter(dev.items()))
+    if isinstance(value, Mapping):  # {task: {metric: value}}, as training records it
+        if not value:
+            return ""
+        name, value = next(iter(value.items()))
     return f"{name} {_percent(value)}" if isinstance(value, (int, float)) else f"{name} {value}"
 
 

@@ -48,7 +48,7 @@ def test_heatmap_exact_plain_text():
     assert body_cells(text, "boolq@1") == ["0.31", "0.05", "0.64"]
     assert body_cells(text, "rte@2") == ["0.70", "", "0.30"]
     legend = " ".join(" ".join(lines[4:]).split())
-    assert "blank = source not mixed" in legend
+    assert "blank: not mixed" in legend
     assert "\x1b[" not in text
 
 

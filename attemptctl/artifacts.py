@@ -1,0 +1,76 @@
+"""Tensors <-> registry payloads (safetensors bytes), with the backbone check on every load.
+
+The registry stores bytes and verifies their sha256; this module turns them into tensors and
+refuses a payload whose structure is wrong, or whose backbone fingerprint differs from the loaded
+one, naming the prompt.
+"""
+
+from __future__ import annotations
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+
+from attemptctl.attention import AttentionModule
+from attemptctl.backbones import Backbone, check_fingerprint
+from attemptctl.errors import AttemptError
+
+
+def prompt_payload(prompt: torch.Tensor) -> bytes:
+    """A prompt (m, d) as safetensors bytes."""
+    return save_bytes({"prompt": prompt.detach().cpu().float().contiguous()})
+
+
+def attention_payload(module: AttentionModule) -> bytes:
+    state = {k: v.detach().cpu().float().contiguous() for k, v in module.state_dict().items()}
+    return save_bytes(state, metadata={"rank": str(module.down.out_features), "temperature_k": str(module.temperature_k)})
+
+
+def _tensors(registry, record) -> dict[str, torch.Tensor]:
+    payload = registry.load_payload(record)  # verifies sha256
+    try:
+        return load_bytes(payload)
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise AttemptError(f"{record.kind} {record.ref}: stored file is not valid safetensors ({exc}); "
+                           "retrain it or restore the registry from a backup") from exc
+
+
+def load_prompt(registry, record, backbone: Backbone) -> torch.Tensor:
+    """The (m, d) prompt of a source or target record, checked against ``backbone``."""
+    check_fingerprint(f"{record.kind} prompt {record.ref}", dict(record.fingerprint), backbone)
+    tensors = _tensors(registry, record)
+    prompt = tensors.get("prompt")
+    if prompt is None or prompt.dim() != 2 or prompt.shape[1] != backbone.d:
+        raise AttemptError(f"{record.kind} {record.ref}: stored prompt has the wrong shape; retrain it")
+    return prompt
+
+
+def load_attention(registry, record, backbone: Backbone) -> AttentionModule:
+    """The attention module G of an attention record, checked against ``backbone``."""
+    check_fingerprint(f"attention module {record.ref}", dict(record.fingerprint), backbone)
+    tensors = _tensors(registry, record)
+    try:
+        rank = tensors["down.weight"].shape[0]
+        module = AttentionModule(backbone.d, rank=rank, temperature_k=float(record.config.get("temperature_k", 1.0)))
+        module.load_state_dict(tensors)
+    except (KeyError, RuntimeError) as exc:
+        raise AttemptError(f"attention {record.ref}: stored module does not match this backbone ({exc}); retrain it") from exc
+    return module
+
+
+def load_mixture(registry, records, backbone: Backbone):
+    """One :class:`PromptMixture` serving ``records`` (sources, or targets that share sources and G)."""
+    from attemptctl.mixture import PromptMixture
+
+    first = records[0]
+    keys = {(r.kind, r.sources, r.attention, r.variant) for r in records}
+    if len(keys) > 1:
+        raise AttemptError("prompts mixed into one model must share kind, sources and attention module: "
+                           + ", ".join(r.ref for r in records))
+    targets = {r.name: load_prompt(registry, r, backbone) for r in records}
+    if first.kind == "source" or first.variant == "prompt-tuning":
+        return PromptMixture(targets)
+    sources = {ref: load_prompt(registry, registry.get("source", ref), backbone) for ref in first.sources}
+    attention = load_attention(registry, registry.get("attention", first.attention), backbone) if first.attention else None
+    return PromptMixture(targets, sources=sources, attention=attention, variant=first.variant)

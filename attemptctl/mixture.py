@@ -1,0 +1,90 @@
+"""Per-row instance prompts for a batch that may mix rows of several tasks.
+
+:class:`PromptMixture` holds the trainable parts of a run — one prompt per task and, for ATTEMPT,
+the shared attention module G — plus the frozen source prompts, and turns a batch into one
+instance prompt per row. Variants (DESIGN §1 baselines and ablations):
+
+- ``prompt-tuning``: the task's own prompt, nothing mixed (source training, the PT baseline, SPoT);
+- ``attempt``: P_target + Σ a_j P_j, softmax over the task's sources and its target prompt;
+- ``uniform``: P_target + (1/t) Σ_sources P_j (constant attention);
+- ``no-target``: Σ a_j P_j with the softmax over the sources only, no target prompt added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from attemptctl.attention import AttentionModule, mix_prompts
+
+VARIANTS = ("prompt-tuning", "attempt", "uniform", "no-target")
+TARGET_COLUMN = "(target)"
+
+
+class PromptMixture(nn.Module):
+    """Trainable task prompts (+ G) over frozen source prompts.
+
+    targets:      task -> initial prompt (m, d); each becomes a trainable parameter
+    sources:      source ref -> frozen prompt (m, d), in a stable order (the attention columns)
+    task_sources: task -> the source refs that task mixes (a subset of ``sources``)
+    """
+
+    def __init__(self, targets: Mapping[str, torch.Tensor], *, sources: Mapping[str, torch.Tensor] | None = None,
+                 task_sources: Mapping[str, Sequence[str]] | None = None, attention: AttentionModule | None = None,
+                 variant: str = "prompt-tuning") -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.tasks = list(targets)
+        self.prompts = nn.ParameterList([nn.Parameter(p.detach().clone().float()) for p in targets.values()])
+        sources = dict(sources or {})
+        self.source_refs = list(sources)
+        if variant != "prompt-tuning" and not sources:
+            raise ValueError(f"variant {variant!r} mixes source prompts; give at least one source")
+        if variant in ("attempt", "no-target") and attention is None:
+            raise ValueError(f"variant {variant!r} needs an attention module")
+        self.attention = attention if variant in ("attempt", "no-target") else None
+        if sources:
+            # Frozen: a buffer, so it moves with .to() but never reaches an optimizer.
+            self.register_buffer("source_prompts", torch.stack([p.float() for p in sources.values()]), persistent=False)
+        task_sources = task_sources or {task: self.source_refs for task in self.tasks}
+        mask = torch.zeros(len(self.tasks), len(self.source_refs) + 1, dtype=torch.bool)
+        for i, task in enumerate(self.tasks):
+            for ref in task_sources.get(task, ()):
+                mask[i, self.source_refs.index(ref)] = True
+            mask[i, -1] = variant != "no-target"
+        self.register_buffer("slot_mask", mask, persistent=False)  # (T, t+1): which columns a task mixes
+
+    @property
+    def columns(self) -> list[str]:
+        """Names of the attention columns: the sources in order, then the target's own prompt."""
+        return [*self.source_refs, TARGET_COLUMN]
+
+    def task_prompt(self, task: str) -> torch.Tensor:
+        return self.prompts[self.tasks.index(task)]
+
+    def forward(self, task_ids: torch.Tensor, input_embeds: torch.Tensor | None = None,
+                input_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Instance prompts (B, m, d) and attention weights (B, t+1) (None when nothing is mixed).
+
+        task_ids (B,) index ``self.tasks``; input_embeds (B, L, d) and input_mask (B, L) are the
+        input tokens G pools over (only needed by the attention variants).
+        """
+        stacked = torch.stack(list(self.prompts))                          # (T, m, d)
+        target = stacked[task_ids]                                          # (B, m, d)
+        if self.variant == "prompt-tuning":
+            return target, None
+        slots = self.slot_mask[task_ids]                                    # (B, t+1)
+        all_prompts = torch.cat([self.source_prompts.unsqueeze(0).expand(len(task_ids), -1, -1, -1),
+                                 target.unsqueeze(1)], dim=1)               # (B, t+1, m, d)
+        if self.variant == "uniform":
+            weights = slots[:, :-1].float()
+            weights = weights / weights.sum(-1, keepdim=True)
+            weights = torch.cat([weights, torch.zeros_like(weights[:, :1])], dim=-1)
+        else:
+            weights = self.attention(input_embeds, input_mask, all_prompts, slots)
+        base = None if self.variant == "no-target" else target
+        return mix_prompts(weights, all_prompts, base), weights

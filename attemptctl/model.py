@@ -1,0 +1,149 @@
+"""A frozen, UNMODIFIED Hugging Face LM driven through ``inputs_embeds`` with a soft prompt in front.
+
+The whole prompt mechanism is: embed the input ids with the frozen table, concatenate the (B, m, d)
+instance prompt in front, extend the attention mask by m ones. Encoder-decoder models (T5) get the
+prompt on the encoder input; decoder-only models get it before the input tokens.
+
+Batch layout (see :func:`collate`):
+
+- decoder-only: ``[prompt][pad …][input][target]`` — token rows are LEFT-padded so every row ends
+  at the same position. Targets are then right-aligned, and the vocabulary projection is computed
+  only for the last K+1 positions (``logits_to_keep``) instead of all m+L. Position ids come from
+  the attention mask, so the pads between prompt and input change nothing.
+- encoder-decoder: encoder ``[prompt][input][pad …]``; targets go to the decoder as labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from attemptctl.backbones import Backbone
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One example as token ids: input (no prompt) and target (ends with EOS)."""
+
+    input_ids: tuple[int, ...]
+    target_ids: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.input_ids) + len(self.target_ids)
+
+
+@dataclass
+class Batch:
+    """A collated batch; shapes in the comments (L tokens, K target positions)."""
+
+    task_ids: torch.Tensor        # (B,)   index into the mixture's tasks
+    input_ids: torch.Tensor       # (B, L) decoder-only: left-padded input+target; enc-dec: right-padded input
+    attention_mask: torch.Tensor  # (B, L)
+    input_mask: torch.Tensor      # (B, L) true on input tokens only (what G max-pools)
+    labels: torch.Tensor          # (B, K) target ids, IGNORE elsewhere; decoder-only: right-aligned
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def encode(backbone: Backbone, text: str, target: str | None, max_length: int) -> Encoded:
+    """Tokenise one input (truncated to ``max_length`` tokens) and its target text."""
+    tok = backbone.tokenizer
+    if backbone.is_encoder_decoder:
+        # T5's tokenizer closes every sequence with </s>; other tokenizers get it added.
+        ids = _closed(tok(text, truncation=True, max_length=max_length).input_ids, backbone.eos_id)
+        target_ids = _closed(tok(target).input_ids, backbone.eos_id) if target is not None else []
+    else:
+        ids = tok(text, add_special_tokens=False).input_ids[:max_length]
+        # Leading space: the label is a new word after the input, tokenised as it would be in text.
+        target_ids = tok(" " + target, add_special_tokens=False).input_ids + [backbone.eos_id] if target is not None else []
+    return Encoded(tuple(ids), tuple(target_ids))
+
+
+def _closed(ids: list[int], eos: int) -> list[int]:
+    return ids if ids and ids[-1] == eos else [*ids, eos]
+
+
+def collate(backbone: Backbone, items: Sequence[Encoded], task_ids: Sequence[int]) -> Batch:
+    """Pad a list of encoded examples into a :class:`Batch` (dynamic padding to the longest row)."""
+    pad = backbone.pad_id
+    width_k = max((len(e.target_ids) for e in items), default=0)
+    if backbone.is_encoder_decoder:
+        width = max(len(e.input_ids) for e in items)
+        ids = [list(e.input_ids) + [pad] * (width - len(e.input_ids)) for e in items]
+        mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in items]
+        input_mask = mask
+        labels = [list(e.target_ids) + [IGNORE] * (width_k - len(e.target_ids)) for e in items]
+    else:
+        width = max(len(e) for e in items)
+        ids, mask, input_mask, labels = [], [], [], []
+        for e in items:
+            n_pad = width - len(e)
+            ids.append([pad] * n_pad + list(e.input_ids) + list(e.target_ids))
+            mask.append([0] * n_pad + [1] * len(e))
+            input_mask.append([0] * n_pad + [1] * len(e.input_ids) + [0] * len(e.target_ids))
+            labels.append([IGNORE] * (width_k - len(e.target_ids)) + list(e.target_ids))
+    return Batch(
+        task_ids=torch.tensor(list(task_ids), dtype=torch.long),
+        input_ids=torch.tensor(ids, dtype=torch.long),
+        attention_mask=torch.tensor(mask, dtype=torch.long),
+        input_mask=torch.tensor(input_mask, dtype=torch.bool),
+        labels=torch.tensor(labels, dtype=torch.long).reshape(len(items), width_k),
+    )
+
+
+def _prompted(backbone: Backbone, prompt: torch.Tensor, batch: Batch):
+    """Input embeddings and mask with the prompt (B, m, d) in front: (B, m+L, d), (B, m+L)."""
+    embeds = backbone.embed(batch.input_ids)
+    ones = torch.ones(prompt.shape[:2], dtype=batch.attention_mask.dtype, device=prompt.device)
+    return torch.cat([prompt.to(embeds.dtype), embeds], dim=1), torch.cat([ones, batch.attention_mask], dim=1)
+
+
+def target_logits(backbone: Backbone, prompt: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Logits (B, K, V) predicting each of the K label positions — and only those."""
+    embeds, mask = _prompted(backbone, prompt, batch)
+    width_k = batch.labels.shape[1]
+    if backbone.is_encoder_decoder:
+        # The decoder input is the labels shifted right, so position k predicts labels[:, k].
+        out = backbone.model(inputs_embeds=embeds, attention_mask=mask, labels=batch.labels, use_cache=False)
+        return out.logits
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
+                         logits_to_keep=width_k + 1, use_cache=False)
+    return out.logits[:, :-1]  # position L-1-k predicts token L-k; the last position predicts nothing
+
+
+def token_logprobs(backbone: Backbone, prompt: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """log p(label token) at every label position (B, K); 0 where labels are IGNORE."""
+    logits = target_logits(backbone, prompt, batch).float()
+    labels = batch.labels
+    picked = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked.masked_fill(labels == IGNORE, 0.0)
+
+
+def loss(backbone: Backbone, prompt: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean cross-entropy over all target tokens of the batch (what training minimises)."""
+    logits = target_logits(backbone, prompt, batch).float()
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def generate(backbone: Backbone, prompt: torch.Tensor, batch: Batch, max_new_tokens: int) -> list[list[int]]:
+    """Greedy decoding with the instance prompt in place; the batch must carry no targets."""
+    embeds, mask = _prompted(backbone, prompt, batch)
+    out = backbone.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                  do_sample=False, num_beams=1, pad_token_id=backbone.pad_id,
+                                  eos_token_id=backbone.eos_id)
+    sequences = []
+    for row in out.tolist():
+        if backbone.is_encoder_decoder:
+            row = row[1:]  # the decoder start token
+        if backbone.eos_id in row:
+            row = row[: row.index(backbone.eos_id)]
+        sequences.append([t for t in row if t != backbone.pad_id])
+    return sequences

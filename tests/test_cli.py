@@ -1,0 +1,144 @@
+"""End to end through the real CLI (typer's CliRunner): train sources, a target, show attention,
+evaluate — on tiny random T5 and Llama models, real tokenizer, real data slices, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from attemptctl.cli import app
+from registry import Registry
+
+runner = CliRunner()
+TINY_TARGET = ["--max-steps", "2", "--train-limit", "16", "--dev-limit", "8", "--test-limit", "8", "--batch-size", "4",
+               "--max-length", "48", "--eval-every", "2"]
+TINY = [*TINY_TARGET, "--prompt-length", "4"]  # targets take their sources' prompt length
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def workspace(tmp_path, real_data_dir, tiny_backbone_dir):
+    """Options every command gets: a fresh registry, the real data, a tiny backbone."""
+    registry = tmp_path / "registry"
+    return {"registry": registry, "common": ["--registry", registry, "--data-dir", real_data_dir],
+            "backbone": tiny_backbone_dir}
+
+
+def test_mission_commands_end_to_end(workspace):
+    common, backbone = workspace["common"], workspace["backbone"]
+    result = run("source", "train", "mnli", *common, "--backbone", backbone, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "registered source mnli@1" in result.output
+    # The registry now remembers the backbone: no --backbone from here on.
+    result = run("source", "train", "qqp", *common, *TINY)
+    assert result.exit_code == 0, result.output
+    result = run("target", "train", "boolq", "--sources", "mnli,qqp", *common, *TINY_TARGET)
+    assert result.exit_code == 0, result.output
+    assert "registered target boolq@1" in result.output
+
+    registry = Registry(workspace["registry"])
+    target = registry.get("target", "boolq")
+    assert target.sources == ("mnli@1", "qqp@1")
+    assert target.backbone == str(backbone)
+    assert target.m == 4 and registry.get("attention", target.attention).kind == "attention"
+
+    result = run("attn", "show", "boolq", *common, "--json")
+    assert result.exit_code == 0, result.output
+    [summary] = json.loads(result.output)
+    weights = summary["weights"]
+    assert set(weights) == {"mnli@1", "qqp@1", "(target)"}
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-5)  # the target's own weight before the +1
+    table = run("attn", "show", "boolq", *common)
+    assert table.exit_code == 0 and "boolq@1" in table.output and "mnli@1" in table.output
+
+    result = run("eval", *common, "--json")
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)
+    assert row["prompt"] == "boolq@1" and row["examples"] == 8
+    assert 0.0 <= row["metrics"]["accuracy"] <= 1.0
+    shown = json.loads(run("registry", "show", "boolq", "--registry", workspace["registry"]).output)
+    assert shown["evaluations"][0]["metrics"] == row["metrics"]
+
+    table = run("eval", "mnli", *common)  # a source is evaluated on its own task
+    assert table.exit_code == 0 and "mnli" in table.output and "accuracy" in table.output
+
+
+def test_second_training_makes_version_two(tmp_path, real_data_dir, tiny_causal_dir):
+    common = ["--registry", tmp_path / "r", "--data-dir", real_data_dir, "--backbone", tiny_causal_dir]
+    for _ in range(2):
+        assert run("source", "train", "rte", *common, *TINY).exit_code == 0
+    listed = json.loads(run("registry", "list", "--registry", tmp_path / "r", "--json").output)
+    assert [r["prompt"] for r in listed] == ["rte@1", "rte@2"]
+
+
+def _registry_files(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and not p.name.startswith("catalog"))
+
+
+@pytest.fixture
+def trained(tmp_path_factory, real_data_dir, tiny_causal_dir):
+    """A registry holding one tiny source prompt, for the error tests."""
+    registry = tmp_path_factory.mktemp("errors") / "registry"
+    result = run("source", "train", "mnli", "--registry", registry, "--data-dir", real_data_dir,
+                 "--backbone", tiny_causal_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    return registry
+
+
+def _bad_data_dir(tmp_path: Path, real_data_dir: Path) -> Path:
+    bad = tmp_path / "bad-data"
+    shutil.copytree(real_data_dir / "super_glue" / "cb", bad / "super_glue" / "cb")
+    lines = (bad / "super_glue/cb/train.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:-5]  # cut a record in half
+    (bad / "super_glue/cb/train.jsonl").write_text("\n".join(lines) + "\n")
+    return bad
+
+
+@pytest.mark.parametrize("case", ["unknown task", "unknown source", "missing data file", "malformed line",
+                                  "wrong backbone", "bad option"])
+def test_bad_input_is_one_clear_line_and_writes_nothing(case, trained, tmp_path, real_data_dir, tiny_t5_dir):
+    before = _registry_files(trained)
+    count = len(Registry(trained).list())
+    data = ["--data-dir", real_data_dir]
+    args, expected, code = {
+        "unknown task": (["source", "train", "nosuchtask", *data], ["unknown task 'nosuchtask'", "rte"], 1),
+        "unknown source": (["target", "train", "rte", "--sources", "mnli,qqp", *data], ["qqp", "mnli@1"], 1),
+        "missing data file": (["source", "train", "rte", "--data-dir", tmp_path], ["rte", "not found", "--data-dir"], 1),
+        "malformed line": (["target", "train", "cb", "--sources", "mnli", "--data-dir", _bad_data_dir(tmp_path, real_data_dir)],
+                           ["train.jsonl:3", "malformed JSON"], 1),
+        "wrong backbone": (["target", "train", "rte", "--sources", "mnli", *data, "--backbone", tiny_t5_dir],
+                           ["mnli@1", "trained on backbone", "--backbone"], 1),
+        "bad option": (["source", "train", "rte", *data, "--batch-size", "0"], ["batch-size"], 1),
+    }[case]
+    result = run(*args, "--registry", trained, *TINY[:2])
+    assert result.exit_code == code, result.output
+    for fragment in expected:
+        assert fragment in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) <= 3  # one error line (rich may wrap it)
+    assert _registry_files(trained) == before and len(Registry(trained).list()) == count
+
+
+def test_help_of_every_command_has_an_example():
+    for command in (["source", "train"], ["target", "train"], ["attn", "show"], ["eval"], ["registry", "list"],
+                    ["registry", "show"], ["registry", "rm"]):
+        result = run(*command, "--help")
+        assert result.exit_code == 0 and "Example" in result.output, command
+
+
+def test_rm_refuses_a_source_a_target_mixes(workspace):
+    common, backbone = workspace["common"], workspace["backbone"]
+    assert run("source", "train", "rte", *common, "--backbone", backbone, *TINY).exit_code == 0
+    assert run("target", "train", "cb", "--sources", "rte", *common, *TINY_TARGET).exit_code == 0
+    refused = run("registry", "rm", "rte", "--kind", "source", "--registry", workspace["registry"])
+    assert refused.exit_code == 1 and "cb@1" in refused.output
+    assert Registry(workspace["registry"]).get("source", "rte").version == 1
+    forced = run("registry", "rm", "rte", "--kind", "source", "--force", "--registry", workspace["registry"])
+    assert forced.exit_code == 0 and "removed source rte@1" in forced.output
