@@ -39,7 +39,7 @@ err = Console(stderr=True)
 # -- options, declared once -----------------------------------------------------------------------
 
 RegistryOpt = Annotated[Path | None, typer.Option("--registry", envvar="ATTEMPTCTL_REGISTRY", show_envvar=True,
-                        help="Registry folder [default: ~/.local/share/attemptctl/registry].")]
+                        help="Registry folder [default: $XDG_DATA_HOME/attemptctl/registry, i.e. ~/.local/share/…].")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", envvar="ATTEMPTCTL_DATA_DIR", show_envvar=True,
                        help="Local data in the hub layout <dataset>/<config>/<split>.jsonl [default: the HF hub].")]
 BackboneOpt = Annotated[str | None, typer.Option("--backbone", help="Alias (smollm2-135m), hub id (t5-base) or local "
@@ -276,7 +276,7 @@ def registry_show(
     registry: RegistryOpt = None,
 ) -> None:
     """Everything recorded about one prompt version, with its evaluations. Example: attemptctl registry show boolq@1"""
-    reg = _workspace(registry).registry()
+    reg = _call(_workspace(registry).registry)
     record = _call(reg.find, name, kinds=("target", "source", "attention"))
     data = _record_json(record)
     data["evaluations"] = [{"split": e.split, "metrics": dict(e.metrics), "examples": e.examples,
@@ -293,7 +293,7 @@ def registry_rm(
     registry: RegistryOpt = None,
 ) -> None:
     """Remove prompt versions. Example: attemptctl registry rm mnli@1 --kind source"""
-    removed = _call(_workspace(registry).registry().remove, kind, name, force=force)
+    removed = _call(lambda: _workspace(registry).registry().remove(kind, name, force=force))
     for record in removed:
         out.print(f"removed {record.kind} {record.ref}", highlight=False)
 

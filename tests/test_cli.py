@@ -142,3 +142,26 @@ def test_rm_refuses_a_source_a_target_mixes(workspace):
     assert Registry(workspace["registry"]).get("source", "rte").version == 1
     forced = run("registry", "rm", "rte", "--kind", "source", "--force", "--registry", workspace["registry"])
     assert forced.exit_code == 0 and "removed source rte@1" in forced.output
+
+
+def test_help_starts_without_torch():
+    """`attemptctl --help` must stay fast: no torch or transformers import on the way."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from attemptctl.cli import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert printed.strip() == "[]"
+
+
+def test_registry_errors_are_one_line(tmp_path):
+    import sqlite3
+
+    assert run("registry", "list", "--registry", tmp_path / "r").exit_code == 0
+    with sqlite3.connect(tmp_path / "r" / "catalog.sqlite") as db:
+        db.execute("PRAGMA user_version = 99")
+    for command in (["registry", "show", "x"], ["registry", "rm", "x"], ["registry", "list"]):
+        result = run(*command, "--registry", tmp_path / "r")
+        assert result.exit_code == 1 and "newer attemptctl" in result.output and "Traceback" not in result.output

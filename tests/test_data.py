@@ -16,13 +16,10 @@ from attemptctl.errors import ConfigError, DataError
 from attemptctl.tasks import get_task
 
 
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    default = Path(__file__).parents[2] / "shared" / "data"
-    path = Path(os.environ.get("ATTEMPTCTL_TEST_DATA") or default)
-    if not path.is_dir():
-        pytest.skip(f"real benchmark data not found at {path} (set ATTEMPTCTL_TEST_DATA)")
-    return path
+@pytest.fixture
+def data_dir(real_data_dir: Path) -> Path:
+    """The real data (see conftest.real_data_dir), under the name these tests use."""
+    return real_data_dir
 
 
 def write_jsonl(path: Path, lines: list[str]) -> Path:

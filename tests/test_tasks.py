@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,10 @@ from attemptctl.tasks import TASKS, Example, Task, get_task, task_names
 PAPER_EIGHT = ("mnli", "qqp", "qnli", "sst2", "boolq", "rte", "cb", "mrpc")
 
 
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    default = Path(__file__).parents[2] / "shared" / "data"
-    path = Path(os.environ.get("ATTEMPTCTL_TEST_DATA") or default)
-    if not path.is_dir():
-        pytest.skip(f"real benchmark data not found at {path} (set ATTEMPTCTL_TEST_DATA)")
-    return path
+@pytest.fixture
+def data_dir(real_data_dir: Path) -> Path:
+    """The real data (see conftest.real_data_dir), under the name these tests use."""
+    return real_data_dir
 
 
 def first_row(data_dir: Path, task: Task, split: str = "train", index: int = 0) -> dict:
