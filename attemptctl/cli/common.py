@@ -1,0 +1,77 @@
+"""What every command shares: the Typer apps, options declared once, consoles, error handling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+T = TypeVar("T")
+
+app = typer.Typer(help="ATTEMPT: modular multi-task tuning of a frozen LM with attentional mixtures of soft prompts.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich")
+source_app = typer.Typer(help="Train source prompts (prompt tuning on a large task).", no_args_is_help=True)
+target_app = typer.Typer(help="Train target prompts that mix source prompts through attention.", no_args_is_help=True)
+attn_app = typer.Typer(help="Inspect the attention of targets over their sources.", no_args_is_help=True)
+registry_app = typer.Typer(help="List, show and remove registered prompts.", no_args_is_help=True)
+task_app = typer.Typer(help="The task catalogue.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+app.add_typer(target_app, name="target")
+app.add_typer(attn_app, name="attn")
+app.add_typer(registry_app, name="registry")
+app.add_typer(task_app, name="task")
+
+out = Console()
+err = Console(stderr=True)
+
+# -- options, declared once -----------------------------------------------------------------------
+
+RegistryOpt = Annotated[Path | None, typer.Option("--registry", envvar="ATTEMPTCTL_REGISTRY", show_envvar=True,
+                        help="Registry folder [default: $XDG_DATA_HOME/attemptctl/registry, i.e. ~/.local/share/…].")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", envvar="ATTEMPTCTL_DATA_DIR", show_envvar=True,
+                       help="Local data in the hub layout <dataset>/<config>/<split>.jsonl [default: the HF hub].")]
+BackboneOpt = Annotated[str | None, typer.Option("--backbone", help="Alias (smollm2-135m), hub id (t5-base) or local "
+                        "model folder [default: the registry's backbone, else smollm2-135m].")]
+PresetOpt = Annotated[str, typer.Option("--preset", help="cpu: minutes on a laptop; paper: the paper's settings.")]
+PromptLengthOpt = Annotated[int | None, typer.Option("--prompt-length", "-m", help="Prompt length m.")]
+MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", help="Input tokens kept per example.")]
+BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Examples per step.")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate of the prompts.")]
+AttnLrOpt = Annotated[float | None, typer.Option("--attn-lr", help="Learning rate of the attention module G.")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs [paper: 5 sources, 20/10 targets].")]
+StepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")]
+WarmupOpt = Annotated[int | None, typer.Option("--warmup-steps", help="Linear warm-up steps.")]
+TrainLimitOpt = Annotated[int | None, typer.Option("--train-limit", help="Use the first N training rows.")]
+DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", help="Use the first N dev rows.")]
+TestLimitOpt = Annotated[int | None, typer.Option("--test-limit", help="Use the first N test rows.")]
+EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", help="Dev evaluation every N steps.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (data splits, init, order).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def workspace(registry: Path | None, data_dir: Path | None = None, backbone: str | None = None):
+    from attemptctl.operations import Workspace, default_registry_path
+
+    return Workspace(registry_path=registry or default_registry_path(), data_dir=data_dir, backbone=backbone)
+
+
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a library function; turn the errors a user can fix into one line and exit code 1."""
+    from attemptctl.errors import AttemptError
+    from registry import RegistryError
+
+    try:
+        return fn(*args, **kwargs)
+    except (AttemptError, RegistryError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def overrides_of(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
