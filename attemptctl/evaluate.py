@@ -46,46 +46,7 @@ def label_candidates(backbone: Backbone, task: Task) -> list[tuple[int, ...]]:
 
 def _instance_prompts(backbone: Backbone, mixture: PromptMixture, batch: lm.Batch):
     input_embeds = backbone.embed(batch.input_ids)
-    return mixture(batch.task_ids, input_embeds, batch.input_mask)
-
-
-def next_token_logprobs(backbone: Backbone, prompt: torch.Tensor, batch: lm.Batch) -> torch.Tensor:
-    """log p(first output token) (B, V) for a batch of inputs without targets."""
-    embeds, mask = lm._prompted(backbone, prompt, batch)
-    if backbone.is_encoder_decoder:
-        start = backbone.model.config.decoder_start_token_id
-        decoder_ids = torch.full((len(batch), 1), start, dtype=torch.long, device=embeds.device)
-        logits = backbone.model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_ids,
-                                use_cache=False).logits[:, -1]
-    else:
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-                                logits_to_keep=1, use_cache=False).logits[:, -1]
-    return torch.log_softmax(logits.float(), dim=-1)
-
-
-def label_scores(backbone: Backbone, prompt: torch.Tensor, items: Sequence[lm.Encoded], task_ids: Sequence[int],
-                 candidates: Sequence[Sequence[tuple[int, ...]]]) -> list[list[float]]:
-    """Sum of label-token log-probabilities for each row's candidate labels.
-
-    prompt (B, m, d) are the rows' instance prompts; ``candidates[i]`` the label ids of row i's task.
-    """
-    if all(len(c) == 1 for row in candidates for c in row):
-        logprobs = next_token_logprobs(backbone, prompt, lm.collate(backbone, items, task_ids))
-        return [[logprobs[i, c[0]].item() for c in row] for i, row in enumerate(candidates)]
-    # Multi-token labels: one row per (input, label) pair, scored together.
-    rows, owners, prompts = [], [], []
-    for i, (item, row) in enumerate(zip(items, candidates)):
-        for label_ids in row:
-            rows.append(lm.Encoded(item.input_ids, label_ids))
-            owners.append(i)
-            prompts.append(prompt[i])
-    batch = lm.collate(backbone, rows, [task_ids[i] for i in owners])
-    totals = lm.token_logprobs(backbone, torch.stack(prompts), batch).sum(-1).tolist()
-    scores: list[list[float]] = [[] for _ in items]
-    for owner, total in zip(owners, totals):
-        scores[owner].append(total)
-    return scores
+    return mixture(batch.task_ids, input_embeds, batch.input_mask, share=True)
 
 
 @torch.no_grad()
@@ -135,7 +96,7 @@ def evaluate(backbone: Backbone, mixture: PromptMixture, examples: Mapping[str, 
 def _decode_batch(backbone, prompt, batch, items, owners, task_ids, tasks, candidates, max_new_tokens) -> list[str]:
     names = [name for name, _ in owners]
     if all(name in candidates for name in names):
-        scores = label_scores(backbone, prompt, items, task_ids, [candidates[name] for name in names])
+        scores = lm.label_scores(backbone, prompt, items, [candidates[name] for name in names])
         return [tasks[name].labels[int(np.argmax(row))] for name, row in zip(names, scores)]
     sequences = lm.generate(backbone, prompt, batch, max_new_tokens)
     return [backbone.tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in sequences]

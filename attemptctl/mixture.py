@@ -67,12 +67,16 @@ class PromptMixture(nn.Module):
         return self.prompts[self.tasks.index(task)]
 
     def forward(self, task_ids: torch.Tensor, input_embeds: torch.Tensor | None = None,
-                input_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                input_mask: torch.Tensor | None = None, *, share: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Instance prompts (B, m, d) and attention weights (B, t+1) (None when nothing is mixed).
 
         task_ids (B,) index ``self.tasks``; input_embeds (B, L, d) and input_mask (B, L) are the
-        input tokens G pools over (only needed by the attention variants).
+        input tokens G pools over (only needed by the attention variants). With ``share``, a batch
+        whose rows all get the same prompt (plain prompt tuning, one task) returns it once as (m, d),
+        so a decoder-only LM can compute it once for the whole batch.
         """
+        if share and self.variant == "prompt-tuning" and bool((task_ids == task_ids[0]).all()):
+            return self.prompts[int(task_ids[0])], None
         stacked = torch.stack(list(self.prompts))                          # (T, m, d)
         target = stacked[task_ids]                                          # (B, m, d)
         if self.variant == "prompt-tuning":

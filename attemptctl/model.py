@@ -98,23 +98,72 @@ def collate(backbone: Backbone, items: Sequence[Encoded], task_ids: Sequence[int
 
 
 def _prompted(backbone: Backbone, prompt: torch.Tensor, batch: Batch):
-    """Input embeddings and mask with the prompt (B, m, d) in front: (B, m+L, d), (B, m+L)."""
+    """Input embeddings and mask with the prompt in front: (B, m+L, d), (B, m+L).
+
+    ``prompt`` is (B, m, d), one per row, or (m, d), shared by every row.
+    """
     embeds = backbone.embed(batch.input_ids)
+    if prompt.dim() == 2:
+        prompt = prompt.unsqueeze(0).expand(len(batch), -1, -1)
     ones = torch.ones(prompt.shape[:2], dtype=batch.attention_mask.dtype, device=prompt.device)
     return torch.cat([prompt.to(embeds.dtype), embeds], dim=1), torch.cat([ones, batch.attention_mask], dim=1)
 
 
-def target_logits(backbone: Backbone, prompt: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Logits (B, K, V) predicting each of the K label positions — and only those."""
+def _positions(mask: torch.Tensor, offset=0) -> torch.Tensor:
+    """Position ids that skip padding: the first real token after ``offset`` positions gets ``offset``."""
+    return (mask.cumsum(-1) - 1).clamp(min=0) + offset
+
+
+def _with_cache(model, cache) -> dict:
+    """The keyword a model's forward takes for a KV cache (``cache`` in newer transformers)."""
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    return {"cache": cache} if "cache" in accepted else {"past_key_values": cache}
+
+
+def prefix_cache(backbone: Backbone, prompt: torch.Tensor, batch_size: int):
+    """Keys/values of a shared (m, d) prompt, computed ONCE and repeated for ``batch_size`` rows.
+
+    In a decoder-only LM the prompt comes first, so its hidden states do not depend on the input:
+    computing them per row would repeat the same work B times. Gradients flow back through the
+    cache into the prompt.
+    """
+    m = prompt.shape[0]
+    positions = torch.arange(m, device=prompt.device).unsqueeze(0)
+    out = backbone.model(inputs_embeds=prompt.unsqueeze(0).to(backbone.model.dtype), position_ids=positions,
+                         use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(batch_size)
+    return cache
+
+
+def _decoder_forward(backbone: Backbone, prompt: torch.Tensor, batch: Batch, keep: int, use_cache: bool = False):
+    """Decoder-only forward with the prompt in front; logits for the last ``keep`` positions only."""
+    if prompt.dim() == 2:  # shared prompt: reuse its keys/values for every row
+        m = prompt.shape[0]
+        mask = torch.cat([torch.ones(len(batch), m, dtype=batch.attention_mask.dtype), batch.attention_mask], dim=1)
+        return backbone.model(inputs_embeds=backbone.embed(batch.input_ids), attention_mask=mask,
+                              position_ids=_positions(batch.attention_mask, m),
+                              logits_to_keep=keep, **_with_cache(backbone.model, prefix_cache(backbone, prompt, len(batch))))
     embeds, mask = _prompted(backbone, prompt, batch)
+    return backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
+                          logits_to_keep=keep, use_cache=use_cache)
+
+
+def target_logits(backbone: Backbone, prompt: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Logits (B, K, V) predicting each of the K label positions — and only those.
+
+    ``prompt`` is (B, m, d) per row, or (m, d) shared by every row (decoder-only models then
+    compute it once per batch).
+    """
     width_k = batch.labels.shape[1]
     if backbone.is_encoder_decoder:
+        embeds, mask = _prompted(backbone, prompt, batch)
         # The decoder input is the labels shifted right, so position k predicts labels[:, k].
         out = backbone.model(inputs_embeds=embeds, attention_mask=mask, labels=batch.labels, use_cache=False)
         return out.logits
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-                         logits_to_keep=width_k + 1, use_cache=False)
+    out = _decoder_forward(backbone, prompt, batch, keep=width_k + 1)
     return out.logits[:, :-1]  # position L-1-k predicts token L-k; the last position predicts nothing
 
 
@@ -130,6 +179,66 @@ def loss(backbone: Backbone, prompt: torch.Tensor, batch: Batch) -> torch.Tensor
     """Mean cross-entropy over all target tokens of the batch (what training minimises)."""
     logits = target_logits(backbone, prompt, batch).float()
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1), ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def label_scores(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encoded],
+                 candidates: Sequence[Sequence[tuple[int, ...]]]) -> list[list[float]]:
+    """log p(label tokens | prompt, input) for each row's candidate labels (rank classification).
+
+    The input is encoded ONCE per row and shared by all its candidates: decoder-only models keep
+    its keys/values and run only the label continuations; encoder-decoder models run the encoder
+    once and the (short) decoder per candidate. With single-token labels that is one forward pass.
+    """
+    batch = collate(backbone, [Encoded(item.input_ids, ()) for item in items], [0] * len(items))
+    pairs = [(i, label) for i, row in enumerate(candidates) for label in row]
+    owners = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+    if backbone.is_encoder_decoder:
+        totals = _seq2seq_label_logprobs(backbone, prompt, batch, owners, [label for _, label in pairs])
+    else:
+        totals = _causal_label_logprobs(backbone, prompt, batch, owners, [label for _, label in pairs])
+    scores: list[list[float]] = [[] for _ in items]
+    for (i, _), total in zip(pairs, totals.tolist()):
+        scores[i].append(total)
+    return scores
+
+
+def _padded(rows: Sequence[Sequence[int]], fill: int) -> torch.Tensor:
+    width = max((len(r) for r in rows), default=0)
+    return torch.tensor([list(r) + [fill] * (width - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), width)
+
+
+def _causal_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Tensor:
+    out = _decoder_forward(backbone, prompt, batch, keep=1, use_cache=True)
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)            # (B, V): the first label token
+    totals = first[owners, torch.tensor([label[0] for label in labels])]
+    rest = [label[1:] for label in labels]
+    if not any(rest):
+        return totals
+    # Continue every (row, label) pair from the row's cached input with the label's tokens but the last.
+    cache = out.past_key_values
+    cache.batch_select_indices(owners)
+    m = prompt.shape[-2]
+    past_mask = torch.cat([torch.ones(len(batch), m, dtype=batch.attention_mask.dtype), batch.attention_mask], 1)[owners]
+    feed = _padded([label[:-1] for label in labels], backbone.pad_id)      # (R, W)
+    feed_mask = _padded([[1] * (len(label) - 1) for label in labels], 0)
+    start = past_mask.sum(-1, keepdim=True)                                 # next position per row
+    positions = start + torch.arange(feed.shape[1]).unsqueeze(0)
+    logits = backbone.model(inputs_embeds=backbone.embed(feed), attention_mask=torch.cat([past_mask, feed_mask], 1),
+                            position_ids=positions, **_with_cache(backbone.model, cache)).logits.float()
+    targets = _padded(rest, IGNORE)                                         # position k predicts token k+1
+    picked = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return totals + picked.masked_fill(targets == IGNORE, 0.0).sum(-1)
+
+
+def _seq2seq_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Tensor:
+    embeds, mask = _prompted(backbone, prompt, batch)
+    encoded = backbone.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    targets = _padded(labels, IGNORE)
+    logits = backbone.model(encoder_outputs=(encoded[owners],), attention_mask=mask[owners], labels=targets,
+                            use_cache=False).logits.float()
+    picked = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked.masked_fill(targets == IGNORE, 0.0).sum(-1)
 
 
 @torch.no_grad()

@@ -161,7 +161,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                 batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
                 batch = _to(batch, accelerator.device)
                 mixture.train()
-                prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask)
+                prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask, share=True)
                 loss = lm.loss(backbone, prompt, batch)
                 accelerator.backward(loss)
                 optimizer.step()

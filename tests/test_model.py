@@ -18,7 +18,7 @@ from attemptctl import model as lm
 from attemptctl.attention import AttentionModule
 from attemptctl.backbones import Backbone, check_fingerprint, load_backbone
 from attemptctl.errors import BackboneError
-from attemptctl.evaluate import evaluate, label_candidates, label_scores
+from attemptctl.evaluate import evaluate, label_candidates
 from attemptctl.mixture import PromptMixture
 from attemptctl.tasks import Example, get_task
 from attemptctl.train import TrainConfig, _optimizer, train
@@ -173,7 +173,7 @@ def _check_rank(backbone, task, prompt, texts):
     candidates = label_candidates(backbone, task)
     items = [lm.encode(backbone, t, None, 64) for t in texts]
     with torch.no_grad():
-        scores = label_scores(backbone, prompt, items, [0] * len(items), [candidates] * len(items))
+        scores = lm.label_scores(backbone, prompt, items, [candidates] * len(items))
         for i, item in enumerate(items):
             slow = [slow_target_logprobs(backbone, prompt[i], item.input_ids, c).sum().item() for c in candidates]
             assert scores[i] == pytest.approx(slow, abs=1e-4)
