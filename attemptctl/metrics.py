@@ -46,16 +46,15 @@ def binary_f1(y_true: Sequence[Hashable], y_pred: Sequence[Hashable], positive: 
 def macro_f1(
     y_true: Sequence[Hashable], y_pred: Sequence[Hashable], classes: Sequence[Hashable]
 ) -> float:
-    """Mean per-class F1 over the ``classes`` present in ``y_true`` or ``y_pred``.
+    """Mean per-class F1 over every one of ``classes``, as T5 and the paper score CB.
 
-    Like scikit-learn's ``average="macro"``, a class nobody predicted and no row has is left out;
-    unlike it, a prediction outside ``classes`` only costs its row, it adds no class of its own.
+    This is scikit-learn's ``f1_score(labels=classes, average="macro", zero_division=0)``
+    (T5's ``mean_multiclass_f1``): a class absent from gold and predictions still counts, with
+    F1 0. A prediction outside ``classes`` only costs its row; it adds no class of its own.
     """
-    seen = set(y_true) | set(y_pred)
-    present = [c for c in classes if c in seen]
-    if not present:
+    if not y_true or not classes:
         return 0.0
-    return sum(binary_f1(y_true, y_pred, c) for c in present) / len(present)
+    return sum(binary_f1(y_true, y_pred, c) for c in classes) / len(classes)
 
 
 def matthews_corrcoef(y_true: Sequence[Hashable], y_pred: Sequence[Hashable]) -> float:

@@ -86,9 +86,10 @@ def test_all_one_class_edge_cases():
     got = compute_metrics(mrpc, words("mrpc", [0, 0, 0]), examples_for("mrpc", [0, 0, 0]))
     assert got == {"f1": 0.0, "accuracy": 1.0}
     assert sk.f1_score([0, 0, 0], [0, 0, 0], zero_division=0) == 0.0
-    # a single class everywhere in CB: macro over the one present class
+    # a single class everywhere in CB: T5/the paper average over all three classes (absent ones score 0)
     got = compute_metrics(get_task("cb"), words("cb", [2, 2]), examples_for("cb", [2, 2]))
-    assert got["macro_f1"] == 1.0 == sk.f1_score([2, 2], [2, 2], average="macro")
+    expected = sk.f1_score([2, 2], [2, 2], labels=[0, 1, 2], average="macro", zero_division=0)
+    assert got["macro_f1"] == pytest.approx(1 / 3) == pytest.approx(expected)
     same = [1, 1, 1]
     assert matthews_corrcoef(same, same) == sk.matthews_corrcoef(same, same) == 0.0
 
@@ -153,3 +154,102 @@ def test_primitives_on_empty_and_no_positive_inputs():
     assert binary_f1([], [], 1) == 0.0 and macro_f1([], [], [0, 1]) == 0.0
     assert pearson_corr([1.0], [2.0]) == 0.0 and spearman_corr([], []) == 0.0
     assert set(METRICS) >= {"accuracy", "f1", "macro_f1", "matthews", "pearson", "spearman"}
+
+
+# ---- SQuAD v1.1's official evaluation logic (evaluate-v1.1.py), copied to compare against ----
+
+
+def official_normalize_answer(s):
+    import re
+    import string
+
+    def remove_articles(text):
+        return re.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def official_f1(prediction, ground_truth):
+    from collections import Counter
+
+    prediction_tokens = official_normalize_answer(prediction).split()
+    ground_truth_tokens = official_normalize_answer(ground_truth).split()
+    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def official_em(prediction, ground_truth):
+    return official_normalize_answer(prediction) == official_normalize_answer(ground_truth)
+
+
+def official_max(metric_fn, prediction, ground_truths):
+    return max(metric_fn(prediction, gt) for gt in ground_truths)
+
+
+SQUAD_CASES = [
+    ("The Denver Broncos", ["Denver Broncos", "Broncos"]),
+    ("an apple, a pear!", ["apple pear"]),
+    ("  Denver\tBroncos \n", ["denver broncos"]),
+    ("theater", ["the theater"]),          # "the" inside a word is not an article
+    ("Broncos Denver", ["Denver Broncos"]),  # order does not matter for F1
+    ("U.S.", ["US", "United States"]),
+    ("1,000 people", ["1000"]),
+    ("the the cat", ["cat cat"]),
+    ("Santa Clara, California", ["Levi's Stadium", "Santa Clara"]),
+    ("nothing matches", ["Denver"]),
+]
+
+
+@pytest.mark.parametrize(("prediction", "golds"), SQUAD_CASES)
+def test_squad_em_and_f1_agree_with_the_official_v11_script(prediction, golds):
+    assert normalize_answer(prediction) == official_normalize_answer(prediction)
+    assert squad_exact(prediction, golds) == float(official_max(official_em, prediction, golds))
+    assert squad_token_f1(prediction, golds) == pytest.approx(official_max(official_f1, prediction, golds))
+
+
+def test_squad_task_metrics_average_the_official_per_example_scores():
+    task = get_task("squad")
+    gold = [Example("squad", "q", g[0], None, tuple(g)) for _, g in SQUAD_CASES]
+    got = compute_metrics(task, [p for p, _ in SQUAD_CASES], gold)
+    f1 = np.mean([official_max(official_f1, p, g) for p, g in SQUAD_CASES])
+    em = np.mean([official_max(official_em, p, g) for p, g in SQUAD_CASES])
+    assert got == {"squad_f1": pytest.approx(f1), "squad_em": pytest.approx(em)}
+
+
+def test_record_and_mrqa_score_the_best_gold_answer():
+    for name in ("record", "nq", "newsqa"):
+        task = get_task(name)
+        gold = [Example(name, "q", "Ann Lee", None, ("Ann Lee", "Lee")), Example(name, "q", "Bob", None, ("Bob",))]
+        got = compute_metrics(task, ["Lee", "bob."], gold)
+        assert got == {"squad_f1": 1.0, "squad_em": 1.0}
+        assert compute_metrics(task, ["", 3], gold) == {"squad_f1": 0.0, "squad_em": 0.0}  # invalid: wrong
+
+
+def test_ties_in_spearman_and_constant_gold():
+    assert spearman_corr([1, 1, 2, 2], [1, 2, 3, 4]) == pytest.approx(stats.spearmanr([1, 1, 2, 2], [1, 2, 3, 4])[0])
+    assert pearson_corr([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) == 0.0
+
+
+def test_cb_macro_f1_counts_every_class_like_t5():
+    gold, pred = [0, 0, 1, 1], [0, 1, 1, 1]  # neutral (2) absent everywhere
+    got = compute_metrics(get_task("cb"), words("cb", pred), examples_for("cb", gold))
+    assert got["macro_f1"] == pytest.approx(sk.f1_score(gold, pred, labels=[0, 1, 2], average="macro",
+                                                        zero_division=0))
+
+
+def test_scitail_and_winogrande_accuracy_with_invalid_outputs():
+    wino = get_task("winogrande")
+    gold = [Example("winogrande", "x", "option1", 0), Example("winogrande", "x", "option2", 1)]
+    assert compute_metrics(wino, ["option1", "garage"], gold) == {"accuracy": 0.5}

@@ -28,8 +28,12 @@ def first_row(data_dir: Path, task: Task, split: str = "train", index: int = 0) 
         return json.loads(lines.readline())
 
 
-def test_catalogue_has_the_eight_tasks_and_sorted_names():
-    assert set(PAPER_EIGHT) <= set(TASKS)
+PAPER_TASKS = (*PAPER_EIGHT, "squad", "record", "wnli", "stsb", "cola", "multirc", "wic", "wsc", "copa",
+               "nq", "hotpotqa", "searchqa", "newsqa", "scitail", "yelp_polarity", "winogrande", "paws")
+
+
+def test_catalogue_has_every_task_of_the_paper_and_sorted_names():
+    assert set(PAPER_TASKS) == set(TASKS)
     assert task_names() == sorted(TASKS)
     assert all(get_task(name).name == name for name in task_names())
 
@@ -84,7 +88,8 @@ def test_real_record_renders_exactly(data_dir, name, split, index, expected_inpu
     assert example == Example(name, expected_input, target, task.labels.index(target))
 
 
-NO_LOCAL_DATA = ("cola", "stsb", "copa", "yelp_polarity", "paws")
+NO_LOCAL_DATA = ("cola", "stsb", "copa", "yelp_polarity", "paws", "scitail", "winogrande", "record",
+                 "nq", "hotpotqa", "searchqa", "newsqa")
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(TASKS) if n not in NO_LOCAL_DATA])
@@ -167,3 +172,85 @@ def test_stsb_rejects_out_of_range_scores():
 def test_free_form_task_must_say_how_to_find_answers():
     with pytest.raises(ValueError, match="answers_of"):
         Task("x", "d", None, ("a",), None, ("accuracy",))
+
+
+# ---- the tasks added for the full catalogue, and T5's formats ----
+
+
+def test_wsc_marks_noun_and_pronoun_as_t5_does(data_dir):
+    wsc = get_task("wsc")
+    # T5's own docstring example for preprocessors.wsc
+    row = {"text": "This is a test sentence .", "span1_text": "test", "span1_index": 3,
+           "span2_text": "This", "span2_index": 0, "label": 0, "idx": 0}
+    assert wsc.render(row) == Example("wsc", "wsc text: # This # is a * test * sentence .", "False", 0)
+    real = wsc.render(first_row(data_dir, wsc))
+    assert real.input == ("wsc text: * Mark * told Pete many lies about himself, which Pete included in his "
+                          "book. # He # should have been more skeptical.")
+    # a stale index and a case difference (original WSC) still mark the right words
+    stale = {**row, "text": "The lawyer asked the witness , but he said no", "span1_text": "the lawyer",
+             "span1_index": 0, "span2_text": "he", "span2_index": 5}
+    assert wsc.render(stale).input == "wsc text: * The lawyer * asked the witness , but # he # said no"
+
+
+def test_every_real_wsc_row_gets_both_marks(data_dir):
+    wsc = get_task("wsc")
+    for split in ("train", "validation"):
+        with (data_dir / "super_glue/wsc" / f"{split}.jsonl").open() as lines:
+            for line in lines:
+                text = wsc.render(json.loads(line)).input
+                assert text.count("* ") >= 1 and text.count("# ") == 2, text
+
+
+def test_scitail_and_winogrande_map_string_labels():
+    scitail = get_task("scitail").render({"sentence1": "Plants make food.", "sentence2": "Plants eat.",
+                                          "gold_label": "neutral"})
+    assert scitail == Example("scitail", "scitail sentence1: Plants make food. sentence2: Plants eat.",
+                              "neutral", 1)
+    row = {"sentence": "The trophy does not fit in the suitcase because the _ is too big.",
+           "option1": "trophy", "option2": "suitcase", "answer": "2"}
+    wino = get_task("winogrande").render(row)
+    assert wino.input == ("winogrande sentence: The trophy does not fit in the suitcase because the _ is too "
+                          "big. option1: trophy option2: suitcase")  # both options, not option1 twice
+    assert (wino.target, wino.label) == ("option2", 1)
+    with pytest.raises(ValueError, match="'3' is not one of '1', '2'"):
+        get_task("winogrande").render({**row, "answer": "3"})
+    assert not get_task("winogrande").keeps({**row, "answer": ""})  # unlabelled test row
+
+
+def test_record_joins_highlights_lists_entities_and_deduplicates_answers():
+    row = {"passage": "Ann won the race.\n@highlight\nAnn is fast\n@highlight\nBob lost",
+           "query": "@placeholder won.", "entities": ["Ann", "Bob", "Ann"],
+           "answers": ["Ann", " Ann ", "Ann"], "idx": {"passage": 0, "query": 0}}
+    example = get_task("record").render(row)
+    assert example.input == ("record query: @placeholder won. entities: Ann, Bob, Ann passage: "
+                             "Ann won the race. Ann is fast. Bob lost")
+    assert example.answers == ("Ann",) and example.target == "Ann" and example.label is None
+    with pytest.raises(ValueError, match="no gold answer"):
+        get_task("record").render({**row, "answers": []})
+
+
+@pytest.mark.parametrize(("name", "subset"), [("nq", "NaturalQuestionsShort"), ("hotpotqa", "HotpotQA"),
+                                              ("searchqa", "SearchQA"), ("newsqa", "NewsQA")])
+def test_mrqa_tasks_keep_their_subset_and_read_512_tokens(name, subset):
+    task = get_task(name)
+    row = {"subset": subset, "question": "who?", "context": "[PAR] Ann did.", "answers": ["Ann", "Ann"]}
+    assert task.keeps(row) and not task.keeps({**row, "subset": "SQuAD"})
+    assert task.render(row) == Example(name, f"{name} question: who? context: [PAR] Ann did.", "Ann", None,
+                                       answers=("Ann",))
+    assert task.dataset == "mrqa" and task.max_length == 512 and task.metrics == ("squad_f1", "squad_em")
+
+
+def test_templates_of_label_tasks_and_placeholder():
+    from attemptctl.tasks.overview import placeholder_example
+
+    assert get_task("rte").template_text() == "rte sentence1: {sentence1} sentence2: {sentence2}"
+    shown = placeholder_example(get_task("copa"))
+    assert shown.input == "copa premise: <premise> question: <question> choice1: <choice1> choice2: <choice2>"
+    assert shown.target == "choice1"
+
+
+def test_custom_template_renders_and_is_checked():
+    task = Task("mine", "local", None, ("text",), ("no", "yes"), ("accuracy",), template="review: {text} =>")
+    assert task.render({"text": " fine ", "label": 1}).input == "review: fine =>"
+    with pytest.raises(ValueError, match="not in fields"):
+        Task("mine", "local", None, ("text",), ("no", "yes"), ("accuracy",), template="{body}")

@@ -2,17 +2,24 @@
 
 Every task renders a row as ``"<task> field: value field: value"`` (T5's text-to-text style,
 which ATTEMPT inherits) and its output as a label word, a number or an answer span. A task is
-data, not a subclass: the few tasks whose gold output is not a label word (STS-B's number,
-SQuAD's spans) or that group rows (MultiRC) pass a small function instead of overriding methods.
+data, not a subclass: the few tasks that need more pass a small function instead of overriding
+methods: ``answers_of`` for gold outputs that are not label words (STS-B, QA spans), ``group_of``
+for rows scored together (MultiRC), ``row_map`` for T5's preprocessing before the template
+(WSC's span marks, ReCoRD's passage) and ``row_filter`` for one dataset shared by several
+tasks (MRQA's ``subset``).
 """
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 Row = Mapping[str, Any]
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,20 @@ class Task:
     """Gold outputs of a free-form row (the first is the target); required when labels is None."""
     group_of: Callable[[Row], str] | None = None
     """Key of the group a row is scored in (MultiRC's question)."""
+    label_field: str = "label"
+    """The column holding the label (SciTail: ``gold_label``, WinoGrande: ``answer``)."""
+    label_map: Mapping[str, int] | None = None
+    """Raw label values to label indices, for datasets whose labels are strings (``"1"`` -> 0)."""
+    row_map: Callable[[Row], Row] | None = None
+    """T5-style preprocessing applied to a row before the template (must not change the label)."""
+    row_filter: Callable[[Row], bool] | None = None
+    """Keep only the rows it accepts (one MRQA subset of the shared ``mrqa`` dataset)."""
+    template: str | None = None
+    """A ``str.format`` template over ``fields`` replacing the T5 default (custom tasks)."""
+    files: Mapping[str, str] | None = None
+    """Split name -> local jsonl/csv path, used instead of the hub or ``--data-dir`` (custom tasks)."""
+    origin: str = "built-in"
+    """Where the declaration came from: ``built-in`` or a custom task's TOML path."""
 
     def __post_init__(self) -> None:
         # Catch catalogue mistakes at import, not in the middle of a training run.
@@ -66,20 +87,36 @@ class Task:
             raise ValueError(f"task {self.name!r}: fields and metrics must not be empty")
         if self.labels is None and self.answers_of is None:
             raise ValueError(f"task {self.name!r}: a free-form task needs answers_of")
+        if self.template is not None:
+            unknown = set(_PLACEHOLDER.findall(self.template)) - set(self.fields)
+            if unknown:
+                raise ValueError(f"task {self.name!r}: template uses {sorted(unknown)} not in fields")
 
     @property
     def is_classification(self) -> bool:
         return self.labels is not None
 
+    def template_text(self) -> str:
+        """The template with ``{field}`` placeholders, e.g. ``"rte sentence1: {sentence1} ..."``."""
+        if self.template is not None:
+            return self.template
+        return " ".join([self.name, *(f"{f}: {{{f}}}" for f in self.fields)])
+
+    def keeps(self, row: Row) -> bool:
+        """Whether a raw row belongs to this task and has a gold output (not a test row)."""
+        if self.row_filter is not None and not self.row_filter(row):
+            return False
+        return not (self.labels is not None and row.get(self.label_field) in (-1, ""))
+
     def render(self, row: Row) -> Example:
         """Render one dataset row; KeyError for a missing field, ValueError for a bad value."""
-        parts = [self.name]
-        for field in self.fields:
-            parts.append(f"{field}: {_text(row[field], field)}")
-        text = " ".join(parts)
+        if self.row_map is not None:
+            row = self.row_map(row)
+        values = {field: _text(row[field], field) for field in self.fields}
+        text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template_text())
         group = self.group_of(row) if self.group_of is not None else None
         if self.labels is not None:
-            label = _label_index(row["label"], len(self.labels))
+            label = _label_index(row[self.label_field], len(self.labels), self.label_map)
             return Example(self.name, text, self.labels[label], label, group=group)
         answers = tuple(self.answers_of(row))  # type: ignore[misc]  # checked in __post_init__
         if not answers:
@@ -94,10 +131,38 @@ def _text(value: Any, field: str) -> str:
     return str(value).strip()
 
 
-def _label_index(value: Any, n_labels: int) -> int:
+def _label_index(value: Any, n_labels: int, label_map: Mapping[str, int] | None) -> int:
+    if label_map is not None:
+        # str() of an int matches a CSV's "0"; bool would silently become "True".
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) in label_map:
+            return label_map[str(value)]
+        raise ValueError(f"label {value!r} is not one of {', '.join(map(repr, label_map))}")
     # bool is an int subclass; a JSON true/false label means a wrong schema, not label 1/0.
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"label must be an integer class index, got {value!r}")
     if not 0 <= value < n_labels:
         raise ValueError(f"label {value} out of range 0..{n_labels - 1}")
     return value
+
+
+def find_span(words: list[str], span: str, index: int) -> int:
+    """Word position of ``span`` at ``index``, or its nearest occurrence when the index is off.
+
+    SuperGLUE's original WSC has a few stale indices and case differences ("The lawyer" at a
+    lower-case "the lawyer"); T5's regex then marks nothing, silently. Matching ignores case
+    and surrounding punctuation; a span found nowhere is a ValueError.
+    """
+    wanted = [_bare(w) for w in span.split()]
+
+    def matches(at: int) -> bool:
+        got = [_bare(w) for w in words[at : at + len(wanted)]]
+        return len(got) == len(wanted) and all(g.startswith(w) for g, w in zip(got, wanted))
+
+    for at in sorted(range(len(words)), key=lambda at: abs(at - index)):
+        if matches(at):
+            return at
+    raise ValueError(f"span {span!r} not found in the text")
+
+
+def _bare(word: str) -> str:
+    return word.lower().strip(string.punctuation)

@@ -1,8 +1,8 @@
-"""The paper's other classification targets, outside GLUE and SuperGLUE.
+"""The paper's other targets, outside GLUE and SuperGLUE.
 
-Not here yet: SciTail and WinoGrande (their hub labels are strings such as "entails" or "1", not
-class indices), ReCoRD (list-valued entities) and the MRQA sets (one hub dataset filtered by a
-``subset`` field); each needs a small extension of :class:`Task` first.
+SciTail and WinoGrande keep string labels on the hub (``"entailment"``, ``"1"``); ``label_map``
+turns them into indices. WinoGrande is a choice between its two options, both shown (the
+paper's code showed option1 twice).
 """
 
 from __future__ import annotations
@@ -14,4 +14,11 @@ TASKS = (
          ("negative", "positive"), ("accuracy",)),
     Task("paws", "paws", "labeled_final", ("sentence1", "sentence2"),
          ("not_paraphrase", "paraphrase"), ("accuracy",)),
+    # snli_format, not tsv_format: its gold_label words are "entailment"/"neutral" as T5 says them.
+    Task("scitail", "scitail", "snli_format", ("sentence1", "sentence2"),
+         ("entailment", "neutral"), ("accuracy",),
+         label_field="gold_label", label_map={"entailment": 0, "neutral": 1}),
+    Task("winogrande", "winogrande", "winogrande_xl", ("sentence", "option1", "option2"),
+         ("option1", "option2"), ("accuracy",),
+         label_field="answer", label_map={"1": 0, "2": 1}),
 )
