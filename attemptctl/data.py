@@ -14,6 +14,7 @@ a full run's data, never different data.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -58,15 +59,25 @@ def load_task(
     train_limit: int | None = None,
     dev_limit: int | None = None,
     test_limit: int | None = None,
+    shots: int | None = None,
 ) -> TaskSplits:
-    """Load ``task`` from ``data_dir`` (else $ATTEMPTCTL_DATA_DIR, else the hub) and split it."""
+    """Load ``task`` from ``data_dir`` (else $ATTEMPTCTL_DATA_DIR, else the hub) and split it.
+
+    A custom task with its own files reads them whatever ``data_dir`` says. ``shots=K`` keeps K
+    training rows per class (K in all for a free-form task), drawn with ``seed``, before
+    ``train_limit``; dev and test are untouched, as in the paper's few-shot runs.
+    """
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or None
-    if data_dir is not None:
+    if task.files is not None:
+        source, has_split, read_split = _files_source(task)
+    elif data_dir is not None:
         source, has_split, read_split = _local_source(task, Path(data_dir))
     else:
         source, has_split, read_split = _hub_source(task)
     train, dev, test = _split(task, source, has_split, read_split, seed)
+    if shots is not None:
+        train = few_shot(train, shots, seed)
     return TaskSplits(
         task=task.name,
         train=_prefix(train, train_limit),
@@ -104,6 +115,24 @@ def _shuffled(examples: list[Example], seed: int) -> list[Example]:
     return order
 
 
+def few_shot(examples: list[Example], shots: int, seed: int) -> list[Example]:
+    """K examples per class (per label; K in all for free-form rows), drawn reproducibly.
+
+    The draw takes the first K of each class from one seeded shuffle, so K rows are a subset
+    of K+1 rows for the same seed; the result is shuffled again so classes interleave.
+    A class with fewer than K rows gives all it has.
+    """
+    if shots < 1:
+        raise ConfigError(f"--shots must be >= 1, got {shots}")
+    taken: dict[int | None, int] = {}
+    chosen = []
+    for example in _shuffled(examples, seed):
+        if taken.get(example.label, 0) < shots:
+            taken[example.label] = taken.get(example.label, 0) + 1
+            chosen.append(example)
+    return _shuffled(chosen, seed + 1)
+
+
 def _prefix(examples: list[Example], limit: int | None) -> list[Example]:
     if limit is None:
         return examples
@@ -136,12 +165,47 @@ def _local_source(task: Task, data_dir: Path) -> tuple[str, _HasSplit, _ReadSpli
             raise DataError(
                 f"{path}: file not found; expected {layout} under the data directory (--data-dir)"
             )
-        return _nonempty(_render_rows(task, _jsonl_rows(path), lambda n: f"{path}:{n}"), path)
+        return _nonempty(task, _render_rows(task, _jsonl_rows(path), lambda n: f"{path}:{n}"), path)
 
     def has_split(split: str) -> bool:
         return split_path(task, data_dir, split).is_file()
 
     return str(task_folder(task, data_dir)), has_split, read_split
+
+
+def _files_source(task: Task) -> tuple[str, _HasSplit, _ReadSplit]:
+    """A custom task's own jsonl/csv files, one per split."""
+    files = dict(task.files or {})
+
+    def read_split(split: str) -> list[Example]:
+        if split not in files:
+            raise DataError(f"task {task.name} ({task.origin}): no file for split '{split}'")
+        path = Path(files[split])
+        if not path.is_file():
+            raise DataError(f"{path}: file not found (split '{split}' of task {task.name}, {task.origin})")
+        rows = read_rows(path)
+        return _nonempty(task, _render_rows(task, rows, lambda n: f"{path}:{n}"), path)
+
+    return task.origin, lambda split: split in files, read_split
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, row) of a .csv/.tsv (header first) or JSON-lines file."""
+    return _csv_rows(path) if path.suffix.lower() in (".csv", ".tsv") else _jsonl_rows(path)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, row dict) per CSV record; a header line names the fields, .tsv uses tabs."""
+    with path.open(encoding="utf-8-sig", newline="") as lines:
+        reader = csv.DictReader(lines, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        try:
+            for row in reader:
+                if None in row or None in row.values():  # DictReader's marks of extra/missing cells
+                    raise DataError(f"{path}:{reader.line_num}: wrong number of columns "
+                                    f"(the header has {len(reader.fieldnames or [])})")
+                yield reader.line_num, row
+        except csv.Error as err:
+            raise DataError(f"{path}:{reader.line_num}: malformed CSV: {err}") from None
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -174,7 +238,7 @@ def _hub_source(task: Task) -> tuple[str, _HasSplit, _ReadSplit]:
             raise DataError(f"hub:{hub_id}: no split '{split}' (has {', '.join(dataset_dict)})")
         rows = enumerate(dataset_dict[split])
         place = f"hub:{hub_id}[{split}]"
-        return _nonempty(_render_rows(task, rows, lambda n: f"{place} row {n}"), place)
+        return _nonempty(task, _render_rows(task, rows, lambda n: f"{place} row {n}"), place)
 
     return f"hub:{hub_id}", lambda split: split in dataset_dict, read_split
 
@@ -187,7 +251,7 @@ def _render_rows(
     for position, row in rows:
         if not isinstance(row, Mapping):
             raise DataError(f"{place(position)}: expected a JSON object, got {type(row).__name__}")
-        if row.get("label") == -1:  # unlabelled test rows (GLUE/SuperGLUE convention)
+        if not task.keeps(row):  # unlabelled test rows, another MRQA subset
             continue
         try:
             examples.append(task.render(row))
@@ -202,12 +266,17 @@ def _render_rows(
 
 
 def _needed_fields(task: Task) -> list[str]:
-    extra = ["label"] if task.is_classification else []
+    extra = [task.label_field] if task.is_classification else []
     return [*task.fields, *extra]
 
 
-def _nonempty(examples: list[Example], place: object) -> list[Example]:
+def _filtered(task: Task) -> str:
+    name = getattr(task.row_filter, "__name__", "a filter")
+    return f" for task {task.name} (rows kept by {name})" if task.row_filter else ""
+
+
+def _nonempty(task: Task, examples: list[Example], place: object) -> list[Example]:
     # An empty split would train or score on nothing and report a meaningless 0.0.
     if not examples:
-        raise DataError(f"{place}: no labelled rows")
+        raise DataError(f"{place}: no labelled rows{_filtered(task)}")
     return examples

@@ -225,3 +225,86 @@ def test_hub_rows_are_split_like_local_ones(monkeypatch):
     splits = load_task(get_task("rte"))
     assert calls == [("glue", "rte")] and splits.source == "hub:glue/rte"
     assert (len(splits.train), len(splits.dev), len(splits.test)) == (6, 2, 2)
+
+
+# ---- every real task: sizes and disjointness; few-shot sampling; MRQA; custom files ----
+
+REAL = ("mnli", "qqp", "qnli", "sst2", "mrpc", "rte", "wnli", "boolq", "cb", "wic", "wsc", "multirc", "squad")
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_every_real_task_splits_into_disjoint_parts_of_its_files(data_dir, name):
+    task = get_task(name)
+    splits = load_task(task, data_dir=data_dir)
+    train, validation = rendered(data_dir, name, "train"), rendered(data_dir, name, "validation")
+    if sum(train.values()) < 10_000:
+        assert Counter(splits.train) == train and Counter(splits.dev + splits.test) == validation
+    else:
+        assert Counter(splits.train + splits.dev) == train and Counter(splits.test) == validation
+    dev_ids, test_ids = {id(e) for e in splits.dev}, {id(e) for e in splits.test}
+    assert not dev_ids & test_ids and splits.dev and splits.test
+
+
+def test_shots_sample_k_per_class_reproducibly(data_dir):
+    rte = get_task("rte")
+    four = load_task(rte, data_dir=data_dir, shots=4, seed=3)
+    assert Counter(e.label for e in four.train) == {0: 4, 1: 4}
+    assert load_task(rte, data_dir=data_dir, shots=4, seed=3) == four
+    sixteen = load_task(rte, data_dir=data_dir, shots=16, seed=3)
+    assert set(four.train) <= set(sixteen.train)  # K rows are a subset of K' > K rows
+    assert load_task(rte, data_dir=data_dir, shots=4, seed=4).train != four.train
+    full = load_task(rte, data_dir=data_dir, seed=3)
+    assert four.dev == full.dev and four.test == full.test
+    cb = load_task(get_task("cb"), data_dir=data_dir, shots=32)
+    assert Counter(e.target for e in cb.train) == {"entailment": 32, "contradiction": 32, "neutral": 16}  # all 16 it has
+    squad = load_task(get_task("squad"), data_dir=data_dir, shots=5, train_limit=3)
+    assert len(squad.train) == 3
+    with pytest.raises(ConfigError, match="--shots must be >= 1"):
+        load_task(rte, data_dir=data_dir, shots=0)
+
+
+def mrqa_row(subset: str, i: int) -> dict:
+    return {"subset": subset, "question": f"q{i}", "context": "c", "answers": [f"a{i}"], "qid": str(i)}
+
+
+def test_mrqa_tasks_read_only_their_subset(tmp_path):
+    rows = [json.dumps(mrqa_row(s, i)) for i, s in enumerate(["NewsQA", "SQuAD", "HotpotQA", "NewsQA"] * 3)]
+    write_jsonl(tmp_path / "mrqa/plain_text/train.jsonl", rows)
+    write_jsonl(tmp_path / "mrqa/plain_text/validation.jsonl", rows)
+    splits = load_task(get_task("newsqa"), data_dir=tmp_path)
+    assert len(splits.train) == 6 and all(e.input.startswith("newsqa question: ") for e in splits.train)
+    with pytest.raises(DataError, match="no labelled rows for task nq .*subset_is_NaturalQuestionsShort"):
+        load_task(get_task("nq"), data_dir=tmp_path)
+
+
+def test_missing_mrqa_is_a_clear_error_never_squad(monkeypatch, tmp_path):
+    def missing(dataset, config):
+        raise FileNotFoundError(f"Dataset '{dataset}' doesn't exist on the Hub")
+
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(missing))
+    with pytest.raises(DataError, match=r"hub:mrqa/plain_text: could not load") as caught:
+        load_task(get_task("hotpotqa"))
+    assert "squad" not in str(caught.value).lower()
+    (tmp_path / "squad").mkdir()
+    with pytest.raises(DataError, match=r"mrqa/plain_text/train\.jsonl: file not found"):
+        load_task(get_task("searchqa"), data_dir=tmp_path)
+
+
+def test_custom_files_read_csv_and_name_bad_lines(tmp_path):
+    from attemptctl.tasks import Task
+
+    (tmp_path / "train.csv").write_text("text,label\nnice,pos\n\"bad, really\",neg\nok,pos\n", encoding="utf-8")
+    (tmp_path / "dev.csv").write_text("text,label\nmeh,neg\nyay,pos\n", encoding="utf-8")
+    files = {"train": str(tmp_path / "train.csv"), "validation": str(tmp_path / "dev.csv")}
+    task = Task("tone", "local", None, ("text",), ("negative", "positive"), ("accuracy",),
+                label_map={"neg": 0, "pos": 1}, files=files)
+    splits = load_task(task, data_dir=tmp_path / "ignored")
+    assert sorted(e.input for e in splits.train) == ["tone text: bad, really", "tone text: nice", "tone text: ok"]
+    assert len(splits.dev) == 1 and len(splits.test) == 1
+    (tmp_path / "train.csv").write_text("text,label\nnice,pos\nodd,pos,extra\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv:3: wrong number of columns"):
+        load_task(task)
+    (tmp_path / "train.csv").write_text("text,label\nnice,maybe\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv:2: label 'maybe' is not one of 'neg', 'pos'"):
+        load_task(task)
