@@ -1,7 +1,9 @@
 """The task catalogue: every benchmark task ATTEMPT trains or evaluates on, by name.
 
-Tasks are declared in the catalogue modules (:mod:`.glue`, :mod:`.superglue`, :mod:`.qa`,
-:mod:`.others`), one ``Task(...)`` each; this module only gathers them and answers look-ups.
+Built-in tasks are declared in the catalogue modules (:mod:`.glue`, :mod:`.superglue`,
+:mod:`.qa`, :mod:`.others`), one ``Task(...)`` each; custom tasks are TOML files in the user's
+tasks folder (:mod:`.custom`). This module gathers them and answers look-ups, so a custom task
+works everywhere a built-in one does.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 from attemptctl.errors import UnknownTaskError
 from attemptctl.tasks import glue, others, qa, superglue
 from attemptctl.tasks.base import Example, Task
+from attemptctl.tasks.custom import custom_task, custom_tasks
 
-__all__ = ["Example", "Task", "TASKS", "get_task", "task_names"]
+__all__ = ["Example", "Task", "TASKS", "all_tasks", "get_task", "task_names"]
 
 
 def _catalogue() -> dict[str, Task]:
@@ -24,17 +27,32 @@ def _catalogue() -> dict[str, Task]:
 
 
 TASKS: dict[str, Task] = _catalogue()
+"""The built-in tasks, by name."""
 
 
 def task_names() -> list[str]:
-    """Every task name, sorted."""
+    """Every built-in task name, sorted."""
     return list(TASKS)
 
 
+def all_tasks() -> dict[str, Task]:
+    """Built-in and custom tasks, sorted by name (reads the custom tasks folder)."""
+    return dict(sorted({**custom_tasks(), **TASKS}.items()))
+
+
 def get_task(name: str) -> Task:
-    """The task called ``name``; UnknownTaskError listing the known names otherwise."""
-    try:
+    """The built-in or custom task called ``name``; UnknownTaskError listing the known names."""
+    if name in TASKS:
         return TASKS[name]
-    except KeyError:
-        known = ", ".join(TASKS)
-        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {known}") from None
+    task = custom_task(name)
+    if task is not None:
+        return task
+    known = ", ".join(sorted([*TASKS, *_custom_names()]))
+    raise UnknownTaskError(f"unknown task {name!r}; known tasks: {known}")
+
+
+def _custom_names() -> list[str]:
+    from attemptctl.tasks.custom import tasks_dir
+
+    folder = tasks_dir()
+    return [p.stem for p in folder.glob("*.toml")] if folder.is_dir() else []
