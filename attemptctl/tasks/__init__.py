@@ -13,7 +13,7 @@ from attemptctl.tasks import glue, others, qa, superglue
 from attemptctl.tasks.base import Example, Task
 from attemptctl.tasks.custom import custom_task, custom_tasks
 
-__all__ = ["Example", "Task", "TASKS", "all_tasks", "get_task", "task_names"]
+__all__ = ["TASKS", "Example", "Task", "all_tasks", "get_task", "task_names"]
 
 
 def _catalogue() -> dict[str, Task]:

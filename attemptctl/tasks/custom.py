@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
