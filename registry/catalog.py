@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.pool import NullPool
 
 from .errors import RegistryBusyError, RegistryError
-from .schema import SCHEMA_VERSION, metadata
+from .migrations import MIGRATIONS, Migration, check_order, pending
 
 _WRITE = "registry_write"
 
@@ -25,9 +25,11 @@ class Catalog:
     busy handler instead of failing halfway through a transaction.
     """
 
-    def __init__(self, path: Path, busy_timeout: float) -> None:
+    def __init__(self, path: Path, busy_timeout: float, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
+        self.migrations = tuple(migrations)
+        self.schema_version = check_order(self.migrations)
         self._engine: Engine | None = None
         self._check_schema()
 
@@ -67,22 +69,32 @@ class Catalog:
         with self.transaction(write=False) as conn:
             version = _user_version(conn)
         self._refuse_newer(version)
-        if version == SCHEMA_VERSION:
+        if version == self.schema_version:
             return
         # Re-read under the write lock: several processes may open a fresh registry at once.
         with self.transaction(write=True) as conn:
             version = _user_version(conn)
             self._refuse_newer(version)
-            if version < SCHEMA_VERSION:
-                metadata.create_all(conn)
-                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            for step in pending(self.migrations, version):
+                try:
+                    step.apply(conn)
+                except Exception as error:  # noqa: BLE001 - any failure must name the step, then roll back
+                    raise RegistryError(
+                        f"registry {self.path}: migration to schema {step.version} ({step.description}) failed: "
+                        f"{_reason(error)}; the registry is unchanged at schema {version}") from error
+            # Inside the same transaction: the tables and the number that describes them commit together.
+            conn.exec_driver_sql(f"PRAGMA user_version = {self.schema_version}")
 
     def _refuse_newer(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
+        if version > self.schema_version:
             raise RegistryError(
                 f"registry {self.path} was written by a newer attemptctl "
-                f"(schema {version} > {SCHEMA_VERSION}); upgrade attemptctl"
+                f"(schema {version} > {self.schema_version}); upgrade attemptctl"
             )
+
+
+def _reason(error: Exception) -> str:
+    return str(getattr(error, "orig", None) or error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _user_version(conn: Connection) -> int:

@@ -6,12 +6,12 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-# Stored in PRAGMA user_version; bump it with a migration whenever a table changes shape.
+# Stored in PRAGMA user_version. Change a table only together with a new step in migrations.py,
+# whose last version this must equal (a test checks both agree).
 SCHEMA_VERSION = 1
 
 

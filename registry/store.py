@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, func, insert, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from . import maintenance
 from .blobs import BlobStore, sha256_of
 from .catalog import Catalog
-from .errors import InUseError, IntegrityError, NotFoundError, RegistryBusyError, RegistryError
-from .records import (KINDS, EvaluationRecord, PromptRecord, check_kind, check_name, format_ref, kind_label,
-                      parse_ref)
+from .errors import IntegrityError, InUseError, NotFoundError, RegistryError
+from .maintenance import BackupReport, VerifyReport
+from .migrations import MIGRATIONS, Migration
+from .records import KINDS, EvaluationRecord, PromptRecord, check_kind, check_name, format_ref, kind_label, parse_ref
 from .schema import cache, evaluations, prompts
 
 # Fingerprint entries that identify the backbone's weights; differing values mean a prompt
@@ -33,11 +35,16 @@ _LISTED = 20
 class Registry:
     """Registered prompts under ``root``: ``catalog.sqlite`` plus ``blobs/<sha[:2]>/<sha>.safetensors``."""
 
-    def __init__(self, root: str | os.PathLike, *, busy_timeout: float = 10.0) -> None:
+    def __init__(self, root: str | os.PathLike, *, busy_timeout: float = 10.0,
+                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        """Open (creating or upgrading) the registry; ``migrations`` is for tests of the upgrade path."""
         self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RegistryError(f"cannot create registry {self.root}: {error.strerror}") from None
         self._blobs = BlobStore(self.root / "blobs")
-        self._catalog = Catalog(self.root / "catalog.sqlite", busy_timeout)
+        self._catalog = Catalog(self.root / "catalog.sqlite", busy_timeout, migrations)
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
@@ -69,22 +76,35 @@ class Registry:
         # Checked before any byte hits the disk, so a bad reference leaves nothing behind.
         with self._catalog.transaction(write=False) as conn:
             self._resolve_links(conn, row, **links)
-        sha, size = self._blobs.write(payload)
+        sha = None
         try:
             with self._catalog.transaction(write=True) as conn:
                 # Again under the write lock: a concurrent remove may have taken a source away.
-                row.update(self._resolve_links(conn, row, **links), sha256=sha, size=size)
-                self._blobs.ensure(sha, payload)
-                row["version"] = 1 + conn.scalar(
+                row.update(self._resolve_links(conn, row, **links))
+                # The blob is made durable under the lock and before the row: a busy registry leaves
+                # no file, remove() cannot collect the blob in between, and a kill leaves at most an
+                # unreferenced blob or temp file, which verify reports and fix moves aside.
+                sha, size = self._blobs.write(payload)
+                row.update(sha256=sha, size=size, version=1 + conn.scalar(
                     select(func.coalesce(func.max(prompts.c.version), 0))
-                    .where(prompts.c.kind == kind, prompts.c.name == row["name"]))
+                    .where(prompts.c.kind == kind, prompts.c.name == row["name"])))
                 new_id = conn.execute(insert(prompts).values(**row)).inserted_primary_key[0]
                 return _prompt_record(conn.execute(select(prompts).where(prompts.c.id == new_id)).one())
-        except RegistryBusyError:
-            raise  # collecting would wait on the same lock again; an orphan blob only costs disk
         except RegistryError:
-            self._collect_quietly({sha})
+            if sha is not None:
+                self._collect_quietly({sha})  # e.g. the commit failed: the blob would be garbage
             raise
+
+    def verify(self, fix: bool = False) -> VerifyReport:
+        """Check the catalog (``PRAGMA integrity_check``), every row's blob and stray files.
+
+        ``fix`` moves corrupt, unreferenced and temp files into ``quarantine/<time>/``; it never deletes.
+        """
+        return maintenance.verify(self.root, self._catalog, self._blobs, fix=fix)
+
+    def backup(self, destination: str | os.PathLike) -> BackupReport:
+        """A consistent copy into a new or empty folder, safe while others write; verified."""
+        return maintenance.backup(self.root, self._catalog, self._blobs, Path(destination))
 
     def get(self, kind: str, ref: str) -> PromptRecord:
         """The record ``name@V``, or the latest version of ``name``."""
@@ -149,8 +169,8 @@ class Registry:
             ids = [row.id for row in rows]
             conn.execute(delete(evaluations).where(evaluations.c.prompt_id.in_(ids)))
             conn.execute(delete(prompts).where(prompts.c.id.in_(ids)))
-            # Blobs are deleted while the write lock is held, so no register can pick one up
-            # between the reference check and the unlink (register re-checks under the lock).
+            # Blobs are deleted while the write lock is held; register writes its blob under the
+            # same lock, so no new row can start using a blob between the check and the unlink.
             self._collect(conn, {r.sha256 for r in removed})
         return removed
 
