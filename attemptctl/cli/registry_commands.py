@@ -1,13 +1,14 @@
-"""`registry list | show | rm`."""
+"""`registry list | show | rm | verify | backup`."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import JsonOpt, RegistryOpt, call, out, registry_app, workspace
+from attemptctl.cli.common import EXIT_ERROR, JsonOpt, RegistryOpt, call, err, out, registry_app, workspace
 
 # -- registry --------------------------------------------------------------------------------------
 
@@ -54,6 +55,72 @@ def registry_rm(
     removed = call(lambda: workspace(registry).registry().remove(kind, name, force=force))
     for record in removed:
         out.print(f"removed {record.kind} {record.ref}", highlight=False)
+
+
+@registry_app.command("verify")
+def registry_verify(
+    fix: Annotated[bool, typer.Option("--fix", help="Move corrupt, unreferenced and temp files to quarantine/<time>/.")] = False,
+    registry: RegistryOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Check the catalog and every blob; exit 1 if anything is wrong. Example: attemptctl registry verify --fix"""
+    report = call(lambda: workspace(registry).registry().verify(fix=fix))
+    _print_report(report, as_json)
+    if not report.ok:
+        left = len(report.remaining)
+        hint = "; `--fix` moves bad files aside" if not fix else "; restore the files listed from a backup or retrain"
+        err.print(f"[bold red]error:[/] registry {report.root}: {left} problem{'s' * (left != 1)}{hint}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR)
+
+
+@registry_app.command("backup")
+def registry_backup(
+    path: Annotated[Path, typer.Argument(help="New (or empty) folder for the copy; a registry itself.")],
+    registry: RegistryOpt = None,
+) -> None:
+    """Copy the registry consistently, even while others write, and verify the copy.
+
+    Example: attemptctl registry backup ~/attemptctl-backup-2025-01-31
+    """
+    report = call(lambda: workspace(registry).registry().backup(path))
+    size = f"{report.bytes / 1e6:.1f} MB" if report.bytes >= 1e5 else f"{report.bytes / 1e3:.1f} kB"
+    out.print(f"backed up {report.prompts} prompt versions ({report.blobs} blobs, {size}) from {report.source} "
+              f"to {report.destination}", highlight=False, soft_wrap=True)
+    if not report.verify.ok:
+        _print_report(report.verify, as_json=False)
+        err.print(f"[bold red]error:[/] the backup at {report.destination} is incomplete: the files above could "
+                  "not be copied intact", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR)
+    out.print("the copy verifies: every row has its blob and every sha256 matches", highlight=False)
+
+
+def _print_report(report, as_json: bool) -> None:
+    from rich.table import Table
+
+    if as_json:
+        out.print_json(json.dumps({"root": str(report.root), "ok": report.ok, "prompts": report.prompts,
+                                   "blobs": report.blobs, "findings": [vars(f) for f in report.findings],
+                                   "quarantine": str(report.quarantine) if report.quarantine else None}))
+        return
+    out.print(f"checked {report.prompts} prompt versions and {report.blobs} blob files in {report.root}",
+              highlight=False, soft_wrap=True)
+    if not report.findings:
+        out.print("no problems found", highlight=False)
+        return
+    table = Table(title="Problems")
+    for column in ("problem", "file", "detail", "action"):
+        table.add_column(column, overflow="fold")
+    for finding in report.findings:
+        table.add_row(finding.problem, _short(finding.path), finding.detail,
+                      f"moved to {Path(finding.moved_to).parts[0]}/{Path(finding.moved_to).parts[1]}/"
+                      if finding.moved_to else "none")
+    out.print(table)
+
+
+def _short(path: str) -> str:
+    """Blob paths carry a 64-digit sha; 12 digits name a file well enough in a table (--json has all)."""
+    head, _, name = path.rpartition("/")
+    return f"{head}/{name[:12]}…{name[-12:]}" if len(name) > 40 else path
 
 
 def _record_json(record) -> dict:
