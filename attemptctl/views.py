@@ -16,7 +16,7 @@ from typing import Any
 
 from rich import box
 from rich.color import Color
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -67,12 +67,12 @@ def _weight_style(weight: float) -> Style:
     return Style(color=foreground, bgcolor=Color.from_rgb(*rgb))
 
 
-def _weight_cell(weight: float | None) -> Text:
+def _weight_cell(weight: float | None, digits: int = 2) -> Text:
     if weight is None:
         return Text("")
     if math.isnan(weight):
         return Text("nan")
-    return Text(f"{weight:.2f}", style=_weight_style(weight))
+    return Text(f"{weight:.{digits}f}", style=_weight_style(weight))
 
 
 def _header(name: str) -> Text:
@@ -84,12 +84,14 @@ def _header(name: str) -> Text:
     return Text(short, overflow="fold")
 
 
-def _legend() -> Text:
+def _legend(note: str | None) -> Text:
     legend = Text("scale ")
     for stop in (0.0, 0.5, 1.0):
         legend.append(f"{stop:.1f}", style=_weight_style(stop))
         legend.append(" ")
     legend.append("· blank: not mixed")
+    if note:
+        legend.append(f" · {note}")
     return legend
 
 
@@ -101,30 +103,47 @@ def _in_group_order(rows: Sequence[AttentionRow]) -> dict[str | None, list[Atten
     return groups
 
 
-def attention_heatmap(
-    rows: Sequence[AttentionRow], columns: Sequence[str], *, title: str | None = None
-) -> Table:
-    """Targets x prompt columns, each cell the weight with 2 decimals on a sequential colour.
+def _column_widths(name: str) -> tuple[int, int]:
+    """(narrowest, natural) width of a column: numbers stay whole, headers fold to two lines at most."""
+    header = len(_header(name).plain)
+    return max(4, -(-header // 2)), max(4, header)
 
-    ``columns`` is the caller's stable order: the sources, then ``"(target)"`` for the target's
-    own prompt. Groups (training runs) are introduced by a bold row and closed by a rule.
+
+def _column_blocks(label_width: int, columns: Sequence[str], width: int) -> list[list[str]]:
+    """Columns cut into consecutive blocks that each fit ``width`` beside the label column.
+
+    A table's width is the sum of its columns plus 2 cells of padding each, plus one rule between
+    neighbours; every block keeps at least one column, however narrow the console. Blocks are then
+    evened out, so the last one is not a lone column under four full ones.
     """
-    table = Table(
-        title=title,
-        caption=_legend(),
-        caption_justify="left",
-        box=box.MINIMAL,
-        show_edge=False,
-    )
-    label_width = max((len(row.label) for row in rows), default=0)
-    table.add_column("target", no_wrap=True, min_width=max(label_width, len("target")))
+    def pack(caps: Sequence[int]) -> list[list[str]]:
+        blocks: list[list[str]] = [[]]
+        used = label_width + 2
+        for name in columns:
+            need = _column_widths(name)[0] + 3
+            full = len(blocks[-1]) >= caps[min(len(blocks), len(caps)) - 1]
+            if blocks[-1] and (used + need > width or full):
+                blocks.append([])
+                used = label_width + 2
+            blocks[-1].append(name)
+            used += need
+        return blocks
+
+    greedy = pack([len(columns)])
+    size, extra = divmod(len(columns), len(greedy))
+    even = pack([size + 1] * extra + [size] * (len(greedy) - extra))
+    return even if len(even) == len(greedy) else greedy
+
+
+def _heatmap_table(rows: Sequence[AttentionRow], columns: Sequence[str], label_width: int, *,
+                   title: str | None, group_titles: bool) -> Table:
+    table = Table(title=title, title_justify="left", box=box.MINIMAL, show_edge=False)
+    table.add_column("target", no_wrap=True, min_width=label_width)
     for name in columns:
         # Wrappable so rich narrows the headers first; min_width keeps every "0.31" whole.
-        table.add_column(_header(name), justify="right", overflow="fold", min_width=4)
-
-    groups = _in_group_order(rows)
-    for group, members in groups.items():
-        if group is not None:
+        table.add_column(_header(name), justify="right", overflow="fold", min_width=_column_widths(name)[0])
+    for group, members in _in_group_order(rows).items():
+        if group is not None and group_titles:
             table.add_row(Text(group, style="bold italic"), *([""] * len(columns)))
         for row in members:
             table.add_row(row.label, *(_weight_cell(row.weights.get(c)) for c in columns))
@@ -132,6 +151,108 @@ def attention_heatmap(
     if table.rows:
         table.rows[-1].end_section = False
     return table
+
+
+class AttentionHeatmap:
+    """Targets x prompt columns; a rich renderable that fits itself to the console it is printed on.
+
+    When the columns do not fit the console side by side, they are split into stacked blocks
+    (each repeating the row labels) instead of being cropped: every number is always printed.
+    """
+
+    def __init__(self, rows: Sequence[AttentionRow], columns: Sequence[str], title: str | None = None,
+                 group_titles: bool = True, note: str | None = None) -> None:
+        self.rows, self.columns, self.title, self.group_titles = list(rows), list(columns), title, group_titles
+        self.note = note
+        groups = [g for g in _in_group_order(self.rows) if g is not None and group_titles]
+        names = [row.label for row in self.rows] + groups
+        self.label_width = max([len("target"), *map(len, names)])
+
+    def blocks(self, width: int) -> list[list[str]]:
+        return _column_blocks(self.label_width, self.columns, width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        blocks = self.blocks(options.max_width)
+        for i, block in enumerate(blocks):
+            title = self.title
+            if len(blocks) > 1:
+                start = sum(map(len, blocks[:i])) + 1
+                part = f"columns {start}–{start + len(block) - 1} of {len(self.columns)}"
+                title = f"{title} · {part}" if title else part
+            yield _heatmap_table(self.rows, block, self.label_width, title=title, group_titles=self.group_titles)
+        # Below the last block, not as a caption: a caption wraps to the width of a narrow block.
+        yield _legend(self.note)
+
+
+def attention_heatmap(
+    rows: Sequence[AttentionRow], columns: Sequence[str], *, title: str | None = None, group_titles: bool = True,
+    note: str | None = None,
+) -> AttentionHeatmap:
+    """Targets x prompt columns, each cell the weight with 2 decimals on a sequential colour.
+
+    ``columns`` is the caller's stable order: the sources, then ``"(target)"`` for the target's
+    own prompt. Groups (training runs) are closed by a rule and, with ``group_titles``, introduced
+    by a bold row (off where the row labels already name the group, as in ``boolq@1 · True``).
+    ``note`` is appended to the colour legend.
+    """
+    return AttentionHeatmap(rows, columns, title, group_titles, note)
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One test example listed for a prompt column: among those weighing it most, or least."""
+
+    column: str
+    side: str
+    """``"highest"`` or ``"lowest"``."""
+    weight: float
+    gold: str
+    text: str
+
+
+def shorten(text: str, limit: int = 90) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis at the end."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+class ExamplesTable:
+    """Column, side, weight (coloured like the heatmap), gold output and input, a section per column.
+
+    A rich renderable: the input is shortened to what the console has left beside the other
+    columns (at most ``text_chars``), so every example stays on one line ending in an ellipsis.
+    """
+
+    def __init__(self, rows: Sequence[ExampleRow], title: str | None = None, text_chars: int = 90) -> None:
+        self.rows, self.title, self.text_chars = list(rows), title, text_chars
+        self.widths = (max([len(r.column) for r in self.rows] + [6]), len("highest"), 6,
+                       max([len(r.gold) for r in self.rows] + [4]))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        # Five columns: one cell of padding each side, a rule between neighbours, an edge each side.
+        room = options.max_width - sum(self.widths) - 3 * 5 - 1
+        yield self._table(max(20, min(self.text_chars, room)))
+
+    def _table(self, text_chars: int) -> Table:
+        table = Table(title=self.title, box=box.SIMPLE_HEAD, title_justify="left")
+        for header, width, justify in zip(("prompt", "", "weight", "gold"), self.widths, ("left", "left", "right", "left")):
+            table.add_column(header, no_wrap=True, min_width=width, justify=justify)
+        table.add_column("input", no_wrap=True)
+        previous: tuple[str, str] | None = None
+        for row in self.rows:
+            if previous is not None and row.column != previous[0]:
+                table.rows[-1].end_section = True
+            # Column and side are printed where they change only, so the blocks read as groups.
+            table.add_row(row.column if previous is None or row.column != previous[0] else "",
+                          row.side if previous != (row.column, row.side) else "",
+                          _weight_cell(row.weight, 3), row.gold, shorten(row.text, text_chars))
+            previous = (row.column, row.side)
+        return table
+
+
+def examples_table(rows: Sequence[ExampleRow], *, title: str | None = None, text_chars: int = 90) -> ExamplesTable:
+    """The examples weighing each prompt column most and least, one line each (see :class:`ExamplesTable`)."""
+    return ExamplesTable(rows, title, text_chars)
 
 
 def _percent(value: float | None) -> str:
@@ -210,6 +331,47 @@ def records_table(records: Sequence[Any]) -> Table:
             record.created_at.strftime("%Y-%m-%d %H:%M"),
         )
     return table
+
+
+PLOT_EXTRA_HINT = "PNG export needs matplotlib: pip install 'attemptctl[plot]'"
+
+
+def heatmap_png(rows: Sequence[AttentionRow], columns: Sequence[str], path: Any, *, title: str | None = None) -> None:
+    """The heatmap as a PNG with the weight written in every mixed cell; blank cells stay white.
+
+    The figure grows with the matrix (about 0.8 inch per column, 0.4 per row at 100 dpi), so
+    twenty sources stay as legible as two. Raises ImportError with an install hint without matplotlib.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: never needs a display
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(PLOT_EXTRA_HINT) from exc
+    ordered = [row for members in _in_group_order(rows).values() for row in members]
+    matrix = [[row.weights.get(c, math.nan) for c in columns] for row in ordered]
+    label_inches = 0.08 * max([len(r.label) for r in ordered] + [6])
+    header_inches = 0.07 * max([len(c) for c in columns] + [6])
+    fig, ax = plt.subplots(figsize=(1.5 + label_inches + 0.8 * len(columns), 1.2 + header_inches + 0.4 * len(ordered)),
+                           dpi=100)
+    ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for i, values in enumerate(matrix):
+        for j, weight in enumerate(values):
+            if not math.isnan(weight):
+                ax.text(j, i, f"{weight:.2f}", ha="center", va="center", fontsize=9,
+                        color="white" if weight > 0.55 else "black")
+    ax.set_xticks(range(len(columns)), labels=list(columns), rotation=45, ha="right")
+    ax.set_yticks(range(len(ordered)), labels=[row.label for row in ordered])
+    # A rule between training runs, as the terminal table draws one.
+    ends = [i for i in range(1, len(ordered)) if ordered[i].group != ordered[i - 1].group]
+    for end in ends:
+        ax.axhline(end - 0.5, color="black", linewidth=1.5)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
 
 
 def render_to_text(renderable: Any, *, width: int = 100, color: bool = False) -> str:

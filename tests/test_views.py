@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 import sys
 from datetime import datetime
 from types import SimpleNamespace
 
-from rich.table import Table
+import pytest
 
 from attemptctl.views import (
     AttentionRow,
+    ExampleRow,
     MetricsRow,
     attention_heatmap,
+    examples_table,
+    heatmap_png,
     metrics_table,
     records_table,
     render_to_text,
+    shorten,
 )
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -52,11 +57,11 @@ def test_heatmap_exact_plain_text():
     assert "\x1b[" not in text
 
 
-def test_heatmap_is_a_table_with_title():
-    table = attention_heatmap(ROWS, COLUMNS, title="Attention over sources")
-    assert isinstance(table, Table)
-    assert len(table.columns) == 1 + len(COLUMNS)
-    assert "Attention over sources" in render_to_text(table)
+def test_heatmap_title_and_legend_note():
+    heatmap = attention_heatmap(ROWS, COLUMNS, title="Attention over sources", note="(target): before the +1")
+    lines = render_to_text(heatmap).splitlines()
+    assert lines[0].strip() == "Attention over sources"
+    assert lines[-1] == "scale 0.0 0.5 1.0 · blank: not mixed · (target): before the +1"
 
 
 def test_long_row_label_is_not_truncated():
@@ -82,25 +87,56 @@ def test_one_source():
     assert body_cells(text, "cb@1") == ["0.90", "0.10"]
 
 
-def test_twenty_sources_fit_a_wide_console_with_every_value():
+def all_cells(text: str, label: str) -> list[str]:
+    """The cells of every line labelled `label`, block after block."""
+    cells = []
+    for line in text.splitlines():
+        parts = [cell.strip() for cell in line.split("│")]
+        if parts[0] == label:
+            cells += parts[1:]
+    return cells
+
+
+def test_twenty_sources_on_a_wide_console_are_one_block_with_every_value():
     sources = [f"source_task_{i:02d}" for i in range(20)]
     columns = [*sources, "(target)"]
     weights = {name: i / 20 for i, name in enumerate(columns)}
-    text = render_to_text(attention_heatmap([AttentionRow("boolq@1", weights)], columns), width=160)
-    assert all(len(line) <= 160 for line in text.splitlines())
+    text = render_to_text(attention_heatmap([AttentionRow("boolq@1", weights)], columns), width=200)
+    assert all(len(line) <= 200 for line in text.splitlines())
     assert body_cells(text, "boolq@1") == [f"{i / 20:.2f}" for i in range(21)]
-    # Headers are folded, not cut to a common prefix: each source's suffix is still there.
-    header = "\n".join(text.splitlines()[:4])
-    assert all(f"k_{i:02d}" in header or f"{i:02d}" in header for i in range(20))
+    # Headers are folded or cut in the middle, never to a common prefix: each suffix is still there.
+    header = "\n".join(text.splitlines()[:3])
+    assert all(f"{i:02d}" in header for i in range(20))
+    assert "columns 1" not in text
 
 
-def test_twenty_sources_on_a_narrow_console_keep_numbers_and_labels_whole():
-    columns = [f"s{i:02d}" for i in range(20)] + ["(target)"]
-    rows = [AttentionRow("boolq@1", {name: 0.5 for name in columns})]
-    text = render_to_text(attention_heatmap(rows, columns), width=100)
-    cells = body_cells(text, "boolq@1")
-    assert cells and all(cell in ("0.50", "") for cell in cells[:-1])  # last one may be cropped
-    assert all(len(line) <= 100 for line in text.splitlines())
+def test_twenty_sources_on_a_narrow_console_are_stacked_blocks_not_cropped():
+    columns = [f"source_task_{i:02d}" for i in range(20)] + ["(target)"]
+    weights = {name: i / 20 for i, name in enumerate(columns)}
+    text = render_to_text(attention_heatmap([AttentionRow("boolq@1", weights)], columns, title="T"), width=80)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert all_cells(text, "boolq@1") == [f"{i / 20:.2f}" for i in range(21)]  # every value, in order
+    titles = [line.strip() for line in text.splitlines() if line.startswith("T ·")]
+    assert titles[0].startswith("T · columns 1–") and titles[-1].endswith("of 21")
+    sizes = [len(line.split("│")) - 1 for line in text.splitlines() if line.strip().startswith("boolq@1")]
+    assert max(sizes) - min(sizes) <= 1  # blocks are evened out, no lone last column
+    assert text.count("scale 0.0") == 1
+
+
+def test_blocks_on_a_tiny_console_keep_one_column_each():
+    heatmap = attention_heatmap([AttentionRow("a_very_long_target_name@12", {"mnli": 0.5})], ["mnli", "qqp"])
+    assert heatmap.blocks(10) == [["mnli"], ["qqp"]]
+    assert heatmap.blocks(200) == [["mnli", "qqp"]]
+
+
+def test_by_label_rows_without_group_titles():
+    rows = [AttentionRow("boolq@1 · False", {"mnli": 0.2}, group="boolq@1"),
+            AttentionRow("boolq@1 · True", {"mnli": 0.4}, group="boolq@1"),
+            AttentionRow("rte@1 · entailment", {"mnli": 0.6}, group="rte@1")]
+    lines = render_to_text(attention_heatmap(rows, ["mnli"], group_titles=False)).splitlines()
+    assert [line.split("│")[0].strip() for line in lines if "│" in line][1:] == [
+        "boolq@1 · False", "boolq@1 · True", "rte@1 · entailment"]
+    assert sum(line.startswith("─") for line in lines) == 2  # header rule + one between the targets
 
 
 def test_groups_are_kept_together_in_first_seen_order():
@@ -127,6 +163,46 @@ def test_color_output_has_ansi_codes_and_the_same_numbers():
     assert "\x1b[" in colored
     assert "48;2;" in colored  # truecolor backgrounds on the cells
     assert ANSI.sub("", colored) == plain
+
+
+def test_examples_table_lists_sides_once_and_shortens_input():
+    long_input = "boolq question: " + "word " * 60
+    rows = [ExampleRow("mnli@1", "highest", 0.61, "True", long_input),
+            ExampleRow("mnli@1", "highest", 0.58, "False", "boolq question: short one"),
+            ExampleRow("mnli@1", "lowest", 0.11, "True", "boolq question: low\nwith a newline"),
+            ExampleRow("(target)", "highest", 0.40, "False", "x")]
+    text = render_to_text(examples_table(rows, title="boolq@1"), width=100)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[1].split() == ["prompt", "weight", "gold", "input"]
+    body = [line.split() for line in lines[3:]]
+    assert body[0][:4] == ["mnli@1", "highest", "0.610", "True"]
+    assert body[1][:3] == ["0.580", "False", "boolq"]
+    assert body[2][:4] == ["lowest", "0.110", "True", "boolq"] and "with a newline" in lines[5]
+    assert body[3][:4] == ["(target)", "highest", "0.400", "False"]
+    assert all(len(line) <= 100 for line in lines) and "…" in lines[3]
+
+
+def test_shorten():
+    assert shorten("a  b\nc") == "a b c"
+    assert shorten("x" * 10, 5) == "xxxx…"
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_png_grows_with_the_matrix(tmp_path):
+    pytest.importorskip("matplotlib")
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    heatmap_png(ROWS, COLUMNS, small, title="two targets")
+    columns = [f"source_task_{i:02d}" for i in range(20)] + ["(target)"]
+    rows = [AttentionRow(f"task{j}@1", {c: 0.05 for c in columns[j:]}, group=f"run{j // 3}") for j in range(8)]
+    heatmap_png(rows, columns, large)
+    (w1, h1), (w2, h2) = png_size(small), png_size(large)
+    assert w1 >= 200 and h1 >= 150
+    assert w2 > 2 * w1 and h2 > h1
 
 
 def test_metrics_table_with_missing_metrics():
