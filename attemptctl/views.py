@@ -179,7 +179,9 @@ class AttentionHeatmap:
                 start = sum(map(len, blocks[:i])) + 1
                 part = f"columns {start}–{start + len(block) - 1} of {len(self.columns)}"
                 title = f"{title} · {part}" if title else part
-            yield _heatmap_table(self.rows, block, self.label_width, title=title, group_titles=self.group_titles)
+            if title:  # a line of its own: as a table title it would wrap to the width of a narrow table
+                yield Text(title)
+            yield _heatmap_table(self.rows, block, self.label_width, title=None, group_titles=self.group_titles)
         # Below the last block, not as a caption: a caption wraps to the width of a narrow block.
         yield _legend(self.note)
 
@@ -225,7 +227,8 @@ class ExamplesTable:
 
     def __init__(self, rows: Sequence[ExampleRow], title: str | None = None, text_chars: int = 90) -> None:
         self.rows, self.title, self.text_chars = list(rows), title, text_chars
-        self.widths = (max([len(r.column) for r in self.rows] + [6]), len("highest"), 6,
+        self.digits = _digits_to_tell_apart(self.rows)
+        self.widths = (max([len(r.column) for r in self.rows] + [6]), len("highest"), self.digits + 2,
                        max([len(r.gold) for r in self.rows] + [4]))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -245,9 +248,27 @@ class ExamplesTable:
             # Column and side are printed where they change only, so the blocks read as groups.
             table.add_row(row.column if previous is None or row.column != previous[0] else "",
                           row.side if previous != (row.column, row.side) else "",
-                          _weight_cell(row.weight, 3), row.gold, shorten(row.text, text_chars))
+                          _weight_cell(row.weight, self.digits), row.gold, shorten(row.text, text_chars))
             previous = (row.column, row.side)
         return table
+
+
+def _digits_to_tell_apart(rows: Sequence[ExampleRow]) -> int:
+    """3 decimals, or up to 6 where a column's highest and lowest differ by less than 0.01.
+
+    G's logits are divided by d·e^K, so a briefly trained G varies little between inputs; the
+    listing must still show which example is higher.
+    """
+    spreads = [max(ws) - min(ws) for ws in _by_column(rows).values() if len(ws) > 1]
+    spread = min([s for s in spreads if s > 0], default=1.0)
+    return 3 if spread >= 0.01 else min(6, 2 - math.floor(math.log10(spread)))
+
+
+def _by_column(rows: Sequence[ExampleRow]) -> dict[str, list[float]]:
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        columns.setdefault(row.column, []).append(row.weight)
+    return columns
 
 
 def examples_table(rows: Sequence[ExampleRow], *, title: str | None = None, text_chars: int = 90) -> ExamplesTable:
