@@ -61,7 +61,7 @@ def load_attention(registry, record, backbone: Backbone) -> AttentionModule:
 
 def load_mixture(registry, records, backbone: Backbone):
     """One :class:`PromptMixture` serving ``records`` (sources, or targets that share sources and G)."""
-    from attemptctl.mixture import PromptMixture
+    from attemptctl.mixture import RECORDED_VARIANTS, PromptMixture
 
     first = records[0]
     keys = {(r.kind, r.sources, r.attention, r.variant) for r in records}
@@ -69,8 +69,9 @@ def load_mixture(registry, records, backbone: Backbone):
         raise AttemptError("prompts mixed into one model must share kind, sources and attention module: "
                            + ", ".join(r.ref for r in records))
     targets = {r.name: load_prompt(registry, r, backbone) for r in records}
-    if first.kind == "source" or first.variant == "prompt-tuning":
+    variant = RECORDED_VARIANTS.get(first.variant, "prompt-tuning")
+    if first.kind == "source" or variant == "prompt-tuning":
         return PromptMixture(targets)
     sources = {ref: load_prompt(registry, registry.get("source", ref), backbone) for ref in first.sources}
     attention = load_attention(registry, registry.get("attention", first.attention), backbone) if first.attention else None
-    return PromptMixture(targets, sources=sources, attention=attention, variant=first.variant)
+    return PromptMixture(targets, sources=sources, attention=attention, variant=variant)

@@ -20,6 +20,9 @@ from torch import nn
 from attemptctl.attention import AttentionModule, mix_prompts
 
 VARIANTS = ("prompt-tuning", "attempt", "uniform", "no-target")
+#: variant names as users give them and the registry records them -> how the mixture combines prompts
+RECORDED_VARIANTS = {"attempt": "attempt", "uniform": "uniform", "no-target": "no-target", "pt": "prompt-tuning",
+                     "spot": "prompt-tuning", "prompt-tuning": "prompt-tuning"}
 TARGET_COLUMN = "(target)"
 
 

@@ -10,6 +10,7 @@ weight decay 1e-5, linear schedule with 500 warm-up steps, batch 32, best checkp
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,8 @@ class TrainConfig:
     test_limit: int | None = None
     eval_every: int | None = None
     """Evaluate on dev every N steps (and at the end); None: once per epoch."""
+    sampling_temperature: float = 1.0
+    """Multi-task sampling: task t is drawn ∝ n_t^(1/T). 1: proportional to size; large: uniform."""
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -64,6 +67,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must not be negative, got {value}")
+        if self.sampling_temperature <= 0:
+            raise ConfigError(f"sampling-temperature must be positive, got {self.sampling_temperature}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup-steps must not be negative, got {self.warmup_steps}")
 
@@ -123,6 +128,27 @@ def _encode_train(backbone: Backbone, mixture: PromptMixture, train: Mapping[str
     return items, task_ids
 
 
+def epoch_rows(task_ids: Sequence[int], temperature: float, seed: int) -> list[int]:
+    """Row indices for one epoch of multi-task training, tasks sampled ∝ size^(1/temperature).
+
+    The epoch keeps the total number of rows; a task drawn more often than it has rows repeats rows,
+    one drawn less often uses a random subset. Temperature 1 is exactly every row once.
+    """
+    by_task: dict[int, list[int]] = {}
+    for index, task in enumerate(task_ids):
+        by_task.setdefault(task, []).append(index)
+    if temperature == 1.0 or len(by_task) == 1:
+        return list(range(len(task_ids)))
+    rng = random.Random(seed)
+    weights = {t: len(rows) ** (1.0 / temperature) for t, rows in by_task.items()}
+    total_weight, total_rows = sum(weights.values()), len(task_ids)
+    chosen = []
+    for task, rows in by_task.items():
+        quota = max(1, round(total_rows * weights[task] / total_weight))
+        chosen += rng.sample(rows, quota) if quota <= len(rows) else [rng.choice(rows) for _ in range(quota)]
+    return chosen
+
+
 def default_epochs(train_rows: int, *, source: bool) -> int:
     """The paper's epochs: sources 5; targets 20 under 10k training rows, else 10."""
     return 5 if source else (20 if train_rows < 10_000 else 10)
@@ -156,8 +182,10 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     try:
         epoch = 0
         while step < total:
-            for indices in length_grouped_batches([len(i) for i in items], config.batch_size, shuffle=True,
+            rows = epoch_rows(task_ids, config.sampling_temperature, config.seed + epoch)
+            for grouped in length_grouped_batches([len(items[i]) for i in rows], config.batch_size, shuffle=True,
                                                   seed=config.seed + epoch):
+                indices = [rows[i] for i in grouped]
                 batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
                 batch = _to(batch, accelerator.device)
                 mixture.train()

@@ -24,6 +24,7 @@ from attemptctl.cli.common import (
     TestLimitOpt,
     TrainLimitOpt,
     WarmupOpt,
+    attn_app,
     call,
     err,
     out,
@@ -67,6 +68,13 @@ class _TrainProgress:
             self.progress.console.print(f"interrupted at step {data['step']}; keeping the best prompt so far")
 
 
+def _training_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The training options the user gave (named like TrainConfig's fields); None means not given."""
+    from attemptctl.train import TrainConfig
+
+    return overrides_of(**{k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__})
+
+
 def _best_dev(dev: dict) -> str:
     parts = [f"{task} " + ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()) for task, metrics in dev.items() if metrics]
     return "; ".join(parts) or "no dev score"
@@ -90,24 +98,43 @@ def source_train(
     """
     from attemptctl.operations import train_source
 
-    ws = workspace(registry, data_dir, backbone)
-    overrides = overrides_of(prompt_length=prompt_length, max_length=max_length, batch_size=batch_size, lr=lr,
-                           epochs=epochs, max_steps=max_steps, warmup_steps=warmup_steps, train_limit=train_limit,
-                           dev_limit=dev_limit, test_limit=test_limit, eval_every=eval_every, seed=seed)
+    overrides = _training_overrides(locals())
     with _TrainProgress() as progress:
-        record, result = call(train_source, ws, task, preset=preset, overrides=overrides, on_event=progress)
+        record, result = call(train_source, workspace(registry, data_dir, backbone), task, preset=preset,
+                              overrides=overrides, on_event=progress)
     out.print(f"registered source [bold]{record.ref}[/] ({_best_dev(result.dev)}; {result.steps} steps, "
               f"{result.seconds:.0f} s)" + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
 
 
 # -- target ----------------------------------------------------------------------------------------
 
+SourcesOpt = Annotated[str, typer.Option("--sources", "-s", help="Comma-separated source prompts, NAME or NAME@V.")]
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _report_targets(records, result) -> None:
+    for record in records:
+        mixes = ", ".join(record.sources) or "no sources"
+        out.print(f"registered target [bold]{record.ref}[/] ({record.variant} over {mixes}; "
+                  f"{_best_dev(record.metrics.get('dev', {}))})", highlight=False)
+    if result is not None:
+        out.print(f"{result.steps} steps in {result.seconds:.0f} s"
+                  + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
+
+
 @target_app.command("train")
 def target_train(
     tasks: Annotated[str, typer.Argument(help="Target task, or several comma-separated to share G (rte,cb).")],
-    sources: Annotated[str, typer.Option("--sources", "-s", help="Comma-separated source prompts, NAME or NAME@V.")] = "",
-    variant: Annotated[str, typer.Option("--variant", help="attempt | uniform | no-target | prompt-tuning.")] = "attempt",
+    sources: SourcesOpt = "",
+    variant: Annotated[str, typer.Option("--variant", help="attempt | uniform | no-target | pt | spot.")] = "attempt",
     init: Annotated[str, typer.Option("--init", help="Target prompt init: auto | vocab | zeros | source:NAME.")] = "auto",
+    init_from: Annotated[str | None, typer.Option("--init-from", help="spot: a source NAME, or auto (most similar).")] = None,
+    attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
+    sampling_temperature: Annotated[float | None, typer.Option(
+        "--sampling-temperature", help="Multi-task sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
     lr: LrOpt = None, attn_lr: AttnLrOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None,
@@ -117,22 +144,61 @@ def target_train(
     """Train a target prompt and attention module G over frozen source prompts.
 
     Example: attemptctl target train boolq --sources mnli,qqp
+             attemptctl target train rte,cb,boolq --sources mnli,qqp,qnli,sst2 --attn-lr 0.1
+             attemptctl target train rte --variant spot --init-from mnli
     """
-    from attemptctl.operations import train_target
+    from attemptctl.targets import train_target
 
-    ws = workspace(registry, data_dir, backbone)
-    overrides = overrides_of(prompt_length=prompt_length, max_length=max_length, batch_size=batch_size, lr=lr,
-                           attn_lr=attn_lr, epochs=epochs, max_steps=max_steps, warmup_steps=warmup_steps,
-                           train_limit=train_limit, dev_limit=dev_limit, test_limit=test_limit,
-                           eval_every=eval_every, seed=seed)
-    names = [t.strip() for t in tasks.split(",") if t.strip()]
-    refs = [s.strip() for s in sources.split(",") if s.strip()]
+    overrides = _training_overrides(locals())
     with _TrainProgress() as progress:
-        records, result = call(train_target, ws, names, refs, variant=variant, init=init, preset=preset,
-                                overrides=overrides, on_event=progress)
-    for record in records:
-        mixes = ", ".join(record.sources) or "no sources"
-        out.print(f"registered target [bold]{record.ref}[/] ({record.variant} over {mixes}; "
-                  f"{_best_dev(record.metrics.get('dev', {}))})", highlight=False)
-    out.print(f"{result.steps} steps in {result.seconds:.0f} s" + (" [yellow]interrupted[/]" if result.interrupted else ""),
-              highlight=False)
+        records, result = call(train_target, workspace(registry, data_dir, backbone), _names(tasks), _names(sources),
+                               variant=variant, init=init, init_from=init_from, attn_prior=attn_prior, preset=preset,
+                               overrides=overrides, on_event=progress)
+    _report_targets(records, result)
+
+
+@target_app.command("compose")
+def target_compose(
+    task: Annotated[str, typer.Argument(help="Target NAME or NAME@V to derive a new version from.")],
+    add: Annotated[str, typer.Option("--add", help="Comma-separated sources to add.")] = "",
+    remove: Annotated[str, typer.Option("--remove", help="Comma-separated sources to remove.")] = "",
+    train_steps: Annotated[int | None, typer.Option("--train-steps", min=1,
+                                                    help="Adapt P_target and G for N steps on the new set.")] = None,
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None,
+) -> None:
+    """A new version of a target with sources added or removed; the LM and the sources are untouched.
+
+    Example: attemptctl target compose boolq --add squad --remove qqp
+    """
+    from attemptctl.composition import compose_target
+
+    with _TrainProgress() as progress:
+        record = call(compose_target, workspace(registry, data_dir, backbone), task, add=_names(add),
+                      remove=_names(remove), train_steps=train_steps, on_event=progress)
+    out.print(f"registered target [bold]{record.ref}[/] from {record.parent}: {record.variant} over "
+              f"{', '.join(record.sources)}", highlight=False)
+
+
+@attn_app.command("pretrain")
+def attn_pretrain(
+    sources: SourcesOpt = "",
+    name: Annotated[str, typer.Option("--name", help="Name of the attention prior in the registry.")] = "prior",
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
+    max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None, lr: LrOpt = None, attn_lr: AttnLrOpt = None,
+    epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
+    train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
+    eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
+) -> None:
+    """Learn an attention prior: train G on the source tasks, each with a fresh task prompt.
+
+    Example: attemptctl attn pretrain --sources mnli,qqp,qnli,sst2
+             attemptctl target train rte --sources mnli,qqp,qnli,sst2 --attn-prior prior
+    """
+    from attemptctl.targets import pretrain_attention
+
+    overrides = _training_overrides(locals())
+    with _TrainProgress() as progress:
+        record, result = call(pretrain_attention, workspace(registry, data_dir, backbone), _names(sources), name=name,
+                              preset=preset, overrides=overrides, on_event=progress)
+    out.print(f"registered attention prior [bold]{record.ref}[/] over {', '.join(_names(sources))} "
+              f"({_best_dev(result.dev)}; {result.steps} steps)", highlight=False)

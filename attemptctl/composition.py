@@ -1,0 +1,127 @@
+"""Modularity: change the sources a trained target mixes, and study the effect of each source.
+
+G's parameters do not depend on the number of sources, so a removed source simply leaves the
+softmax and an added one enters it; the target prompt and G stay as they are. Optionally a few
+steps adapt P_target and G to the new set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from attemptctl import artifacts
+from attemptctl.backbones import load_backbone
+from attemptctl.errors import ConfigError
+from attemptctl.evaluate import evaluate
+from attemptctl.mixture import RECORDED_VARIANTS, TARGET_COLUMN, PromptMixture
+from attemptctl.operations import Workspace, load_splits
+from attemptctl.targets import MIXING, TargetRun, register_trained
+from attemptctl.tasks import get_task
+from attemptctl.train import Event, TrainConfig, train
+from registry import PromptRecord, Registry
+
+
+def _new_source_set(registry: Registry, parent: PromptRecord, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+    current = {ref.split("@")[0]: ref for ref in parent.sources}
+    for name in remove:
+        if name.split("@")[0] not in current:
+            raise ConfigError(f"target {parent.ref} does not mix '{name}'; it mixes {', '.join(parent.sources)}")
+    kept = [ref for name, ref in current.items() if name not in {r.split("@")[0] for r in remove}]
+    added = []
+    for name in add:
+        record = registry.get("source", name)
+        if record.name in {r.split("@")[0] for r in kept}:
+            raise ConfigError(f"target {parent.ref} already mixes {record.name}; remove it first to change its version")
+        if record.m != parent.m:
+            raise ConfigError(f"source {record.ref} has prompt length {record.m}, target {parent.ref} has {parent.m}")
+        added.append(record.ref)
+    if not kept + added:
+        raise ConfigError(f"removing {', '.join(remove)} would leave {parent.ref} with no source; keep at least one")
+    return kept + added
+
+
+def _parent(registry: Registry, ref: str) -> PromptRecord:
+    parent = registry.get("target", ref)
+    if parent.variant not in MIXING:
+        raise ConfigError(f"target {parent.ref} is variant '{parent.variant}', which mixes no sources")
+    return parent
+
+
+def _mixture(registry: Registry, parent: PromptRecord, sources: Sequence[str], backbone) -> PromptMixture:
+    """The parent's target prompt and G over another set of sources."""
+    prompt = artifacts.load_prompt(registry, parent, backbone)
+    loaded = {ref: artifacts.load_prompt(registry, registry.get("source", ref), backbone) for ref in sources}
+    attention = (artifacts.load_attention(registry, registry.get("attention", parent.attention), backbone)
+                 if parent.attention else None)
+    return PromptMixture({parent.name: prompt}, sources=loaded, attention=attention,
+                         variant=RECORDED_VARIANTS[parent.variant])
+
+
+def compose_target(ws: Workspace, ref: str, *, add: Sequence[str] = (), remove: Sequence[str] = (),
+                   train_steps: int | None = None, on_event: Event | None = None) -> PromptRecord:
+    """A new version of a target with sources added/removed; same prompt and G unless adapted."""
+    if not add and not remove:
+        raise ConfigError("nothing to compose; give --add NAME and/or --remove NAME")
+    registry = ws.registry()
+    parent = _parent(registry, ref)
+    sources = _new_source_set(registry, parent, add, remove)
+    config = {**parent.config, "composed": {"parent": parent.ref, "add": list(add), "remove": list(remove)}}
+    if not train_steps:
+        # Nothing trains: the new version points at the very same prompt bytes and G.
+        return registry.register(kind="target", name=parent.name, task=parent.task, backbone=parent.backbone,
+                                 fingerprint=parent.fingerprint, d=parent.d, m=parent.m,
+                                 payload=registry.load_payload(parent), sources=sources, attention=parent.attention,
+                                 variant=parent.variant, parent=parent.ref, config=config, metrics={})
+    backbone = load_backbone(ws.backbone or parent.backbone)
+    mixture = _mixture(registry, parent, sources, backbone)
+    fields = {k: v for k, v in parent.config.items() if k in TrainConfig.__dataclass_fields__}
+    train_config = replace(TrainConfig(**fields), max_steps=train_steps, warmup_steps=0, eval_every=train_steps)
+    task = get_task(parent.task)
+    splits = load_splits(ws, task, train_config)
+    result = train(backbone, mixture, {task.name: splits.train}, {task.name: splits.dev}, {task.name: task},
+                   train_config, on_event=on_event)
+    run = TargetRun(registry, [task], [], train_config, parent.backbone)
+    [record] = register_trained(run, backbone, mixture, result, parent.variant, {**config, "train_steps": train_steps},
+                         {}, parent=parent.ref)
+    return record
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One source set of a study: its score and the mean attention it received."""
+
+    sources: tuple[str, ...]
+    metrics: dict[str, float]
+    attention: dict[str, float]
+    examples: int
+
+
+def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str = "test", limit: int | None = None,
+                  batch_size: int = 16, on_batch=None) -> list[StudyRow]:
+    """Evaluate a target with the sources ``order[:1]``, ``order[:2]``, … (the paper's Figure 5 study).
+
+    Nothing is registered: each set reuses the target's prompt and G, as ``compose`` would.
+    """
+    if not order:
+        raise ConfigError("give the sources to add one at a time with --sources a,b,c")
+    registry = ws.registry()
+    parent = _parent(registry, ref)
+    refs = [registry.get("source", name).ref for name in order]
+    task = get_task(parent.task)
+    limit = limit or parent.config.get(f"{split}_limit")
+    splits = load_splits(ws, task, replace(TrainConfig(seed=int(parent.config.get("seed", 42))),
+                                           train_limit=1, dev_limit=limit, test_limit=limit))
+    examples = splits.dev if split == "dev" else splits.test
+    backbone = load_backbone(ws.backbone or parent.backbone)
+    rows = []
+    for k in range(1, len(refs) + 1):
+        mixture = _mixture(registry, parent, refs[:k], backbone)
+        result = evaluate(backbone, mixture, {task.name: examples}, {task.name: task},
+                          max_length=parent.config.get("max_length"), batch_size=batch_size, on_batch=on_batch)[task.name]
+        mean = result.weights.mean(0) if result.weights is not None and len(result.weights) else np.zeros(k + 1)
+        attention = {col: float(w) for col, w in zip(mixture.columns, mean) if col != TARGET_COLUMN or parent.variant != "no-target"}
+        rows.append(StudyRow(tuple(refs[:k]), result.metrics, attention, result.examples))
+    return rows
