@@ -55,12 +55,12 @@ class Workspace:
 def load_splits(ws: Workspace, task: Task, config: TrainConfig) -> TaskSplits:
     """The task's train/dev/test rows as the training config limits them."""
     return load_task(task, data_dir=ws.data_dir, seed=config.seed, train_limit=config.train_limit,
-                     dev_limit=config.dev_limit, test_limit=config.test_limit)
+                     dev_limit=config.dev_limit, test_limit=config.test_limit, shots=config.shots)
 
 
 def training_metrics(result: TrainResult) -> dict:
     """What a registered prompt records about its training run."""
-    return {"dev": result.dev, "best_step": result.best_step, "steps": result.steps,
+    return {"dev": result.dev, "best_step": result.best_step, "steps": result.steps, "train_rows": result.train_rows,
             "seconds": round(result.seconds, 2), "interrupted": result.interrupted}
 
 

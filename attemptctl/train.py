@@ -48,6 +48,8 @@ class TrainConfig:
     """Stop after this many optimizer steps (overrides epochs)."""
     train_limit: int | None = None
     """Use only the first N training rows (of the seeded shuffle)."""
+    shots: int | None = None
+    """Few-shot: K training rows per class (K in all for free-form tasks), seeded."""
     dev_limit: int | None = None
     test_limit: int | None = None
     eval_every: int | None = None
@@ -57,7 +59,7 @@ class TrainConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        positive = ("prompt_length", "batch_size", "max_length", "epochs", "max_steps", "train_limit",
+        positive = ("prompt_length", "batch_size", "max_length", "epochs", "max_steps", "train_limit", "shots",
                     "dev_limit", "test_limit", "eval_every")
         for name in positive:
             value = getattr(self, name)
@@ -103,6 +105,7 @@ class TrainResult:
     seconds: float
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
+    train_rows: int = 0
 
 
 Event = Callable[..., None]
@@ -209,7 +212,8 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     if best.state is None:  # interrupted before the first dev evaluation: keep what we have
         best.state, best.step = _trainable_state(unwrapped), step
     return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=step,
-                       seconds=time.perf_counter() - started, interrupted=interrupted, history=best.history)
+                       seconds=time.perf_counter() - started, interrupted=interrupted, history=best.history,
+                       train_rows=len(items))
 
 
 @dataclass

@@ -165,3 +165,11 @@ def test_registry_errors_are_one_line(tmp_path):
     for command in (["registry", "show", "x"], ["registry", "rm", "x"], ["registry", "list"]):
         result = run(*command, "--registry", tmp_path / "r")
         assert result.exit_code == 1 and "newer attemptctl" in result.output and "Traceback" not in result.output
+
+
+def test_few_shot_trains_on_k_rows_per_class(tmp_path, real_data_dir, tiny_causal_dir):
+    common = ["--registry", tmp_path / "r", "--data-dir", real_data_dir, "--backbone", tiny_causal_dir]
+    result = run("source", "train", "rte", "--shots", "3", *common, *TINY)
+    assert result.exit_code == 0, result.output
+    record = Registry(tmp_path / "r").get("source", "rte")
+    assert record.config["shots"] == 3 and record.metrics["train_rows"] == 6  # two classes × 3

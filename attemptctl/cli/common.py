@@ -44,6 +44,7 @@ AttnLrOpt = Annotated[float | None, typer.Option("--attn-lr", help="Learning rat
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs [paper: 5 sources, 20/10 targets].")]
 StepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")]
 WarmupOpt = Annotated[int | None, typer.Option("--warmup-steps", help="Linear warm-up steps.")]
+ShotsOpt = Annotated[int | None, typer.Option("--shots", help="Few-shot: K training rows per class (seeded).")]
 TrainLimitOpt = Annotated[int | None, typer.Option("--train-limit", help="Use the first N training rows.")]
 DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", help="Use the first N dev rows.")]
 TestLimitOpt = Annotated[int | None, typer.Option("--test-limit", help="Use the first N test rows.")]

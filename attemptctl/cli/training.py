@@ -20,6 +20,7 @@ from attemptctl.cli.common import (
     PromptLengthOpt,
     RegistryOpt,
     SeedOpt,
+    ShotsOpt,
     StepsOpt,
     TestLimitOpt,
     TrainLimitOpt,
@@ -89,7 +90,7 @@ def source_train(
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
     lr: LrOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
-    train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
+    train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
     eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
 ) -> None:
     """Prompt-tune a source prompt on TASK and register it as a new version.
@@ -138,7 +139,7 @@ def target_train(
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
     lr: LrOpt = None, attn_lr: AttnLrOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None,
-    warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None,
+    warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
     test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
 ) -> None:
     """Train a target prompt and attention module G over frozen source prompts.
@@ -186,7 +187,7 @@ def attn_pretrain(
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None, lr: LrOpt = None, attn_lr: AttnLrOpt = None,
     epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
-    train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
+    train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
     eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
 ) -> None:
     """Learn an attention prior: train G on the source tasks, each with a fresh task prompt.
