@@ -1,0 +1,1 @@
+"""Benchmarks of attemptctl against PEFT prompt tuning; run ``python benchmarks/bench.py``."""
