@@ -29,9 +29,9 @@ def sha256_of(payload: bytes) -> str:
 def damage(payload: bytes, sha: str, size: int) -> str | None:
     """Why ``payload`` is not the blob (sha, size), or None when it is."""
     if len(payload) == 0:
-        return f"file is empty (expected {size} bytes)"
+        return f"empty file (expected {size} bytes)"
     if len(payload) != size:
-        return f"file has {len(payload)} bytes, expected {size} (truncated or replaced)"
+        return f"wrong size: {len(payload)} bytes, expected {size} (truncated or replaced)"
     if sha256_of(payload) != sha:
         return "sha256 mismatch (file is corrupt)"
     return None
@@ -70,7 +70,7 @@ class BlobStore:
             raise IntegrityError(f"{label}: file {path} cannot be read ({error.strerror}); {_RESTORE}") from None
         reason = damage(payload, sha, size)
         if reason is not None:
-            raise IntegrityError(f"{label}: file {path} {reason}; {_RESTORE}")
+            raise IntegrityError(f"{label}: file {path}: {reason}; {_RESTORE}")
         return payload
 
     def problem(self, sha: str, size: int) -> str | None:

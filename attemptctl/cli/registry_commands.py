@@ -84,7 +84,8 @@ def registry_backup(
     """
     report = call(lambda: workspace(registry).registry().backup(path))
     size = f"{report.bytes / 1e6:.1f} MB" if report.bytes >= 1e5 else f"{report.bytes / 1e3:.1f} kB"
-    out.print(f"backed up {report.prompts} prompt versions ({report.blobs} blobs, {size}) from {report.source} "
+    blobs = f"{report.blobs} blob{'s' * (report.blobs != 1)}"
+    out.print(f"backed up {report.prompts} prompt versions ({blobs}, {size}) from {report.source} "
               f"to {report.destination}", highlight=False, soft_wrap=True)
     if not report.verify.ok:
         _print_report(report.verify, as_json=False)
