@@ -15,6 +15,8 @@ from safetensors.torch import save as save_bytes
 from attemptctl.attention import AttentionModule
 from attemptctl.backbones import Backbone, check_fingerprint
 from attemptctl.errors import AttemptError
+from attemptctl.mixture import PromptMixture
+from attemptctl.variants import RECORDED_VARIANTS
 
 
 def prompt_payload(prompt: torch.Tensor) -> bytes:
@@ -61,8 +63,6 @@ def load_attention(registry, record, backbone: Backbone) -> AttentionModule:
 
 def load_mixture(registry, records, backbone: Backbone):
     """One :class:`PromptMixture` serving ``records`` (sources, or targets that share sources and G)."""
-    from attemptctl.mixture import RECORDED_VARIANTS, PromptMixture
-
     first = records[0]
     keys = {(r.kind, r.sources, r.attention, r.variant) for r in records}
     if len(keys) > 1:

@@ -23,9 +23,10 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_bytes
 from safetensors.numpy import save as save_bytes
 
-from attemptctl.data import load_task
 from attemptctl.errors import AttemptError, ConfigError
-from attemptctl.tasks import Example, Task, get_task
+from attemptctl.tasks import Example, Task
+from attemptctl.variants import mixes_sources
+from attemptctl.workspace import select_records, split_examples
 from registry import PromptRecord, Registry
 
 TARGET_COLUMN = "(target)"  # = attemptctl.mixture.TARGET_COLUMN; not imported from there: it pulls in torch
@@ -123,28 +124,18 @@ class _Job:
 
 
 def _targets(registry: Registry, refs: Sequence[str] | None) -> list[PromptRecord]:
-    if refs:
-        records = [registry.find(ref, kinds=("target",)) for ref in refs]
-    else:
-        records = registry.list(kind="target", latest_only=True)
-        if not records:
-            raise AttemptError(f"registry {registry.root} has no target prompts; train one with "
-                               "`attemptctl target train TASK --sources a,b`")
+    records = select_records(registry, refs, kinds=("target",))
     for record in records:
-        if record.variant == "prompt-tuning":
-            raise AttemptError(f"target {record.ref} is plain prompt tuning; it mixes no sources, so it has no "
+        if not mixes_sources(record.variant):
+            raise AttemptError(f"target {record.ref} is variant '{record.variant}'; it mixes no sources, so it has no "
                                "attention")
-    return list(dict.fromkeys(records))  # a target named twice is shown once
+    return records
 
 
 def _examples(ws, record: PromptRecord, split: str, limit: int | None) -> tuple[Task, list[Example], int]:
-    """The split's examples as evaluation sees them (same seed, same default limit) and the max length."""
-    task = get_task(record.task)
-    seed = int(record.config.get("seed", 42))
-    limit = limit or record.config.get(f"{split}_limit")
-    splits = load_task(task, data_dir=ws.data_dir, seed=seed, dev_limit=limit, test_limit=limit, train_limit=1)
-    max_length = int(record.config.get("max_length") or task.max_length)
-    return task, (splits.dev if split == "dev" else splits.test), max_length
+    """The split's examples as evaluation sees them, and the max length."""
+    task, examples = split_examples(ws, record, split, limit)
+    return task, examples, int(record.config.get("max_length") or task.max_length)
 
 
 def _cache_key(registry: Registry, record: PromptRecord, split: str, limit: int | None, max_length: int,

@@ -16,11 +16,13 @@ from attemptctl import artifacts
 from attemptctl.backbones import load_backbone
 from attemptctl.errors import ConfigError
 from attemptctl.evaluate import evaluate
-from attemptctl.mixture import RECORDED_VARIANTS, TARGET_COLUMN, PromptMixture
-from attemptctl.operations import Workspace, load_splits
+from attemptctl.mixture import TARGET_COLUMN, PromptMixture
+from attemptctl.operations import load_splits
 from attemptctl.targets import MIXING, TargetRun, register_trained
 from attemptctl.tasks import get_task
 from attemptctl.train import Event, TrainConfig, train
+from attemptctl.variants import RECORDED_VARIANTS
+from attemptctl.workspace import Workspace
 from registry import PromptRecord, Registry
 
 

@@ -21,7 +21,7 @@ from attemptctl import model as lm
 from attemptctl.backbones import Backbone
 from attemptctl.batching import length_grouped_batches
 from attemptctl.metrics import compute_metrics
-from attemptctl.mixture import PromptMixture
+from attemptctl.mixture import PromptBank, PromptMixture
 from attemptctl.tasks import Example, Task
 
 DECODES = ("rank", "generate")
@@ -50,20 +50,27 @@ def _instance_prompts(backbone: Backbone, mixture: PromptMixture, batch: lm.Batc
 
 
 @torch.no_grad()
-def evaluate(backbone: Backbone, mixture: PromptMixture, examples: Mapping[str, Sequence[Example]],
-             tasks: Mapping[str, Task], *, max_length: int | None = None, batch_size: int = 32, decode: str = "rank",
-             max_new_tokens: int = 16, on_batch: Callable[[int], None] | None = None) -> dict[str, TaskEvaluation]:
-    """Score every task's examples with one loaded LM; rows of different tasks share batches."""
+def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: Mapping[str, Sequence[Example]],
+             tasks: Mapping[str, Task], *, max_length: int | Mapping[str, int | None] | None = None,
+             batch_size: int = 32, decode: str = "rank", max_new_tokens: int = 16, score: bool = True,
+             on_batch: Callable[[int], None] | None = None) -> dict[str, TaskEvaluation]:
+    """Score every slot's examples with one loaded LM; rows of different slots share batches.
+
+    Slots are the mixture's tasks (or a :class:`PromptBank`'s slot names); ``max_length`` is one
+    input length for all, or one per slot (None: the task's default). ``score=False`` skips the
+    metrics (inputs without gold outputs, as ``predict`` has).
+    """
     if decode not in DECODES:
         raise ValueError(f"unknown decode {decode!r}; choose one of {', '.join(DECODES)}")
-    mixture.eval()
+    mixture.eval().to(backbone.model.device)
     started = time.perf_counter()
     owners: list[tuple[str, int]] = []
     items: list[lm.Encoded] = []
     for task_name, rows in examples.items():
         for j, example in enumerate(rows):
             owners.append((task_name, j))
-            items.append(lm.encode(backbone, example.input, None, max_length or tasks[task_name].max_length))
+            limit = max_length.get(task_name) if isinstance(max_length, Mapping) else max_length
+            items.append(lm.encode(backbone, example.input, None, limit or tasks[task_name].max_length))
     candidates = {name: label_candidates(backbone, tasks[name]) for name in examples if tasks[name].labels and decode == "rank"}
     predictions: dict[str, list[str]] = {name: [""] * len(rows) for name, rows in examples.items()}
     weights: dict[str, list] = {name: [None] * len(rows) for name, rows in examples.items()}
@@ -73,10 +80,11 @@ def evaluate(backbone: Backbone, mixture: PromptMixture, examples: Mapping[str, 
         task_ids = [mixture.tasks.index(name) for name, _ in batch_owners]
         batch = lm.collate(backbone, batch_items, task_ids)
         prompt, attn = _instance_prompts(backbone, mixture, batch)
-        texts = _decode_batch(backbone, prompt, batch, batch_items, batch_owners, task_ids, tasks, candidates, max_new_tokens)
+        texts = _decode_batch(backbone, prompt, batch_items, [name for name, _ in batch_owners], tasks, candidates,
+                              max_new_tokens)
         for k, (name, j) in enumerate(batch_owners):
             predictions[name][j] = texts[k]
-            if attn is not None:
+            if attn is not None and attn[k] is not None:
                 weights[name][j] = attn[k].cpu().numpy()
         if on_batch:
             on_batch(len(indices))
@@ -86,17 +94,29 @@ def evaluate(backbone: Backbone, mixture: PromptMixture, examples: Mapping[str, 
     for name, rows in examples.items():
         stacked = np.stack(weights[name]) if rows and weights[name][0] is not None else None
         results[name] = TaskEvaluation(
-            task=name, metrics=compute_metrics(tasks[name], predictions[name], list(rows)),
+            task=name, metrics=compute_metrics(tasks[name], predictions[name], list(rows)) if score else {},
             predictions=predictions[name], weights=stacked, examples=len(rows),
             seconds=seconds * len(rows) / total,  # shared batches: time is split by rows
         )
     return results
 
 
-def _decode_batch(backbone, prompt, batch, items, owners, task_ids, tasks, candidates, max_new_tokens) -> list[str]:
-    names = [name for name, _ in owners]
-    if all(name in candidates for name in names):
-        scores = lm.label_scores(backbone, prompt, items, [candidates[name] for name in names])
-        return [tasks[name].labels[int(np.argmax(row))] for name, row in zip(names, scores)]
-    sequences = lm.generate(backbone, prompt, batch, max_new_tokens)
-    return [backbone.tokenizer.decode(seq, skip_special_tokens=True).strip() for seq in sequences]
+def _decode_batch(backbone, prompt, items, names, tasks, candidates, max_new_tokens) -> list[str]:
+    """Label rows by rank classification, the others by greedy generation, from one batch's prompts."""
+    texts = [""] * len(names)
+    ranked = [k for k, name in enumerate(names) if name in candidates]
+    free = [k for k, name in enumerate(names) if name not in candidates]
+
+    def rows_of(selected: list[int]) -> torch.Tensor:
+        return prompt if prompt.dim() == 2 else prompt[selected]  # a shared (m, d) prompt serves any rows
+
+    if ranked:
+        scores = lm.label_scores(backbone, rows_of(ranked), [items[k] for k in ranked],
+                                 [candidates[names[k]] for k in ranked])
+        for k, row in zip(ranked, scores):
+            texts[k] = tasks[names[k]].labels[int(np.argmax(row))]
+    if free:
+        batch = lm.collate(backbone, [items[k] for k in free], [0] * len(free))
+        for k, sequence in zip(free, lm.generate(backbone, rows_of(free), batch, max_new_tokens)):
+            texts[k] = backbone.tokenizer.decode(sequence, skip_special_tokens=True).strip()
+    return texts

@@ -18,11 +18,10 @@ import torch
 from torch import nn
 
 from attemptctl.attention import AttentionModule, mix_prompts
+from attemptctl.variants import RECORDED_VARIANTS  # noqa: F401  (re-exported)
 
 VARIANTS = ("prompt-tuning", "attempt", "uniform", "no-target")
-#: variant names as users give them and the registry records them -> how the mixture combines prompts
-RECORDED_VARIANTS = {"attempt": "attempt", "uniform": "uniform", "no-target": "no-target", "pt": "prompt-tuning",
-                     "spot": "prompt-tuning", "prompt-tuning": "prompt-tuning"}
+
 TARGET_COLUMN = "(target)"
 
 
@@ -95,3 +94,51 @@ class PromptMixture(nn.Module):
             weights = self.attention(input_embeds, input_mask, all_prompts, slots)
         base = None if self.variant == "no-target" else target
         return mix_prompts(weights, all_prompts, base), weights
+
+
+class PromptBank(nn.Module):
+    """Several mixtures — each with its own prompts, sources and G — serving ONE batch.
+
+    ``slots`` maps a slot name (e.g. a prompt ref ``boolq@2``) to a mixture and the task it serves
+    there; a batch's task ids index ``self.tasks`` (the slot names). Each row gets the instance
+    prompt of its own slot, so prompts of different training runs share one LM forward pass.
+    All mixtures must have one prompt length.
+    """
+
+    def __init__(self, slots: Mapping[str, tuple[PromptMixture, str]]) -> None:
+        super().__init__()
+        unique: list[PromptMixture] = []
+        for mixture, _ in slots.values():
+            if all(mixture is not seen for seen in unique):
+                unique.append(mixture)
+        lengths = {m.prompts[0].shape[0] for m in unique}
+        if len(lengths) > 1:
+            raise ValueError(f"a prompt bank needs one prompt length, got {sorted(lengths)}")
+        self.mixtures = nn.ModuleList(unique)
+        self.tasks = list(slots)
+        routes = [(next(i for i, m in enumerate(unique) if m is mixture), mixture.tasks.index(task))
+                  for mixture, task in slots.values()]
+        self.register_buffer("routes", torch.tensor(routes, dtype=torch.long).reshape(-1, 2), persistent=False)
+
+    def columns(self, slot: str) -> list[str]:
+        return self.mixtures[int(self.routes[self.tasks.index(slot), 0])].columns
+
+    def forward(self, task_ids: torch.Tensor, input_embeds: torch.Tensor | None = None,
+                input_mask: torch.Tensor | None = None, *, share: bool = False):
+        """Instance prompts (B, m, d) and a per-row list of attention weights (each (t_row+1,) or None)."""
+        which, local = self.routes[task_ids, 0], self.routes[task_ids, 1]
+        if bool((which == which[0]).all()):  # one mixture: it can use its own fast paths
+            prompt, weights = self.mixtures[int(which[0])](local, input_embeds, input_mask, share=share)
+            return prompt, [None] * len(task_ids) if weights is None else list(weights)
+        prompt, weights = None, [None] * len(task_ids)
+        for k, mixture in enumerate(self.mixtures):
+            rows = (which == k).nonzero().squeeze(-1)
+            if rows.numel() == 0:
+                continue
+            part, part_weights = mixture(local[rows], input_embeds[rows], input_mask[rows])
+            if prompt is None:
+                prompt = part.new_zeros(len(task_ids), *part.shape[1:])
+            prompt[rows] = part
+            for r, row in enumerate(rows.tolist()):
+                weights[row] = None if part_weights is None else part_weights[r]
+        return prompt, weights

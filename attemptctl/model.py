@@ -70,7 +70,7 @@ def _closed(ids: list[int], eos: int) -> list[int]:
 
 
 def collate(backbone: Backbone, items: Sequence[Encoded], task_ids: Sequence[int]) -> Batch:
-    """Pad a list of encoded examples into a :class:`Batch` (dynamic padding to the longest row)."""
+    """Pad a list of encoded examples into a :class:`Batch` (dynamic padding to the longest row), on the LM's device."""
     pad = backbone.pad_id
     width_k = max((len(e.target_ids) for e in items), default=0)
     if backbone.is_encoder_decoder:
@@ -88,12 +88,13 @@ def collate(backbone: Backbone, items: Sequence[Encoded], task_ids: Sequence[int
             mask.append([0] * n_pad + [1] * len(e))
             input_mask.append([0] * n_pad + [1] * len(e.input_ids) + [0] * len(e.target_ids))
             labels.append([IGNORE] * (width_k - len(e.target_ids)) + list(e.target_ids))
+    device = backbone.model.device
     return Batch(
-        task_ids=torch.tensor(list(task_ids), dtype=torch.long),
-        input_ids=torch.tensor(ids, dtype=torch.long),
-        attention_mask=torch.tensor(mask, dtype=torch.long),
-        input_mask=torch.tensor(input_mask, dtype=torch.bool),
-        labels=torch.tensor(labels, dtype=torch.long).reshape(len(items), width_k),
+        task_ids=torch.tensor(list(task_ids), dtype=torch.long, device=device),
+        input_ids=torch.tensor(ids, dtype=torch.long, device=device),
+        attention_mask=torch.tensor(mask, dtype=torch.long, device=device),
+        input_mask=torch.tensor(input_mask, dtype=torch.bool, device=device),
+        labels=torch.tensor(labels, dtype=torch.long, device=device).reshape(len(items), width_k),
     )
 
 
@@ -142,7 +143,7 @@ def _decoder_forward(backbone: Backbone, prompt: torch.Tensor, batch: Batch, kee
     """Decoder-only forward with the prompt in front; logits for the last ``keep`` positions only."""
     if prompt.dim() == 2:  # shared prompt: reuse its keys/values for every row
         m = prompt.shape[0]
-        mask = torch.cat([torch.ones(len(batch), m, dtype=batch.attention_mask.dtype), batch.attention_mask], dim=1)
+        mask = torch.cat([batch.attention_mask.new_ones(len(batch), m), batch.attention_mask], dim=1)
         return backbone.model(inputs_embeds=backbone.embed(batch.input_ids), attention_mask=mask,
                               position_ids=_positions(batch.attention_mask, m),
                               logits_to_keep=keep, **_with_cache(backbone.model, prefix_cache(backbone, prompt, len(batch))))
@@ -192,7 +193,7 @@ def label_scores(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encod
     """
     batch = collate(backbone, [Encoded(item.input_ids, ()) for item in items], [0] * len(items))
     pairs = [(i, label) for i, row in enumerate(candidates) for label in row]
-    owners = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+    owners = torch.tensor([i for i, _ in pairs], dtype=torch.long, device=batch.input_ids.device)
     if backbone.is_encoder_decoder:
         totals = _seq2seq_label_logprobs(backbone, prompt, batch, owners, [label for _, label in pairs])
     else:
@@ -203,15 +204,17 @@ def label_scores(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encod
     return scores
 
 
-def _padded(rows: Sequence[Sequence[int]], fill: int) -> torch.Tensor:
+def _padded(rows: Sequence[Sequence[int]], fill: int, device=None) -> torch.Tensor:
     width = max((len(r) for r in rows), default=0)
-    return torch.tensor([list(r) + [fill] * (width - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), width)
+    return torch.tensor([list(r) + [fill] * (width - len(r)) for r in rows], dtype=torch.long,
+                        device=device).reshape(len(rows), width)
 
 
 def _causal_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Tensor:
     out = _decoder_forward(backbone, prompt, batch, keep=1, use_cache=True)
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)            # (B, V): the first label token
-    totals = first[owners, torch.tensor([label[0] for label in labels])]
+    device = owners.device
+    totals = first[owners, torch.tensor([label[0] for label in labels], device=device)]
     rest = [label[1:] for label in labels]
     if not any(rest):
         return totals
@@ -219,14 +222,14 @@ def _causal_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Ten
     cache = out.past_key_values
     cache.batch_select_indices(owners)
     m = prompt.shape[-2]
-    past_mask = torch.cat([torch.ones(len(batch), m, dtype=batch.attention_mask.dtype), batch.attention_mask], 1)[owners]
-    feed = _padded([label[:-1] for label in labels], backbone.pad_id)      # (R, W)
-    feed_mask = _padded([[1] * (len(label) - 1) for label in labels], 0)
+    past_mask = torch.cat([batch.attention_mask.new_ones(len(batch), m), batch.attention_mask], 1)[owners]
+    feed = _padded([label[:-1] for label in labels], backbone.pad_id, device)  # (R, W)
+    feed_mask = _padded([[1] * (len(label) - 1) for label in labels], 0, device)
     start = past_mask.sum(-1, keepdim=True)                                 # next position per row
-    positions = start + torch.arange(feed.shape[1]).unsqueeze(0)
+    positions = start + torch.arange(feed.shape[1], device=device).unsqueeze(0)
     logits = backbone.model(inputs_embeds=backbone.embed(feed), attention_mask=torch.cat([past_mask, feed_mask], 1),
                             position_ids=positions, **_with_cache(backbone.model, cache)).logits.float()
-    targets = _padded(rest, IGNORE)                                         # position k predicts token k+1
+    targets = _padded(rest, IGNORE, device)                                 # position k predicts token k+1
     picked = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return totals + picked.masked_fill(targets == IGNORE, 0.0).sum(-1)
 
@@ -234,7 +237,7 @@ def _causal_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Ten
 def _seq2seq_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Tensor:
     embeds, mask = _prompted(backbone, prompt, batch)
     encoded = backbone.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-    targets = _padded(labels, IGNORE)
+    targets = _padded(labels, IGNORE, owners.device)
     logits = backbone.model(encoder_outputs=(encoded[owners],), attention_mask=mask[owners], labels=targets,
                             use_cache=False).logits.float()
     picked = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)

@@ -10,46 +10,17 @@ failure never leaves a half-written prompt behind.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 
 from attemptctl import artifacts
-from attemptctl.backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from attemptctl.backbones import Backbone, load_backbone
 from attemptctl.data import TaskSplits, load_task
 from attemptctl.mixture import PromptMixture
 from attemptctl.prompts import SoftPrompt
 from attemptctl.tasks import Task, get_task
 from attemptctl.train import Event, TrainConfig, TrainResult, make_config, train
-from registry import PromptRecord, Registry
-
-REGISTRY_ENV = "ATTEMPTCTL_REGISTRY"
-
-
-def default_registry_path() -> Path:
-    """``$ATTEMPTCTL_REGISTRY``, else ``$XDG_DATA_HOME/attemptctl/registry`` (``~/.local/share/…``)."""
-    if os.environ.get(REGISTRY_ENV):
-        return Path(os.environ[REGISTRY_ENV])
-    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data_home) / "attemptctl" / "registry"
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where prompts live, where data comes from and which backbone the user asked for (if any)."""
-
-    registry_path: Path
-    data_dir: Path | None = None
-    backbone: str | None = None
-
-    def registry(self) -> Registry:
-        return Registry(self.registry_path)
-
-    def backbone_spec(self, registry: Registry) -> str:
-        """The explicit backbone, else the one the registry's prompts use, else the default."""
-        return self.backbone or registry.default_backbone() or DEFAULT_BACKBONE
+from attemptctl.workspace import Workspace
+from registry import PromptRecord
 
 
 def load_splits(ws: Workspace, task: Task, config: TrainConfig) -> TaskSplits:

@@ -1,18 +1,23 @@
-"""Evaluation reports over registered prompts, from one loaded backbone (attention: ``attention_report``)."""
+"""Evaluation and prediction over registered prompts, from ONE loaded backbone.
+
+Every prompt to score becomes a slot of a :class:`~attemptctl.mixture.PromptBank`; rows of all
+slots share batches, each row with its own instance prompt (attention: ``attention_report``).
+"""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from attemptctl import artifacts
 from attemptctl.backbones import load_backbone
-from attemptctl.data import load_task
-from attemptctl.errors import AttemptError, ConfigError
+from attemptctl.errors import ConfigError, DataError
 from attemptctl.evaluate import DECODES, evaluate
-from attemptctl.operations import Workspace
-from attemptctl.tasks import get_task
+from attemptctl.mixture import PromptBank, PromptMixture
+from attemptctl.tasks import Example, get_task
+from attemptctl.workspace import Workspace, select_records, split_examples
 from registry import PromptRecord, Registry
 
 SPLITS = ("dev", "test")
@@ -29,51 +34,118 @@ class EvalRow:
     seconds: float
 
 
-def _select(registry: Registry, refs: Sequence[str] | None, kinds=("target", "source")) -> list[PromptRecord]:
-    if refs:
-        return [registry.find(ref, kinds=kinds) for ref in refs]
-    records = registry.list(kind="target", latest_only=True)
-    if not records:
-        raise AttemptError(f"registry {registry.root} has no target prompts; train one with "
-                           "`attemptctl target train TASK --sources a,b`")
-    return records
-
-
-def _groups(records: Sequence[PromptRecord]) -> list[list[PromptRecord]]:
-    """Records that share one mixture: targets trained together share G and their sources."""
+def _mixtures(registry: Registry, records: Sequence[PromptRecord], backbone) -> dict[str, tuple[PromptMixture, str]]:
+    """A mixture per training run (targets sharing G and sources share one); slot = prompt ref."""
     groups: dict[str, list[PromptRecord]] = defaultdict(list)
     for record in records:
-        groups[f"attention:{record.attention}:{record.sources}" if record.attention else f"{record.kind}:{record.ref}"].append(record)
-    return list(groups.values())
+        key = f"attention:{record.attention}:{record.sources}" if record.attention else f"{record.kind}:{record.ref}"
+        # Two versions of one task cannot share a mixture (its tasks are names): split them.
+        while any(r.name == record.name for r in groups[key]):
+            key += "'"
+        groups[key].append(record)
+    slots = {}
+    for group in groups.values():
+        mixture = artifacts.load_mixture(registry, group, backbone)
+        slots.update({record.ref: (mixture, record.name) for record in group})
+    return slots
 
 
-def _examples(ws: Workspace, record: PromptRecord, split: str, limit: int | None):
-    task = get_task(record.task)
-    seed = int(record.config.get("seed", 42))
-    limit = limit or record.config.get(f"{split}_limit")
-    splits = load_task(task, data_dir=ws.data_dir, seed=seed, dev_limit=limit, test_limit=limit, train_limit=1)
-    return task, (splits.dev if split == "dev" else splits.test)
+def _banks(slots: Mapping[str, tuple[PromptMixture, str]]) -> list[PromptBank]:
+    """One bank per prompt length: rows of equal-length prompts share batches."""
+    by_length: dict[int, dict] = defaultdict(dict)
+    for ref, (mixture, task) in slots.items():
+        by_length[mixture.prompts[0].shape[0]][ref] = (mixture, task)
+    return [PromptBank(group) for group in by_length.values()]
+
+
+def compare_refs(registry: Registry, names: Sequence[str]) -> list[str]:
+    """``--compare``: every version of each bare name (``boolq`` -> boolq@1, boolq@2, …), pinned refs kept."""
+    refs: list[str] = []
+    for name in names:
+        if "@" in name:
+            refs.append(name)
+            continue
+        record = registry.find(name, kinds=("target", "source"))
+        refs += [r.ref for r in registry.list(kind=record.kind, name=record.name)]
+    return refs
 
 
 def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split: str = "test", decode: str = "rank",
-                     limit: int | None = None, batch_size: int = 16, on_batch=None) -> list[EvalRow]:
-    """Evaluate prompts (default: every latest target) and store the results with each version."""
+                     limit: int | None = None, batch_size: int = 16, compare: bool = False,
+                     on_batch=None) -> list[EvalRow]:
+    """Evaluate prompts (default: every latest target) in shared batches; store each result with its version."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; choose dev or test")
     if decode not in DECODES:
         raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
     registry = ws.registry()
-    records = _select(registry, refs)
-    data = {r.ref: _examples(ws, r, split, limit) for r in records}
+    if compare and not refs:
+        raise ConfigError("--compare lays versions of named tasks side by side; name them, e.g. `eval boolq --compare`")
+    records = select_records(registry, compare_refs(registry, refs) if compare else refs)
+    data = {r.ref: split_examples(ws, r, split, limit) for r in records}
     backbone = load_backbone(ws.backbone or records[0].backbone)
+    results = {}
+    for bank in _banks(_mixtures(registry, records, backbone)):
+        results.update(evaluate(backbone, bank, {ref: data[ref][1] for ref in bank.tasks},
+                                {ref: data[ref][0] for ref in bank.tasks},
+                                max_length={r.ref: r.config.get("max_length") for r in records},
+                                batch_size=batch_size, decode=decode, on_batch=on_batch))
     rows = []
-    for group in _groups(records):
-        mixture = artifacts.load_mixture(registry, group, backbone)
-        results = evaluate(backbone, mixture, {r.name: data[r.ref][1] for r in group},
-                           {r.name: data[r.ref][0] for r in group}, max_length=group[0].config.get("max_length"),
-                           batch_size=batch_size, decode=decode, on_batch=on_batch)
-        for record in group:
-            result = results[record.name]
-            registry.add_evaluation(record.kind, record.ref, split, result.metrics, result.examples, result.seconds)
-            rows.append(EvalRow(record, split, result.metrics, result.examples, result.seconds))
+    for record in records:
+        result = results[record.ref]
+        registry.add_evaluation(record.kind, record.ref, split, result.metrics, result.examples, result.seconds)
+        rows.append(EvalRow(record, split, result.metrics, result.examples, result.seconds))
     return rows
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input's output and, for mixing targets, its attention over the sources and its own prompt."""
+
+    input: str
+    prediction: str
+    attention: dict[str, float] | None
+
+
+def parse_inputs(lines: Iterable[str], origin: str) -> list[dict]:
+    """JSON objects, one per line (blank lines skipped); errors name ``origin:line``."""
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        line = line.strip().lstrip("\ufeff")
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{origin}:{number}:{exc.colno}: malformed JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{origin}:{number}: expected a JSON object with the task's fields, got {type(row).__name__}")
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{origin}: no input; give one JSON object per line")
+    return rows
+
+
+def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "input", decode: str = "rank",
+            batch_size: int = 16) -> list[Prediction]:
+    """Predict outputs for raw input rows (the task's fields) with a registered prompt."""
+    registry = ws.registry()
+    record = registry.find(ref, kinds=("target", "source"))
+    task = get_task(record.task)
+    examples = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            examples.append(Example(task.name, task.render_input(row), "", None))
+        except KeyError as exc:
+            raise DataError(f"{origin}:{number}: missing field {exc}; {task.name} takes "
+                            f"{', '.join(task.fields)}") from None
+        except ValueError as exc:
+            raise DataError(f"{origin}:{number}: {exc}") from None
+    backbone = load_backbone(ws.backbone or record.backbone)
+    mixture = artifacts.load_mixture(registry, [record], backbone)
+    result = evaluate(backbone, mixture, {record.name: examples}, {record.name: task},
+                      max_length=record.config.get("max_length"), batch_size=batch_size, decode=decode,
+                      score=False)[record.name]
+    weights = result.weights
+    return [Prediction(e.input, p, None if weights is None else dict(zip(mixture.columns, map(float, weights[i]))))
+            for i, (e, p) in enumerate(zip(examples, result.predictions))]

@@ -22,10 +22,12 @@ from attemptctl import artifacts
 from attemptctl.attention import AttentionModule
 from attemptctl.backbones import Backbone, load_backbone
 from attemptctl.errors import ConfigError
-from attemptctl.mixture import RECORDED_VARIANTS, PromptMixture
-from attemptctl.operations import Workspace, load_splits, training_metrics, vocab_prompt
+from attemptctl.mixture import PromptMixture
+from attemptctl.operations import load_splits, training_metrics, vocab_prompt
 from attemptctl.tasks import Task, get_task
 from attemptctl.train import Event, TrainConfig, TrainResult, make_config, train
+from attemptctl.variants import RECORDED_VARIANTS
+from attemptctl.workspace import Workspace
 from registry import PromptRecord, Registry
 
 VARIANTS = {name: RECORDED_VARIANTS[name] for name in ("attempt", "uniform", "no-target", "pt", "spot")}

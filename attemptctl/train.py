@@ -190,7 +190,6 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                                                   seed=config.seed + epoch):
                 indices = [rows[i] for i in grouped]
                 batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
-                batch = _to(batch, accelerator.device)
                 mixture.train()
                 prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask, share=True)
                 loss = lm.loss(backbone, prompt, batch)
@@ -243,9 +242,3 @@ def _evaluate_dev(backbone, mixture, dev_rows, tasks, config, step, best: _Best,
 
 def _trainable_state(mixture: PromptMixture) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().clone() for name, p in mixture.named_parameters()}
-
-
-def _to(batch: lm.Batch, device) -> lm.Batch:
-    if device.type == "cpu":
-        return batch
-    return lm.Batch(**{k: v.to(device) for k, v in vars(batch).items()})

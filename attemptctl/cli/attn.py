@@ -6,13 +6,12 @@ import csv
 import io
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import BackboneOpt, DataDirOpt, JsonOpt, RegistryOpt, attn_app, call, err, out
+from attemptctl.cli.common import BackboneOpt, DataDirOpt, JsonOpt, RegistryOpt, attn_app, call, err, out, workspace
 
 FORMATS = ("table", "csv", "json", "png")
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or png (png needs --output).")]
@@ -41,7 +40,7 @@ def attn_show(
     _check_format(fmt, output, examples)
     from attemptctl.attention_report import attention_weights
 
-    results = call(attention_weights, _Workspace(registry, data_dir, backbone), tasks or None, split=split,
+    results = call(attention_weights, workspace(registry, data_dir, backbone), tasks or None, split=split,
                    limit=limit, on_batch=_progress_bar())
     if by_label:
         for result in results:
@@ -63,29 +62,6 @@ def attn_show(
         out.print_json(text)
     else:
         out.out(text, end="", highlight=False)
-
-
-@dataclass(frozen=True)
-class _Workspace:
-    """What ``attention_weights`` needs of ``operations.Workspace``, without importing it.
-
-    ``attemptctl.operations`` imports torch (1.5 s), and a cached ``attn show`` answers in well
-    under a second only if torch is never imported; the path rule is the same as there.
-    """
-
-    path: Path | None
-    data_dir: Path | None
-    backbone: str | None
-
-    def registry(self):
-        import os
-
-        from registry import Registry
-
-        if self.path is not None:
-            return Registry(self.path)
-        data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-        return Registry(os.environ.get("ATTEMPTCTL_REGISTRY") or Path(data_home) / "attemptctl" / "registry")
 
 
 def _check_format(fmt: str, output: Path | None, examples: int | None) -> None:

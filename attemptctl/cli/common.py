@@ -54,7 +54,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def workspace(registry: Path | None, data_dir: Path | None = None, backbone: str | None = None):
-    from attemptctl.operations import Workspace, default_registry_path
+    from attemptctl.workspace import Workspace, default_registry_path
 
     return Workspace(registry_path=registry or default_registry_path(), data_dir=data_dir, backbone=backbone)
 

@@ -108,12 +108,18 @@ class Task:
             return False
         return not (self.labels is not None and row.get(self.label_field) in (-1, ""))
 
-    def render(self, row: Row) -> Example:
-        """Render one dataset row; KeyError for a missing field, ValueError for a bad value."""
+    def render_input(self, row: Row) -> str:
+        """The input text of a row, which needs no label (what ``predict`` reads)."""
         if self.row_map is not None:
             row = self.row_map(row)
         values = {field: _text(row[field], field) for field in self.fields}
-        text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template_text())
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template_text())
+
+    def render(self, row: Row) -> Example:
+        """Render one dataset row; KeyError for a missing field, ValueError for a bad value."""
+        text = self.render_input(row)
+        if self.row_map is not None:
+            row = self.row_map(row)
         group = self.group_of(row) if self.group_of is not None else None
         if self.labels is not None:
             label = _label_index(row[self.label_field], len(self.labels), self.label_map)

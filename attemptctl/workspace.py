@@ -1,0 +1,65 @@
+"""Where a command works: the registry, the data and the backbone the user asked for.
+
+Torch-free on purpose: commands that only read the registry (``registry list``, a cached
+``attn show``) must answer without importing torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from attemptctl.backbones import DEFAULT_BACKBONE
+from attemptctl.data import load_task
+from attemptctl.errors import AttemptError
+from attemptctl.tasks import Example, Task, get_task
+from registry import PromptRecord, Registry
+
+REGISTRY_ENV = "ATTEMPTCTL_REGISTRY"
+
+
+def default_registry_path() -> Path:
+    """``$ATTEMPTCTL_REGISTRY``, else ``$XDG_DATA_HOME/attemptctl/registry`` (``~/.local/share/…``)."""
+    if os.environ.get(REGISTRY_ENV):
+        return Path(os.environ[REGISTRY_ENV])
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "attemptctl" / "registry"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where prompts live, where data comes from and which backbone the user asked for (if any)."""
+
+    registry_path: Path
+    data_dir: Path | None = None
+    backbone: str | None = None
+
+    def registry(self) -> Registry:
+        return Registry(self.registry_path)
+
+    def backbone_spec(self, registry: Registry) -> str:
+        """The explicit backbone, else the one the registry's prompts use, else the default."""
+        return self.backbone or registry.default_backbone() or DEFAULT_BACKBONE
+
+
+def select_records(registry: Registry, refs: Sequence[str] | None, kinds: Sequence[str] = ("target", "source")
+                   ) -> list[PromptRecord]:
+    """The prompts named by ``refs`` (targets first), or every latest target when none is named."""
+    if refs:
+        return list(dict.fromkeys(registry.find(ref, kinds=tuple(kinds)) for ref in refs))
+    records = registry.list(kind="target", latest_only=True)
+    if not records:
+        raise AttemptError(f"registry {registry.root} has no target prompts; train one with "
+                           "`attemptctl target train TASK --sources a,b`")
+    return records
+
+
+def split_examples(ws: Workspace, record: PromptRecord, split: str, limit: int | None) -> tuple[Task, list[Example]]:
+    """A prompt's dev or test examples as its training saw them: same seed, same default limit."""
+    task = get_task(record.task)
+    seed = int(record.config.get("seed", 42))
+    limit = limit or record.config.get(f"{split}_limit")
+    splits = load_task(task, data_dir=ws.data_dir, seed=seed, dev_limit=limit, test_limit=limit, train_limit=1)
+    return task, (splits.dev if split == "dev" else splits.test)
