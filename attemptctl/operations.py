@@ -14,6 +14,7 @@ import torch
 
 from attemptctl import artifacts
 from attemptctl.backbones import Backbone, load_backbone
+from attemptctl.checkpoints import CheckpointPlan
 from attemptctl.data import TaskSplits, load_task
 from attemptctl.mixture import PromptMixture
 from attemptctl.prompts import SoftPrompt
@@ -27,6 +28,12 @@ def load_splits(ws: Workspace, task: Task, config: TrainConfig) -> TaskSplits:
     """The task's train/dev/test rows as the training config limits them."""
     return load_task(task, data_dir=ws.data_dir, seed=config.seed, train_limit=config.train_limit,
                      dev_limit=config.dev_limit, test_limit=config.test_limit, shots=config.shots)
+
+
+def checkpoint_plan(ws: Workspace, run: str, config: TrainConfig, resume: bool, force: bool) -> CheckpointPlan:
+    """Where run ``run`` (e.g. ``source-mnli``, ``target-rte+cb``) checkpoints, inside the registry folder."""
+    path = ws.registry_path / "checkpoints" / f"{run}.safetensors"
+    return CheckpointPlan(path=path, every=config.checkpoint_every, resume=resume, force=force)
 
 
 def training_metrics(result: TrainResult) -> dict:
@@ -43,7 +50,8 @@ def vocab_prompt(backbone: Backbone, length: int, seed: int) -> torch.Tensor:
 
 
 def train_source(ws: Workspace, task_name: str, *, preset: str = "cpu", overrides: dict | None = None,
-                 on_event: Event | None = None) -> tuple[PromptRecord, TrainResult]:
+                 on_event: Event | None = None, resume: bool = False,
+                 force: bool = False) -> tuple[PromptRecord, TrainResult]:
     """Prompt-tune a source prompt on ``task_name`` and register it as the next source version."""
     task = get_task(task_name)
     config = make_config(preset, **(overrides or {}))
@@ -53,7 +61,8 @@ def train_source(ws: Workspace, task_name: str, *, preset: str = "cpu", override
     backbone = load_backbone(spec)
     mixture = PromptMixture({task.name: vocab_prompt(backbone, config.prompt_length, config.seed)})
     result = train(backbone, mixture, {task.name: splits.train}, {task.name: splits.dev}, {task.name: task},
-                   config, source=True, on_event=on_event)
+                   config, source=True, on_event=on_event,
+                   checkpoint=checkpoint_plan(ws, f"source-{task.name}", config, resume, force))
     record = registry.register(
         kind="source", name=task.name, task=task.name, backbone=spec, fingerprint=backbone.fingerprint,
         d=backbone.d, m=config.prompt_length, payload=artifacts.prompt_payload(result.state["prompts.0"]),

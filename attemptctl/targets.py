@@ -23,7 +23,7 @@ from attemptctl.attention import AttentionModule
 from attemptctl.backbones import Backbone, load_backbone
 from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
-from attemptctl.operations import load_splits, training_metrics, vocab_prompt
+from attemptctl.operations import checkpoint_plan, load_splits, training_metrics, vocab_prompt
 from attemptctl.tasks import Task, get_task
 from attemptctl.train import Event, TrainConfig, TrainResult, make_config, train
 from attemptctl.variants import RECORDED_VARIANTS
@@ -129,7 +129,8 @@ def _spot_init(run: TargetRun, ws: Workspace, init_from: str, backbone: Backbone
 
 def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str], *, variant: str = "attempt",
                  init: str = "auto", init_from: str | None = None, attn_prior: str | None = None, preset: str = "cpu",
-                 overrides: dict | None = None, on_event: Event | None = None) -> tuple[list[PromptRecord], TrainResult]:
+                 overrides: dict | None = None, on_event: Event | None = None, resume: bool = False,
+                 force: bool = False) -> tuple[list[PromptRecord], TrainResult]:
     """Train target prompt(s) (and G) over frozen sources; register G, then one target per task."""
     run = _plan(ws, task_names, source_refs, variant, preset, overrides)
     if variant == "spot" and not init_from:
@@ -154,7 +155,8 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     mixture = PromptMixture(targets, sources=sources if mixing else None, attention=attention, variant=VARIANTS[variant])
     task_map = {t.name: t for t in run.tasks}
     result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
-                   task_map, run.config, on_event=on_event)
+                   task_map, run.config, on_event=on_event,
+                   checkpoint=checkpoint_plan(ws, f"target-{'+'.join(task_map)}", run.config, resume, force))
     config = {**run.config.to_dict(), "preset": preset, "tasks": list(task_map), "attn_prior": attn_prior, **extra}
     records = register_trained(run, backbone, mixture, result, variant, config,
                         {t.name: {"init": inits[t.name], "data": splits[t.name].source} for t in run.tasks})
@@ -186,7 +188,8 @@ def register_trained(run: TargetRun, backbone: Backbone, mixture: PromptMixture,
 
 
 def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str = "prior", preset: str = "cpu",
-                       overrides: dict | None = None, on_event: Event | None = None) -> tuple[PromptRecord, TrainResult]:
+                       overrides: dict | None = None, on_event: Event | None = None, resume: bool = False,
+                       force: bool = False) -> tuple[PromptRecord, TrainResult]:
     """The attention prior: train G on the source tasks (a fresh prompt per source) and register G alone."""
     if len(source_refs) < 2:
         raise ConfigError("the attention prior is learned across sources; give at least two with --sources a,b")
@@ -200,7 +203,8 @@ def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str =
     mixture = PromptMixture(fresh, sources=sources, attention=_attention(registry, None, backbone, run.config.seed),
                             variant="attempt")
     result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
-                   {t.name: t for t in run.tasks}, run.config, on_event=on_event)
+                   {t.name: t for t in run.tasks}, run.config, on_event=on_event,
+                   checkpoint=checkpoint_plan(ws, f"attention-{name}", run.config, resume, force))
     mixture.attention.load_state_dict({k[len("attention."):]: v for k, v in result.state.items()
                                        if k.startswith("attention.")})
     record = registry.register(kind="attention", name=name, task=",".join(mixture.tasks), backbone=run.backbone_spec,

@@ -9,17 +9,24 @@ weight decay 1e-5, linear schedule with 500 warm-up steps, batch 32, best checkp
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
 
+from attemptctl import checkpoints
 from attemptctl import model as lm
 from attemptctl.backbones import Backbone
 from attemptctl.batching import length_grouped_batches
+from attemptctl.checkpoints import CheckpointPlan
 from attemptctl.errors import ConfigError
 from attemptctl.evaluate import evaluate
 from attemptctl.metrics import primary_metric
@@ -54,13 +61,15 @@ class TrainConfig:
     test_limit: int | None = None
     eval_every: int | None = None
     """Evaluate on dev every N steps (and at the end); None: once per epoch."""
+    checkpoint_every: int | None = None
+    """Save a resumable checkpoint every N steps; None: at every dev evaluation (and always on Ctrl-C)."""
     sampling_temperature: float = 1.0
     """Multi-task sampling: task t is drawn ∝ n_t^(1/T). 1: proportional to size; large: uniform."""
     seed: int = 42
 
     def __post_init__(self) -> None:
         positive = ("prompt_length", "batch_size", "max_length", "epochs", "max_steps", "train_limit", "shots",
-                    "dev_limit", "test_limit", "eval_every")
+                    "dev_limit", "test_limit", "eval_every", "checkpoint_every")
         for name in positive:
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -159,8 +168,13 @@ def default_epochs(train_rows: int, *, source: bool) -> int:
 
 def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, Sequence[Example]],
           dev_rows: Mapping[str, Sequence[Example]], tasks: Mapping[str, Task], config: TrainConfig, *,
-          source: bool = False, on_event: Event | None = None) -> TrainResult:
-    """Train ``mixture`` on the tasks' training rows; keep the state with the best mean dev score."""
+          source: bool = False, on_event: Event | None = None,
+          checkpoint: CheckpointPlan | None = None) -> TrainResult:
+    """Train ``mixture`` on the tasks' training rows; keep the state with the best mean dev score.
+
+    With a ``checkpoint`` plan the run is saved every ``checkpoint.every`` steps (default: at every
+    dev evaluation) and on Ctrl-C/SIGTERM, and ``checkpoint.resume`` continues a saved run exactly.
+    """
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
@@ -172,47 +186,132 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     if not items:
         raise ConfigError("no training rows; check --train-limit and the data directory")
     per_epoch = math.ceil(len(items) / config.batch_size)
-    epochs = config.epochs or default_epochs(len(items), source=source)
-    total = config.max_steps or per_epoch * epochs
+    total = config.max_steps or per_epoch * (config.epochs or default_epochs(len(items), source=source))
     optimizer = _optimizer(mixture, config)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total), total)
     mixture, optimizer, scheduler = accelerator.prepare(mixture, optimizer, scheduler)
     eval_every = config.eval_every or per_epoch
-
-    best = _Best()
-    step, started, interrupted = 0, time.perf_counter(), False
-    notify("start", total=total, examples=len(items))
-    try:
-        epoch = 0
-        while step < total:
-            rows = epoch_rows(task_ids, config.sampling_temperature, config.seed + epoch)
-            for grouped in length_grouped_batches([len(items[i]) for i in rows], config.batch_size, shuffle=True,
-                                                  seed=config.seed + epoch):
-                indices = [rows[i] for i in grouped]
-                batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
-                mixture.train()
-                prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask, share=True)
-                loss = lm.loss(backbone, prompt, batch)
-                accelerator.backward(loss)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                notify("step", step=step, loss=loss.item(), examples=len(indices))
-                if step % eval_every == 0 or step == total:
-                    _evaluate_dev(backbone, accelerator.unwrap_model(mixture), dev_rows, tasks, config, step, best, notify)
-                if step >= total:
-                    break
-            epoch += 1
-    except KeyboardInterrupt:
-        interrupted = True
-        notify("interrupted", step=step)
-    unwrapped = accelerator.unwrap_model(mixture)
+    run = _Run(accelerator.unwrap_model(mixture), optimizer, scheduler, _identity(config, items, task_ids, backbone))
+    if checkpoint and checkpoint.resume:
+        run.restore(checkpoint)
+    started, interrupted = time.perf_counter(), False
+    notify("start", total=total, examples=len(items), resumed_at=run.step)
+    with _stop_requests() as stop:
+        try:
+            if run.evaluation_due(eval_every, total):  # stopped after a step, before its dev evaluation
+                _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify)
+            while run.step < total and not stop.is_set():
+                rows = epoch_rows(task_ids, config.sampling_temperature, config.seed + run.epoch)
+                batches = length_grouped_batches([len(items[i]) for i in rows], config.batch_size, shuffle=True,
+                                                 seed=config.seed + run.epoch)
+                for grouped in batches[run.batches_done:]:
+                    indices = [rows[i] for i in grouped]
+                    batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
+                    mixture.train()
+                    prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask, share=True)
+                    loss = lm.loss(backbone, prompt, batch)
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    run.step, run.batches_done = run.step + 1, run.batches_done + 1
+                    notify("step", step=run.step, loss=loss.item(), examples=len(indices),
+                           tokens=int(batch.attention_mask.sum()))
+                    if run.evaluation_due(eval_every, total):
+                        _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify)
+                    if checkpoint and (stop.is_set() or (run.step % checkpoint.every == 0 if checkpoint.every
+                                                         else run.best.history_step == run.step)):
+                        run.save(checkpoint.path)
+                    if run.step >= total or stop.is_set():
+                        break
+                else:
+                    run.epoch, run.batches_done = run.epoch + 1, 0
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now; the last checkpoint stays as it was
+            stop.set()
+        interrupted = stop.is_set()
+        if interrupted:
+            notify("interrupted", step=run.step, checkpoint=str(checkpoint.path) if checkpoint else None)
+    if checkpoint and not interrupted and checkpoint.path.exists():
+        checkpoint.path.unlink()  # the run is complete; its result goes to the registry
+    best = run.best
     if best.state is None:  # interrupted before the first dev evaluation: keep what we have
-        best.state, best.step = _trainable_state(unwrapped), step
-    return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=step,
+        best.state, best.step = _trainable_state(run.mixture), run.step
+    return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=run.step,
                        seconds=time.perf_counter() - started, interrupted=interrupted, history=best.history,
                        train_rows=len(items))
+
+
+def _identity(config: TrainConfig, items, task_ids, backbone: Backbone) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the config, the encoded data and the backbone."""
+    data = hashlib.sha256(json.dumps([[list(i.input_ids), list(i.target_ids)] for i in items] + [list(task_ids)]).encode())
+    settings = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
+    return {"config": json.dumps(settings, sort_keys=True), "data": data.hexdigest(),
+            "backbone": backbone.fingerprint["embedding_sha256"] + backbone.fingerprint["config_sha256"]}
+
+
+@dataclass
+class _Run:
+    """The mutable state of a training run, and how it is saved and restored."""
+
+    mixture: PromptMixture
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    identity: dict[str, str]
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+    best: "_Best" = field(default_factory=lambda: _Best())
+
+    def evaluation_due(self, eval_every: int, total: int) -> bool:
+        """Whether the step just trained needs its dev evaluation (and has not had it yet)."""
+        return self.step > 0 and (self.step % eval_every == 0 or self.step == total) and self.best.history_step != self.step
+
+    def save(self, path) -> None:
+        best = {"score": self.best.score if self.best.state is not None else None, "dev": self.best.dev,
+                "step": self.best.step, "history": self.best.history, "history_step": self.best.history_step}
+        checkpoints.save(path, checkpoints.Checkpoint(
+            step=self.step, epoch=self.epoch, batches_done=self.batches_done,
+            trainable=_trainable_state(self.mixture), optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), rng=torch.get_rng_state(), identity=self.identity,
+            best_state=self.best.state, best=best))
+
+    def restore(self, plan: CheckpointPlan) -> None:
+        if not plan.path.exists():
+            raise ConfigError(f"nothing to resume: no checkpoint at {plan.path}; train without --resume")
+        saved = checkpoints.load(plan.path)
+        checkpoints.check_identity(plan.path, saved.identity, self.identity, plan.force)
+        with torch.no_grad():
+            for name, parameter in self.mixture.named_parameters():
+                parameter.copy_(saved.trainable[name])
+        self.optimizer.load_state_dict(saved.optimizer)
+        self.scheduler.load_state_dict(saved.scheduler)
+        torch.set_rng_state(saved.rng)
+        self.step, self.epoch, self.batches_done = saved.step, saved.epoch, saved.batches_done
+        self.best = _Best(state=saved.best_state, score=saved.best["score"] if saved.best_state is not None else -math.inf,
+                          dev=saved.best["dev"], step=saved.best["step"], history=saved.best["history"],
+                          history_step=saved.best["history_step"])
+
+
+@contextmanager
+def _stop_requests():
+    """Ctrl-C and SIGTERM ask the loop to stop at the next step boundary (after that step's dev
+    evaluation and checkpoint), so a checkpoint is always consistent; a second Ctrl-C stops at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -222,9 +321,11 @@ class _Best:
     dev: dict[str, dict[str, float]] = field(default_factory=dict)
     step: int = 0
     history: list[dict] = field(default_factory=list)
+    history_step: int = 0  # the last step whose dev evaluation finished
 
 
 def _evaluate_dev(backbone, mixture, dev_rows, tasks, config, step, best: _Best, notify) -> None:
+    best.history_step = step
     if not any(dev_rows.values()):
         best.state, best.step = _trainable_state(mixture), step  # nothing to select on: keep the latest
         return

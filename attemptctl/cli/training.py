@@ -10,15 +10,18 @@ from attemptctl.cli.common import (
     AttnLrOpt,
     BackboneOpt,
     BatchSizeOpt,
+    CheckpointEveryOpt,
     DataDirOpt,
     DevLimitOpt,
     EpochsOpt,
     EvalEveryOpt,
+    ForceOpt,
     LrOpt,
     MaxLengthOpt,
     PresetOpt,
     PromptLengthOpt,
     RegistryOpt,
+    ResumeOpt,
     SeedOpt,
     ShotsOpt,
     StepsOpt,
@@ -57,7 +60,8 @@ class _TrainProgress:
 
     def __call__(self, event: str, **data: Any) -> None:
         if event == "start":
-            self.bar = self.progress.add_task("training", total=data["total"], loss=float("nan"), speed=0.0)
+            self.bar = self.progress.add_task("training", total=data["total"], completed=data.get("resumed_at", 0),
+                                              loss=float("nan"), speed=0.0)
         elif event == "step":
             self.seen += data["examples"]
             elapsed = self.progress.tasks[0].elapsed or 1e-9
@@ -66,7 +70,8 @@ class _TrainProgress:
             marks = " ".join(f"{task}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()) for task, m in data["dev"].items())
             self.progress.console.print(f"step {data['step']}: dev {marks}" + ("  [green]best[/]" if data["improved"] else ""))
         elif event == "interrupted":
-            self.progress.console.print(f"interrupted at step {data['step']}; keeping the best prompt so far")
+            where = f"; checkpoint {data['checkpoint']} (continue with --resume)" if data.get("checkpoint") else ""
+            self.progress.console.print(f"interrupted at step {data['step']}; keeping the best prompt so far{where}")
 
 
 def _training_overrides(options: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +96,8 @@ def source_train(
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
     lr: LrOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
     train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
-    eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
+    eval_every: EvalEveryOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
+    resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
     """Prompt-tune a source prompt on TASK and register it as a new version.
 
@@ -102,7 +108,7 @@ def source_train(
     overrides = _training_overrides(locals())
     with _TrainProgress() as progress:
         record, result = call(train_source, workspace(registry, data_dir, backbone), task, preset=preset,
-                              overrides=overrides, on_event=progress)
+                              overrides=overrides, on_event=progress, resume=resume, force=force)
     out.print(f"registered source [bold]{record.ref}[/] ({_best_dev(result.dev)}; {result.steps} steps, "
               f"{result.seconds:.0f} s)" + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
 
@@ -140,7 +146,8 @@ def target_train(
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
     lr: LrOpt = None, attn_lr: AttnLrOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None,
     warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
-    test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
+    test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
+    resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
     """Train a target prompt and attention module G over frozen source prompts.
 
@@ -154,7 +161,7 @@ def target_train(
     with _TrainProgress() as progress:
         records, result = call(train_target, workspace(registry, data_dir, backbone), _names(tasks), _names(sources),
                                variant=variant, init=init, init_from=init_from, attn_prior=attn_prior, preset=preset,
-                               overrides=overrides, on_event=progress)
+                               overrides=overrides, on_event=progress, resume=resume, force=force)
     _report_targets(records, result)
 
 
@@ -188,7 +195,8 @@ def attn_pretrain(
     max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None, lr: LrOpt = None, attn_lr: AttnLrOpt = None,
     epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
     train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
-    eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
+    eval_every: EvalEveryOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
+    resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
     """Learn an attention prior: train G on the source tasks, each with a fresh task prompt.
 
@@ -200,6 +208,6 @@ def attn_pretrain(
     overrides = _training_overrides(locals())
     with _TrainProgress() as progress:
         record, result = call(pretrain_attention, workspace(registry, data_dir, backbone), _names(sources), name=name,
-                              preset=preset, overrides=overrides, on_event=progress)
+                              preset=preset, overrides=overrides, on_event=progress, resume=resume, force=force)
     out.print(f"registered attention prior [bold]{record.ref}[/] over {', '.join(_names(sources))} "
               f"({_best_dev(result.dev)}; {result.steps} steps)", highlight=False)

@@ -1,0 +1,5 @@
+"""`python -m attemptctl`: the same as the `attemptctl` command."""
+
+from attemptctl.cli import main
+
+main()

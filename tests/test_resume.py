@@ -1,0 +1,125 @@
+"""Checkpoints and --resume: an interrupted run continues to exactly the result of a straight run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from attemptctl.backbones import load_backbone
+from attemptctl.checkpoints import CheckpointPlan
+from attemptctl.errors import ConfigError
+from attemptctl.mixture import PromptMixture
+from attemptctl.tasks import Example, get_task
+from attemptctl.train import TrainConfig, train
+from registry import Registry
+
+ROWS = [Example("rte", f"rte sentence1: row {i} is here. sentence2: row {i % 3}.", ("entailment", "not_entailment")[i % 2],
+                i % 2) for i in range(12)]
+CONFIG = TrainConfig(prompt_length=3, max_length=24, batch_size=4, lr=0.3, warmup_steps=1, max_steps=8, eval_every=3)
+
+
+def _digest(state: dict[str, torch.Tensor]) -> str:
+    return hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
+
+
+def _run(backbone, plan: CheckpointPlan | None, config=CONFIG, stop_at: int | None = None, dev=ROWS[:4]):
+    torch.manual_seed(0)
+    mixture = PromptMixture({"rte": torch.randn(3, backbone.d)})
+
+    def stop(event, **data):
+        if stop_at is not None and event == "step" and data["step"] == stop_at:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, in the middle of the step's bookkeeping
+
+    task = {"rte": get_task("rte")}
+    return train(backbone, mixture, {"rte": ROWS}, {"rte": dev}, task, config, on_event=stop, checkpoint=plan)
+
+
+@pytest.fixture(scope="module")
+def backbone(tiny_causal_dir):
+    return load_backbone(str(tiny_causal_dir))
+
+
+@pytest.fixture(scope="module")
+def straight(backbone):
+    result = _run(backbone, None)
+    return _digest(result.state), result
+
+
+@pytest.mark.parametrize("stop_at", [1, 3, 5])
+def test_interrupt_and_resume_gives_the_straight_result(backbone, straight, tmp_path, stop_at):
+    plan = CheckpointPlan(tmp_path / "run.safetensors")
+    first = _run(backbone, plan, stop_at=stop_at)
+    assert first.interrupted and first.steps == stop_at and plan.path.exists()
+    resumed = _run(backbone, CheckpointPlan(plan.path, resume=True))
+    assert not resumed.interrupted and resumed.steps == CONFIG.max_steps
+    assert _digest(resumed.state) == straight[0]
+    assert resumed.best_step == straight[1].best_step and resumed.dev == straight[1].dev
+    assert not plan.path.exists()  # a finished run removes its checkpoint
+
+
+def test_negative_control_a_lost_optimizer_state_changes_the_result(backbone, tmp_path):
+    """Without dev rows the result is the last step's state, so every step counts."""
+    latest = _digest(_run(backbone, None, dev=[]).state)
+    plan = CheckpointPlan(tmp_path / "run.safetensors")
+    _run(backbone, plan, stop_at=3, dev=[])
+    intact = plan.path.read_bytes()
+    assert _digest(_run(backbone, CheckpointPlan(plan.path, resume=True), dev=[]).state) == latest
+    plan.path.write_bytes(intact)
+    tensors = load_file(plan.path)
+    from safetensors import safe_open
+
+    with safe_open(plan.path, "pt") as handle:
+        metadata = handle.metadata()
+    damaged = {k: (torch.zeros_like(v) if k.startswith("optimizer.") and "exp_avg" in k else v) for k, v in tensors.items()}
+    save_file(damaged, plan.path, metadata=metadata)
+    resumed = _run(backbone, CheckpointPlan(plan.path, resume=True), dev=[])
+    assert _digest(resumed.state) != latest
+
+
+def test_resume_with_changed_options_is_refused_naming_the_field(backbone, tmp_path):
+    plan = CheckpointPlan(tmp_path / "run.safetensors")
+    _run(backbone, plan, stop_at=2)
+    changed = TrainConfig(**{**CONFIG.to_dict(), "lr": 0.1})
+    with pytest.raises(ConfigError, match=r"config field lr \(0.3 -> 0.1\)"):
+        _run(backbone, CheckpointPlan(plan.path, resume=True), config=changed)
+    forced = _run(backbone, CheckpointPlan(plan.path, resume=True, force=True), config=changed)
+    assert forced.steps == CONFIG.max_steps
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        _run(backbone, CheckpointPlan(tmp_path / "none.safetensors", resume=True))
+
+
+def _cli(args, env, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "attemptctl.cli", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def test_kill_9_then_resume_registers_the_straight_result(tmp_path, real_data_dir, tiny_causal_dir):
+    env = {**os.environ, "ATTEMPTCTL_REGISTRY": str(tmp_path / "registry")}
+    options = ["--data-dir", real_data_dir, "--backbone", tiny_causal_dir, "--prompt-length", "3",
+               "--max-length", "32", "--batch-size", "4", "--train-limit", "24", "--dev-limit", "4",
+               "--max-steps", "8", "--eval-every", "4", "--checkpoint-every", "1"]
+    straight = _cli(["source", "train", "rte", *options], env)
+    assert straight.wait(timeout=300) == 0, straight.stdout.read().decode()
+    checkpoint = tmp_path / "registry" / "checkpoints" / "source-rte.safetensors"
+    killed = _cli(["source", "train", "rte", *options], env)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert checkpoint.exists(), "the run should have checkpointed before the kill"
+    resumed = _cli(["source", "train", "rte", *options, "--resume"], env)
+    output = resumed.communicate(timeout=300)[0].decode()
+    assert resumed.returncode == 0, output
+    versions = Registry(tmp_path / "registry").list(kind="source", name="rte")
+    assert [v.version for v in versions] == [1, 2]
+    assert versions[1].sha256 == versions[0].sha256
