@@ -247,11 +247,10 @@ def render(result: dict, console=None) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    default_data = os.environ.get("ATTEMPTCTL_DATA_DIR") or (str(ROOT.parent / "shared" / "data")
-                                                             if (ROOT.parent / "shared" / "data").is_dir() else None)
+    default_data = os.environ.get("ATTEMPTCTL_DATA_DIR")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=default_data, help="local data directory (default: $ATTEMPTCTL_DATA_DIR, "
-                   "else ../shared/data beside the checkout, else the hub)")
+                   "else the Hugging Face hub)")
     p.add_argument("--backbone", default="smollm2-135m", help="alias, local folder or hub id")
     p.add_argument("--task", default="rte")
     p.add_argument("--steps", type=int, default=6, help="timed optimizer steps per repetition")
