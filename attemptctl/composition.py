@@ -109,6 +109,8 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
     """
     if not order:
         raise ConfigError("give the sources to add one at a time with --sources a,b,c")
+    if split not in ("dev", "test"):
+        raise ConfigError(f"unknown split '{split}'; choose dev or test")
     registry = ws.registry()
     parent = _parent(registry, ref)
     refs = [registry.get("source", name).ref for name in order]

@@ -129,6 +129,8 @@ def parse_inputs(lines: Iterable[str], origin: str) -> list[dict]:
 def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "input", decode: str = "rank",
             batch_size: int = 16) -> list[Prediction]:
     """Predict outputs for raw input rows (the task's fields) with a registered prompt."""
+    if decode not in DECODES:
+        raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
     registry = ws.registry()
     record = registry.find(ref, kinds=("target", "source"))
     task = get_task(record.task)
