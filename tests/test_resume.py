@@ -123,3 +123,21 @@ def test_kill_9_then_resume_registers_the_straight_result(tmp_path, real_data_di
     versions = Registry(tmp_path / "registry").list(kind="source", name="rte")
     assert [v.version for v in versions] == [1, 2]
     assert versions[1].sha256 == versions[0].sha256
+
+
+def test_sigterm_checkpoints_registers_the_best_so_far_and_exits_130(tmp_path, real_data_dir, tiny_causal_dir):
+    env = {**os.environ, "ATTEMPTCTL_REGISTRY": str(tmp_path / "registry")}
+    options = ["--data-dir", real_data_dir, "--backbone", tiny_causal_dir, "--prompt-length", "3", "--max-length", "32",
+               "--batch-size", "4", "--train-limit", "24", "--dev-limit", "4", "--max-steps", "400", "--eval-every", "2"]
+    stopped = _cli(["source", "train", "rte", *options], env)
+    checkpoint = tmp_path / "registry" / "checkpoints" / "source-rte.safetensors"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    output = stopped.communicate(timeout=120)[0].decode()
+    assert stopped.returncode == 130, output
+    assert "interrupted" in output and "--resume" in output
+    [record] = Registry(tmp_path / "registry").list(kind="source")
+    assert record.metrics["interrupted"] is True and 0 < record.metrics["steps"] < 400
+    assert checkpoint.exists()

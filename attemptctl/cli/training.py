@@ -81,6 +81,12 @@ def _training_overrides(options: dict[str, Any]) -> dict[str, Any]:
     return overrides_of(**{k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__})
 
 
+def _exit_if_interrupted(result) -> None:
+    """An interrupted run has registered its best prompt and checkpointed; it still exits 130."""
+    if result is not None and result.interrupted:
+        raise typer.Exit(130)
+
+
 def _best_dev(dev: dict) -> str:
     parts = [f"{task} " + ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()) for task, metrics in dev.items() if metrics]
     return "; ".join(parts) or "no dev score"
@@ -111,6 +117,7 @@ def source_train(
                               overrides=overrides, on_event=progress, resume=resume, force=force)
     out.print(f"registered source [bold]{record.ref}[/] ({_best_dev(result.dev)}; {result.steps} steps, "
               f"{result.seconds:.0f} s)" + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
+    _exit_if_interrupted(result)
 
 
 # -- target ----------------------------------------------------------------------------------------
@@ -130,6 +137,7 @@ def _report_targets(records, result) -> None:
     if result is not None:
         out.print(f"{result.steps} steps in {result.seconds:.0f} s"
                   + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
+    _exit_if_interrupted(result)
 
 
 @target_app.command("train")
@@ -211,3 +219,4 @@ def attn_pretrain(
                               preset=preset, overrides=overrides, on_event=progress, resume=resume, force=force)
     out.print(f"registered attention prior [bold]{record.ref}[/] over {', '.join(_names(sources))} "
               f"({_best_dev(result.dev)}; {result.steps} steps)", highlight=False)
+    _exit_if_interrupted(result)
