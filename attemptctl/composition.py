@@ -63,7 +63,7 @@ def _mixture(registry: Registry, parent: PromptRecord, sources: Sequence[str], b
 
 
 def compose_target(ws: Workspace, ref: str, *, add: Sequence[str] = (), remove: Sequence[str] = (),
-                   train_steps: int | None = None, on_event: Event | None = None) -> PromptRecord:
+                   train_steps: int | None = None, on_event: Event | None = None) -> PromptRecord | None:
     """A new version of a target with sources added/removed; same prompt and G unless adapted."""
     if not add and not remove:
         raise ConfigError("nothing to compose; give --add NAME and/or --remove NAME")
@@ -85,6 +85,8 @@ def compose_target(ws: Workspace, ref: str, *, add: Sequence[str] = (), remove: 
     splits = load_splits(ws, task, train_config)
     result = train(backbone, mixture, {task.name: splits.train}, {task.name: splits.dev}, {task.name: task},
                    train_config, on_event=on_event)
+    if not result.main_process:
+        return None
     run = TargetRun(registry, [task], [], train_config, parent.backbone)
     [record] = register_trained(run, backbone, mixture, result, parent.variant, {**config, "train_steps": train_steps},
                          {}, parent=parent.ref)

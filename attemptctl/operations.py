@@ -51,7 +51,7 @@ def vocab_prompt(backbone: Backbone, length: int, seed: int) -> torch.Tensor:
 
 def train_source(ws: Workspace, task_name: str, *, preset: str = "cpu", overrides: dict | None = None,
                  on_event: Event | None = None, resume: bool = False,
-                 force: bool = False) -> tuple[PromptRecord, TrainResult]:
+                 force: bool = False) -> tuple[PromptRecord | None, TrainResult]:
     """Prompt-tune a source prompt on ``task_name`` and register it as the next source version."""
     task = get_task(task_name)
     config = make_config(preset, **(overrides or {}))
@@ -63,6 +63,8 @@ def train_source(ws: Workspace, task_name: str, *, preset: str = "cpu", override
     result = train(backbone, mixture, {task.name: splits.train}, {task.name: splits.dev}, {task.name: task},
                    config, source=True, on_event=on_event,
                    checkpoint=checkpoint_plan(ws, f"source-{task.name}", config, resume, force))
+    if not result.main_process:
+        return None, result  # under `accelerate launch` only the main process writes the registry
     record = registry.register(
         kind="source", name=task.name, task=task.name, backbone=spec, fingerprint=backbone.fingerprint,
         d=backbone.d, m=config.prompt_length, payload=artifacts.prompt_payload(result.state["prompts.0"]),

@@ -157,6 +157,8 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
                    task_map, run.config, on_event=on_event,
                    checkpoint=checkpoint_plan(ws, f"target-{'+'.join(task_map)}", run.config, resume, force))
+    if not result.main_process:
+        return [], result  # under `accelerate launch` only the main process writes the registry
     config = {**run.config.to_dict(), "preset": preset, "tasks": list(task_map), "attn_prior": attn_prior, **extra}
     records = register_trained(run, backbone, mixture, result, variant, config,
                         {t.name: {"init": inits[t.name], "data": splits[t.name].source} for t in run.tasks})
@@ -189,7 +191,7 @@ def register_trained(run: TargetRun, backbone: Backbone, mixture: PromptMixture,
 
 def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str = "prior", preset: str = "cpu",
                        overrides: dict | None = None, on_event: Event | None = None, resume: bool = False,
-                       force: bool = False) -> tuple[PromptRecord, TrainResult]:
+                       force: bool = False) -> tuple[PromptRecord | None, TrainResult]:
     """The attention prior: train G on the source tasks (a fresh prompt per source) and register G alone."""
     if len(source_refs) < 2:
         raise ConfigError("the attention prior is learned across sources; give at least two with --sources a,b")
@@ -205,6 +207,8 @@ def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str =
     result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
                    {t.name: t for t in run.tasks}, run.config, on_event=on_event,
                    checkpoint=checkpoint_plan(ws, f"attention-{name}", run.config, resume, force))
+    if not result.main_process:
+        return None, result
     mixture.attention.load_state_dict({k[len("attention."):]: v for k, v in result.state.items()
                                        if k.startswith("attention.")})
     record = registry.register(kind="attention", name=name, task=",".join(mixture.tasks), backbone=run.backbone_spec,

@@ -115,6 +115,8 @@ class TrainResult:
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
     train_rows: int = 0
+    main_process: bool = True
+    """False in the other processes of `accelerate launch`: only the main process registers."""
 
 
 Event = Callable[..., None]
@@ -175,17 +177,20 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     With a ``checkpoint`` plan the run is saved every ``checkpoint.every`` steps (default: at every
     dev evaluation) and on Ctrl-C/SIGTERM, and ``checkpoint.resume`` continues a saved run exactly.
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_linear_schedule_with_warmup
 
-    notify = on_event or (lambda *args, **kwargs: None)
     torch.manual_seed(config.seed)
-    accelerator = Accelerator()
+    # Under `accelerate launch` each process trains on its share of every step's batches; a task
+    # absent from a process's batch leaves its prompt unused there, which DDP must allow.
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
+    notify = on_event if on_event is not None and main else (lambda *args, **kwargs: None)
     backbone.model.to(accelerator.device)
     items, task_ids = _encode_train(backbone, mixture, train_rows, tasks, config)
     if not items:
         raise ConfigError("no training rows; check --train-limit and the data directory")
-    per_epoch = math.ceil(len(items) / config.batch_size)
+    per_epoch = math.ceil(len(items) / (config.batch_size * world))
     total = config.max_steps or per_epoch * (config.epochs or default_epochs(len(items), source=source))
     optimizer = _optimizer(mixture, config)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total), total)
@@ -198,13 +203,16 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     notify("start", total=total, examples=len(items), resumed_at=run.step)
     with _stop_requests() as stop:
         try:
-            if run.evaluation_due(eval_every, total):  # stopped after a step, before its dev evaluation
+            if main and run.evaluation_due(eval_every, total):  # stopped after a step, before its dev evaluation
                 _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify)
             while run.step < total and not stop.is_set():
                 rows = epoch_rows(task_ids, config.sampling_temperature, config.seed + run.epoch)
                 batches = length_grouped_batches([len(items[i]) for i in rows], config.batch_size, shuffle=True,
                                                  seed=config.seed + run.epoch)
-                for grouped in batches[run.batches_done:]:
+                # One optimizer step takes `world` batches, process k the k-th (single process: one);
+                # a tail shorter than `world` is dropped so every process takes the same number of steps.
+                usable = len(batches) - len(batches) % world
+                for grouped in batches[run.batches_done + rank:usable:world]:
                     indices = [rows[i] for i in grouped]
                     batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
                     mixture.train()
@@ -214,12 +222,12 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                    run.step, run.batches_done = run.step + 1, run.batches_done + 1
+                    run.step, run.batches_done = run.step + 1, run.batches_done + world
                     notify("step", step=run.step, loss=loss.item(), examples=len(indices),
                            tokens=int(batch.attention_mask.sum()))
-                    if run.evaluation_due(eval_every, total):
+                    if main and run.evaluation_due(eval_every, total):
                         _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify)
-                    if checkpoint and (stop.is_set() or (run.step % checkpoint.every == 0 if checkpoint.every
+                    if main and checkpoint and (stop.is_set() or (run.step % checkpoint.every == 0 if checkpoint.every
                                                          else run.best.history_step == run.step)):
                         run.save(checkpoint.path)
                     if run.step >= total or stop.is_set():
@@ -231,14 +239,14 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
         interrupted = stop.is_set()
         if interrupted:
             notify("interrupted", step=run.step, checkpoint=str(checkpoint.path) if checkpoint else None)
-    if checkpoint and not interrupted and checkpoint.path.exists():
+    if main and checkpoint and not interrupted and checkpoint.path.exists():
         checkpoint.path.unlink()  # the run is complete; its result goes to the registry
     best = run.best
     if best.state is None:  # interrupted before the first dev evaluation: keep what we have
         best.state, best.step = _trainable_state(run.mixture), run.step
     return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=run.step,
                        seconds=time.perf_counter() - started, interrupted=interrupted, history=best.history,
-                       train_rows=len(items))
+                       train_rows=len(items), main_process=main)
 
 
 def _identity(config: TrainConfig, items, task_ids, backbone: Backbone) -> dict[str, str]:

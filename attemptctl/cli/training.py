@@ -115,6 +115,8 @@ def source_train(
     with _TrainProgress() as progress:
         record, result = call(train_source, workspace(registry, data_dir, backbone), task, preset=preset,
                               overrides=overrides, on_event=progress, resume=resume, force=force)
+    if record is None:
+        return  # a worker process of `accelerate launch`: the main process reports
     out.print(f"registered source [bold]{record.ref}[/] ({_best_dev(result.dev)}; {result.steps} steps, "
               f"{result.seconds:.0f} s)" + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
     _exit_if_interrupted(result)
@@ -130,6 +132,8 @@ def _names(text: str) -> list[str]:
 
 
 def _report_targets(records, result) -> None:
+    if not result.main_process:
+        return
     for record in records:
         mixes = ", ".join(record.sources) or "no sources"
         out.print(f"registered target [bold]{record.ref}[/] ({record.variant} over {mixes}; "
@@ -191,6 +195,8 @@ def target_compose(
     with _TrainProgress() as progress:
         record = call(compose_target, workspace(registry, data_dir, backbone), task, add=_names(add),
                       remove=_names(remove), train_steps=train_steps, on_event=progress)
+    if record is None:
+        return
     out.print(f"registered target [bold]{record.ref}[/] from {record.parent}: {record.variant} over "
               f"{', '.join(record.sources)}", highlight=False)
 
@@ -217,6 +223,8 @@ def attn_pretrain(
     with _TrainProgress() as progress:
         record, result = call(pretrain_attention, workspace(registry, data_dir, backbone), _names(sources), name=name,
                               preset=preset, overrides=overrides, on_event=progress, resume=resume, force=force)
+    if record is None:
+        return
     out.print(f"registered attention prior [bold]{record.ref}[/] over {', '.join(_names(sources))} "
               f"({_best_dev(result.dev)}; {result.steps} steps)", highlight=False)
     _exit_if_interrupted(result)
