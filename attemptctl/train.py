@@ -215,15 +215,9 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                 for grouped in batches[run.batches_done + rank:usable:world]:
                     indices = [rows[i] for i in grouped]
                     batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
-                    mixture.train()
-                    prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask, share=True)
-                    loss = lm.loss(backbone, prompt, batch)
-                    accelerator.backward(loss)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    loss = _step(accelerator, backbone, mixture, optimizer, scheduler, batch)
                     run.step, run.batches_done = run.step + 1, run.batches_done + world
-                    notify("step", step=run.step, loss=loss.item(), examples=len(indices),
+                    notify("step", step=run.step, loss=loss, examples=len(indices),
                            tokens=int(batch.attention_mask.sum()))
                     if main and run.evaluation_due(eval_every, total):
                         _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify)
@@ -247,6 +241,18 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=run.step,
                        seconds=time.perf_counter() - started, interrupted=interrupted, history=best.history,
                        train_rows=len(items), main_process=main)
+
+
+def _step(accelerator, backbone: Backbone, mixture, optimizer, scheduler, batch: lm.Batch) -> float:
+    """One optimizer step on one batch; the loss."""
+    mixture.train()
+    prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask, share=True)
+    loss = lm.loss(backbone, prompt, batch)
+    accelerator.backward(loss)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
 
 
 def _identity(config: TrainConfig, items, task_ids, backbone: Backbone) -> dict[str, str]:
