@@ -327,30 +327,25 @@ def _best_dev(metrics: Mapping[str, Any]) -> str:
 
 
 def records_table(records: Sequence[Any]) -> Table:
-    """Registry records: kind, name@version, backbone, m, sources, variant, dev metric, created."""
-    table = Table(box=box.SIMPLE_HEAD)
-    for header, justify in [
-        ("kind", "left"),
-        ("prompt", "left"),
-        ("backbone", "left"),
-        ("m", "right"),
-        ("sources", "left"),
-        ("variant", "left"),
-        ("dev (%)", "right"),
-        ("created", "left"),
-    ]:
-        table.add_column(header, justify=justify)
+    """Registry records: kind, name@version, backbone, m, sources, variant, dev metric, created.
+
+    When every record shares one backbone (the usual case) it moves to the caption, so the table
+    fits an 80-column terminal.
+    """
+    backbones = {record.backbone for record in records}
+    shared = backbones.pop() if len(backbones) == 1 else None
+    table = Table(box=box.SIMPLE_HEAD, caption=f"backbone: {shared}" if shared else None, caption_justify="left")
+    columns = [("kind", "left"), ("prompt", "left"), ("backbone", "left"), ("m", "right"), ("sources", "left"),
+               ("variant", "left"), ("dev (%)", "right"), ("created", "left")]
+    for header, justify in columns:
+        if header == "backbone" and shared:
+            continue
+        table.add_column(header, justify=justify, no_wrap=header in ("prompt", "created"))
     for record in records:
-        table.add_row(
-            record.kind,
-            Text(f"{record.name}@{record.version}", style="bold"),
-            record.backbone,
-            str(record.m),
-            ", ".join(str(ref) for ref in record.sources) or BLANK,
-            record.variant or "",
-            _best_dev(record.metrics),
-            record.created_at.strftime("%Y-%m-%d %H:%M"),
-        )
+        cells = [record.kind, Text(f"{record.name}@{record.version}", style="bold"), record.backbone, str(record.m),
+                 ", ".join(str(ref) for ref in record.sources) or BLANK, record.variant or "",
+                 _best_dev(record.metrics), record.created_at.strftime("%Y-%m-%d %H:%M")]
+        table.add_row(*(cell for cell, (header, _) in zip(cells, columns) if not (header == "backbone" and shared)))
     return table
 
 

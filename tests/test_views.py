@@ -244,11 +244,24 @@ def test_records_table_with_a_plain_record():
                               "sources": (), "metrics": {}})
     text = render_to_text(records_table([record, bare]), width=140)
     line = next(line for line in text.splitlines() if "boolq@3" in line)
-    assert line.split() == ["target", "boolq@3", "smollm2-135m", "100", "mnli@1,", "squad@2",
+    assert line.split() == ["target", "boolq@3", "100", "mnli@1,", "squad@2",
                             "attempt", "accuracy", "77.3", "2024-05-06", "07:08"]
     line = next(line for line in text.splitlines() if "mnli@1" in line and "boolq" not in line)
-    assert line.split() == ["source", "mnli@1", "smollm2-135m", "100", "—", "attempt",
-                            "2024-05-06", "07:08"]
+    assert line.split() == ["source", "mnli@1", "100", "—", "attempt", "2024-05-06", "07:08"]
+    assert "backbone: smollm2-135m" in text  # one backbone for all: said once, in the caption
+    other = SimpleNamespace(**{**vars(bare), "backbone": "t5-base"})
+    mixed = render_to_text(records_table([record, other]), width=140)
+    assert "t5-base" in next(line for line in mixed.splitlines() if "mnli@1" in line and "boolq" not in line)
+    assert "backbone:" not in mixed
+
+
+def test_records_table_fits_80_columns():
+    record = SimpleNamespace(kind="attention", name="rte+cb", version=1, backbone="smollm2-135m", d=576, m=0,
+                             sources=(), variant="attempt", created_at=datetime(2024, 5, 6, 7, 8, 9),
+                             metrics={"dev": {"rte": {"accuracy": 0.5}}})
+    text = render_to_text(records_table([record]), width=80)
+    assert "rte+cb@1" in text and "2024-05-06 07:08" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
 
 
 def test_views_import_no_torch():
