@@ -103,5 +103,7 @@ def check_identity(path: Path, stored: dict[str, str], current: dict[str, str], 
             old, new = json.loads(stored["config"]), json.loads(current["config"])
             fields = [k for k in new if old.get(k) != new.get(k)]
             detail = "config field " + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in fields)
+        elif detail == "mixture":
+            detail = f"prompt mixture ({stored.get('mixture')} -> {current['mixture']})"
         raise ConfigError(f"checkpoint {path} belongs to another run: {detail} changed; "
                           "resume with the same options, add --force, or drop --resume to start over")

@@ -196,7 +196,8 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total), total)
     mixture, optimizer, scheduler = accelerator.prepare(mixture, optimizer, scheduler)
     eval_every = config.eval_every or per_epoch
-    run = _Run(accelerator.unwrap_model(mixture), optimizer, scheduler, _identity(config, items, task_ids, backbone))
+    run = _Run(accelerator.unwrap_model(mixture), optimizer, scheduler,
+               _identity(config, items, task_ids, backbone, accelerator.unwrap_model(mixture)))
     if checkpoint and checkpoint.resume:
         run.restore(checkpoint)
     started, interrupted = time.perf_counter(), False
@@ -255,12 +256,14 @@ def _step(accelerator, backbone: Backbone, mixture, optimizer, scheduler, batch:
     return loss.item()
 
 
-def _identity(config: TrainConfig, items, task_ids, backbone: Backbone) -> dict[str, str]:
-    """What a checkpoint must match to be resumed: the config, the encoded data and the backbone."""
+def _identity(config: TrainConfig, items, task_ids, backbone: Backbone, mixture: PromptMixture) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the config, the encoded data, the backbone and what the
+    mixture mixes (variant and sources: another --sources or --variant is another run)."""
     data = hashlib.sha256(json.dumps([[list(i.input_ids), list(i.target_ids)] for i in items] + [list(task_ids)]).encode())
     settings = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
     return {"config": json.dumps(settings, sort_keys=True), "data": data.hexdigest(),
-            "backbone": backbone.fingerprint["embedding_sha256"] + backbone.fingerprint["config_sha256"]}
+            "backbone": backbone.fingerprint["embedding_sha256"] + backbone.fingerprint["config_sha256"],
+            "mixture": json.dumps({"variant": mixture.variant, "tasks": mixture.tasks, "sources": mixture.source_refs})}
 
 
 @dataclass
@@ -294,6 +297,10 @@ class _Run:
             raise ConfigError(f"nothing to resume: no checkpoint at {plan.path}; train without --resume")
         saved = checkpoints.load(plan.path)
         checkpoints.check_identity(plan.path, saved.identity, self.identity, plan.force)
+        names = {name for name, _ in self.mixture.named_parameters()}
+        if names != set(saved.trainable):  # even --force cannot fit one mixture's state into another's
+            raise ConfigError(f"checkpoint {plan.path} holds {', '.join(sorted(saved.trainable))}, this run trains "
+                              f"{', '.join(sorted(names))}; drop --resume to start over")
         with torch.no_grad():
             for name, parameter in self.mixture.named_parameters():
                 parameter.copy_(saved.trainable[name])
