@@ -108,7 +108,7 @@ def _attention(registry: Registry, prior: str | None, backbone: Backbone, seed: 
     return artifacts.load_attention(registry, registry.get("attention", prior), backbone)
 
 
-def _spot_init(run: TargetRun, ws: Workspace, init_from: str, backbone: Backbone, sources: dict[str, torch.Tensor],
+def _spot_init(run: TargetRun, task: Task, init_from: str, backbone: Backbone, sources: dict[str, torch.Tensor],
                splits, on_event: Event | None) -> tuple[torch.Tensor, str, dict]:
     """SPoT: a source prompt to start from — named, or the most similar to a briefly tuned prompt."""
     if init_from != "auto":
@@ -116,7 +116,6 @@ def _spot_init(run: TargetRun, ws: Workspace, init_from: str, backbone: Backbone
         return artifacts.load_prompt(run.registry, record, backbone), f"source:{record.ref}", {}
     if not sources:
         raise ConfigError("--init-from auto picks among the sources; give candidates with --sources a,b")
-    task = run.tasks[0]
     probe = PromptMixture({task.name: vocab_prompt(backbone, run.config.prompt_length, run.config.seed)})
     brief = replace(run.config, max_steps=max(2, (run.config.max_steps or 40) // 4), eval_every=None)
     state = train(backbone, probe, {task.name: splits[task.name].train}, {task.name: []}, {task.name: task}, brief,
@@ -144,8 +143,9 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     sources = {r.ref: artifacts.load_prompt(run.registry, r, backbone) for r in run.sources}
     targets, inits, extra = {}, {}, {}
     for t in run.tasks:
-        if variant == "spot":
-            targets[t.name], inits[t.name], extra = _spot_init(run, ws, init_from, backbone, sources, splits, on_event)
+        if variant == "spot":  # each task's own probe picks its source
+            targets[t.name], inits[t.name], extra[t.name] = _spot_init(run, t, init_from, backbone, sources, splits,
+                                                                       on_event)
         else:
             chosen = "vocab" if variant == "pt" and init == "auto" else init
             targets[t.name], inits[t.name] = _initial_target(chosen, t, sources, backbone, run.config.prompt_length,
@@ -159,9 +159,10 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
                    checkpoint=checkpoint_plan(ws, f"target-{'+'.join(task_map)}", run.config, resume, force))
     if not result.main_process:
         return [], result  # under `accelerate launch` only the main process writes the registry
-    config = {**run.config.to_dict(), "preset": preset, "tasks": list(task_map), "attn_prior": attn_prior, **extra}
+    config = {**run.config.to_dict(), "preset": preset, "tasks": list(task_map), "attn_prior": attn_prior}
     records = register_trained(run, backbone, mixture, result, variant, config,
-                        {t.name: {"init": inits[t.name], "data": splits[t.name].source} for t in run.tasks})
+                        {t.name: {"init": inits[t.name], "data": splits[t.name].source, **extra.get(t.name, {})}
+                         for t in run.tasks})
     return records, result
 
 
