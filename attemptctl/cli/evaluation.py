@@ -108,7 +108,12 @@ def predict_command(
         if not file.is_file():
             err.print(f"error: {file}: file not found", highlight=False)
             raise typer.Exit(1)
-        lines, origin = file.read_text(encoding="utf-8").splitlines(), str(file)
+        try:
+            lines, origin = file.read_text(encoding="utf-8").splitlines(), str(file)
+        except UnicodeDecodeError as exc:
+            err.print(f"error: {file}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 JSONL",
+                      highlight=False)
+            raise typer.Exit(1) from None
     elif inputs is not None:
         lines, origin = [inputs], "argument"
     else:
