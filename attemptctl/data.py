@@ -211,13 +211,16 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) per non-blank line; utf-8-sig drops a BOM if one is there."""
     with path.open(encoding="utf-8-sig") as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: malformed JSON: {err}") from None
+        try:
+            for lineno, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield lineno, json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path}:{lineno}: malformed JSON: {err}") from None
+        except UnicodeDecodeError as err:  # a user's file, not a bug: exit 1, not 70
+            raise DataError(f"{path}: not UTF-8 text ({err.reason}); save it as UTF-8") from None
 
 
 def _hub_source(task: Task) -> tuple[str, _HasSplit, _ReadSplit]:

@@ -107,3 +107,15 @@ def test_predict_file_that_is_not_utf8_is_a_user_error(two_sources, tmp_path):
     result = _cli("predict", "mnli", "--file", bad, "--registry", path)
     assert result.exit_code == 1, result.output
     assert "internal error" not in result.output
+
+
+def test_data_file_that_is_not_utf8_is_a_data_error(tmp_path):
+    from attemptctl.data import load_task
+    from attemptctl.errors import DataError
+
+    folder = tmp_path / "glue" / "rte"
+    folder.mkdir(parents=True)
+    for split in ("train", "validation"):
+        (folder / f"{split}.jsonl").write_bytes('{"sentence1": "caf\u00e9", "sentence2": "x", "label": 0}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match="train.jsonl"):
+        load_task(get_task("rte"), data_dir=tmp_path)
