@@ -70,8 +70,9 @@ def load_mixture(registry, records, backbone: Backbone):
                            + ", ".join(r.ref for r in records))
     targets = {r.name: load_prompt(registry, r, backbone) for r in records}
     variant = RECORDED_VARIANTS.get(first.variant, "prompt-tuning")
+    device = backbone.model.device
     if first.kind == "source" or variant == "prompt-tuning":
-        return PromptMixture(targets)
+        return PromptMixture(targets).to(device)
     sources = {ref: load_prompt(registry, registry.get("source", ref), backbone) for ref in first.sources}
     attention = load_attention(registry, registry.get("attention", first.attention), backbone) if first.attention else None
-    return PromptMixture(targets, sources=sources, attention=attention, variant=variant)
+    return PromptMixture(targets, sources=sources, attention=attention, variant=variant).to(device)

@@ -60,8 +60,12 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def load_backbone(spec: str = DEFAULT_BACKBONE, *, dtype: str = "float32") -> Backbone:
-    """Load ``spec`` (alias, local directory or hub id), freeze it and compute its fingerprint."""
+def load_backbone(spec: str = DEFAULT_BACKBONE, *, dtype: str = "float32", device: str | None = None) -> Backbone:
+    """Load ``spec`` (alias, local directory or hub id), freeze it and compute its fingerprint.
+
+    The model goes to ``device`` (default: the GPU when there is one), so evaluation and prediction
+    use it too; training places it where Accelerate says.
+    """
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -69,7 +73,7 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, *, dtype: str = "float32") -> Ba
     hf_logging.disable_progress_bar()
     path = _materialise(spec)
     model, tokenizer = _load_pretrained(path, spec)
-    model.to(getattr(torch, dtype))
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"), getattr(torch, dtype))
     model.requires_grad_(False)
     model.eval()  # no dropout: the LM is a fixed function of its inputs
     if tokenizer.pad_token_id is None:
@@ -154,7 +158,7 @@ def fingerprint(name: str, model) -> dict[str, Any]:
     config = model.config.to_diff_dict()
     for volatile in ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "architectures"):
         config.pop(volatile, None)
-    weight = model.get_input_embeddings().weight.detach().to(torch.float32).contiguous()
+    weight = model.get_input_embeddings().weight.detach().to("cpu", torch.float32).contiguous()
     return {
         "name": name,
         "class": type(model).__name__,

@@ -206,6 +206,8 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 yield reader.line_num, row
         except csv.Error as err:
             raise DataError(f"{path}:{reader.line_num}: malformed CSV: {err}") from None
+        except UnicodeDecodeError as err:  # a user's file, not a bug: exit 1, not 70
+            raise DataError(f"{path}: not UTF-8 text ({err.reason}); save it as UTF-8") from None
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
