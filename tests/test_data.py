@@ -308,3 +308,6 @@ def test_custom_files_read_csv_and_name_bad_lines(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\nnice,maybe\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"train\.csv:2: label 'maybe' is not one of 'neg', 'pos'"):
         load_task(task)
+    (tmp_path / "train.csv").write_bytes("text,label\ncaf\u00e9,pos\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"train\.csv: not UTF-8 text"):
+        load_task(task)
