@@ -77,9 +77,10 @@ class PromptMixture(nn.Module):
         whose rows all get the same prompt (plain prompt tuning, one task) returns it once as (m, d),
         so a decoder-only LM can compute it once for the whole batch.
         """
-        if share and self.variant == "prompt-tuning" and bool((task_ids == task_ids[0]).all()):
-            return self.prompts[int(task_ids[0])], None
         stacked = torch.stack(list(self.prompts))                          # (T, m, d)
+        if share and self.variant == "prompt-tuning" and bool((task_ids == task_ids[0]).all()):
+            # Indexed from the stack, not the parameter itself: DDP must reach every prompt through the graph.
+            return stacked[int(task_ids[0])], None
         target = stacked[task_ids]                                          # (B, m, d)
         if self.variant == "prompt-tuning":
             return target, None

@@ -213,6 +213,9 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                 # One optimizer step takes `world` batches, process k the k-th (single process: one);
                 # a tail shorter than `world` is dropped so every process takes the same number of steps.
                 usable = len(batches) - len(batches) % world
+                if usable == 0:
+                    raise ConfigError(f"{len(batches)} batch(es) for {world} processes; use more training rows "
+                                      "or a smaller --batch-size")
                 for grouped in batches[run.batches_done + rank:usable:world]:
                     indices = [rows[i] for i in grouped]
                     batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
