@@ -15,6 +15,8 @@ Batch layout (see :func:`collate`):
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -115,12 +117,15 @@ def _positions(mask: torch.Tensor, offset=0) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0) + offset
 
 
-def _with_cache(model, cache) -> dict:
-    """The keyword a model's forward takes for a KV cache (``cache`` in newer transformers)."""
-    import inspect
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_class: type) -> str:
+    """``cache`` in newer transformers, ``past_key_values`` before; looked up once per model class."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
-    accepted = inspect.signature(model.forward).parameters
-    return {"cache": cache} if "cache" in accepted else {"past_key_values": cache}
+
+def _with_cache(model, cache) -> dict:
+    """The keyword argument passing a KV cache to ``model``'s forward."""
+    return {_cache_keyword(type(model)): cache}
 
 
 def prefix_cache(backbone: Backbone, prompt: torch.Tensor, batch_size: int):
