@@ -27,7 +27,7 @@ def study_sources(
     """
     from rich.table import Table
 
-    from attemptctl.composition import study_sources as run_study
+    from attemptctl.studies import study_sources as run_study
 
     order = [part.strip() for part in sources.split(",") if part.strip()]
     rows = call(run_study, workspace(registry, data_dir, backbone), task, order, split=split, limit=limit)
