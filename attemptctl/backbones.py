@@ -40,6 +40,8 @@ class Backbone:
     is_encoder_decoder: bool
     d: int
     fingerprint: dict[str, Any] = field(repr=False)
+    bos_prefix: tuple[int, ...] = ()
+    """Token ids a decoder-only input starts with: the BOS its tokenizer adds (Llama 3, Gemma), else none."""
 
     @property
     def pad_id(self) -> int:
@@ -85,7 +87,22 @@ def load_backbone(spec: str = DEFAULT_BACKBONE, *, dtype: str = "float32", devic
         is_encoder_decoder=bool(model.config.is_encoder_decoder),
         d=model.get_input_embeddings().weight.shape[1],
         fingerprint=fingerprint(spec, model),
+        bos_prefix=() if model.config.is_encoder_decoder else bos_prefix(tokenizer),
     )
+
+
+def bos_prefix(tokenizer) -> tuple[int, ...]:
+    """The BOS a tokenizer puts before every text by itself (none for SmolLM2, GPT-2; one for Llama 3, Gemma).
+
+    The tokenizer's own default says whether the model family was trained with it; we encode inputs
+    without special tokens (the prompt goes first), so the BOS is added back explicitly.
+    """
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return ()
+    with_special = tokenizer("a").input_ids
+    plain = tokenizer("a", add_special_tokens=False).input_ids
+    return (bos,) if with_special[:1] == [bos] and plain[:1] != [bos] else ()
 
 
 def _materialise(spec: str) -> str:

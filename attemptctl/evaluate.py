@@ -1,8 +1,9 @@
 """Evaluation: rank classification for label tasks, greedy generation for free-form outputs.
 
-Rank classification scores every label's tokens under the prompted model and takes the best: it is
-exact and never produces an invalid output. When every label is a single token, one forward pass
-per batch gives all scores (the next-token distribution after the input).
+Rank classification scores every label's tokens and its closing EOS under the prompted model, as
+training scores them, and takes the best: it is exact and never produces an invalid output. The
+input is run once per batch; each label continues from its cached keys and values. (Without the EOS,
+a label that is a token prefix of another, ``yes`` and ``yes sir``, would always win.)
 
 Batches may mix rows of several tasks: each row gets its own task's instance prompt and is scored
 against its own task's labels, so one loaded LM serves every task in one pass.
@@ -26,6 +27,16 @@ from attemptctl.tasks import Example, Task
 
 DECODES = ("rank", "generate")
 
+#: New tokens generated for a free-form answer when the prompt recorded no limit of its own (prompts
+#: registered before limits were derived from the training answers); generation stops at EOS anyway.
+DEFAULT_MAX_NEW_TOKENS = 64
+
+
+def answer_token_limit(answer_lengths: Sequence[int]) -> int:
+    """Tokens to generate for a task: its longest training answer (with EOS) plus a margin of a quarter, at least 4."""
+    longest = max(answer_lengths, default=0)
+    return longest + max(4, longest // 4) if longest else DEFAULT_MAX_NEW_TOKENS
+
 
 @dataclass(frozen=True)
 class TaskEvaluation:
@@ -40,8 +51,8 @@ class TaskEvaluation:
 
 
 def label_candidates(backbone: Backbone, task: Task) -> list[tuple[int, ...]]:
-    """Token ids of each label word as a target, without the closing EOS."""
-    return [lm.encode(backbone, "", label, 1).target_ids[:-1] for label in task.labels]
+    """Token ids of each label word as a target, with the closing EOS that training targets end with."""
+    return [lm.encode(backbone, "", label, 1).target_ids for label in task.labels]
 
 
 def _instance_prompts(backbone: Backbone, mixture: PromptMixture, batch: lm.Batch):
@@ -52,13 +63,14 @@ def _instance_prompts(backbone: Backbone, mixture: PromptMixture, batch: lm.Batc
 @torch.no_grad()
 def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: Mapping[str, Sequence[Example]],
              tasks: Mapping[str, Task], *, max_length: int | Mapping[str, int | None] | None = None,
-             batch_size: int = 32, decode: str = "rank", max_new_tokens: int = 16, score: bool = True,
-             on_batch: Callable[[int], None] | None = None) -> dict[str, TaskEvaluation]:
+             batch_size: int = 32, decode: str = "rank", max_new_tokens: int | Mapping[str, int] = DEFAULT_MAX_NEW_TOKENS,
+             score: bool = True, on_batch: Callable[[int], None] | None = None) -> dict[str, TaskEvaluation]:
     """Score every slot's examples with one loaded LM; rows of different slots share batches.
 
     Slots are the mixture's tasks (or a :class:`PromptBank`'s slot names); ``max_length`` is one
-    input length for all, or one per slot (None: the task's default). ``score=False`` skips the
-    metrics (inputs without gold outputs, as ``predict`` has).
+    input length for all, or one per slot (None: the task's default); so is ``max_new_tokens``, the
+    generation limit of free-form answers (see :func:`answer_token_limit`). ``score=False`` skips
+    the metrics (inputs without gold outputs, as ``predict`` has).
     """
     if decode not in DECODES:
         raise ValueError(f"unknown decode {decode!r}; choose one of {', '.join(DECODES)}")
@@ -80,8 +92,10 @@ def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: 
         task_ids = [mixture.tasks.index(name) for name, _ in batch_owners]
         batch = lm.collate(backbone, batch_items, task_ids)
         prompt, attn = _instance_prompts(backbone, mixture, batch)
-        texts = _decode_batch(backbone, prompt, batch_items, [name for name, _ in batch_owners], tasks, candidates,
-                              max_new_tokens)
+        names = [name for name, _ in batch_owners]
+        limits = [max_new_tokens.get(name, DEFAULT_MAX_NEW_TOKENS) if isinstance(max_new_tokens, Mapping)
+                  else max_new_tokens for name in names]
+        texts = _decode_batch(backbone, prompt, batch_items, names, tasks, candidates, limits)
         for k, (name, j) in enumerate(batch_owners):
             predictions[name][j] = texts[k]
             if attn is not None and attn[k] is not None:
@@ -101,8 +115,9 @@ def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: 
     return results
 
 
-def _decode_batch(backbone, prompt, items, names, tasks, candidates, max_new_tokens) -> list[str]:
-    """Label rows by rank classification, the others by greedy generation, from one batch's prompts."""
+def _decode_batch(backbone, prompt, items, names, tasks, candidates, limits) -> list[str]:
+    """Label rows by rank classification, the others by greedy generation (row k: at most ``limits[k]``
+    new tokens), from one batch's prompts."""
     texts = [""] * len(names)
     ranked = [k for k, name in enumerate(names) if name in candidates]
     free = [k for k, name in enumerate(names) if name not in candidates]
@@ -117,6 +132,7 @@ def _decode_batch(backbone, prompt, items, names, tasks, candidates, max_new_tok
             texts[k] = tasks[names[k]].labels[int(np.argmax(row))]
     if free:
         batch = lm.collate(backbone, [items[k] for k in free], [0] * len(free))
-        for k, sequence in zip(free, lm.generate(backbone, rows_of(free), batch, max_new_tokens)):
-            texts[k] = backbone.tokenizer.decode(sequence, skip_special_tokens=True).strip()
+        generated = lm.generate(backbone, rows_of(free), batch, max(limits[k] for k in free))
+        for k, sequence in zip(free, generated):
+            texts[k] = backbone.tokenizer.decode(sequence[:limits[k]], skip_special_tokens=True).strip()
     return texts

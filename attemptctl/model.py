@@ -30,10 +30,15 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class Encoded:
-    """One example as token ids: input (no prompt) and target (ends with EOS)."""
+    """One example as token ids: input (no prompt) and target (ends with EOS).
+
+    ``special`` counts the leading special tokens of ``input_ids`` (a decoder-only model's BOS):
+    the model sees them, G does not pool over them (they are the same for every input).
+    """
 
     input_ids: tuple[int, ...]
     target_ids: tuple[int, ...]
+    special: int = 0
 
     def __len__(self) -> int:
         return len(self.input_ids) + len(self.target_ids)
@@ -61,9 +66,12 @@ def encode(backbone: Backbone, text: str, target: str | None, max_length: int) -
         ids = _closed(tok(text, truncation=True, max_length=max_length).input_ids, backbone.eos_id)
         target_ids = _closed(tok(target).input_ids, backbone.eos_id) if target is not None else []
     else:
-        ids = tok(text, add_special_tokens=False).input_ids[:max_length]
+        # BOS where the model family expects one (its tokenizer adds it: Llama 3, Gemma), as in pre-training.
+        bos = list(backbone.bos_prefix)
+        ids = bos + tok(text, add_special_tokens=False).input_ids[:max_length]
         # Leading space: the label is a new word after the input, tokenised as it would be in text.
         target_ids = tok(" " + target, add_special_tokens=False).input_ids + [backbone.eos_id] if target is not None else []
+        return Encoded(tuple(ids), tuple(target_ids), special=len(bos))
     return Encoded(tuple(ids), tuple(target_ids))
 
 
@@ -88,7 +96,7 @@ def collate(backbone: Backbone, items: Sequence[Encoded], task_ids: Sequence[int
             n_pad = width - len(e)
             ids.append([pad] * n_pad + list(e.input_ids) + list(e.target_ids))
             mask.append([0] * n_pad + [1] * len(e))
-            input_mask.append([0] * n_pad + [1] * len(e.input_ids) + [0] * len(e.target_ids))
+            input_mask.append([0] * (n_pad + e.special) + [1] * (len(e.input_ids) - e.special) + [0] * len(e.target_ids))
             labels.append([IGNORE] * (width_k - len(e.target_ids)) + list(e.target_ids))
     device = backbone.model.device
     return Batch(
@@ -150,7 +158,7 @@ def _decoder_forward(backbone: Backbone, prompt: torch.Tensor, batch: Batch, kee
         m = prompt.shape[0]
         mask = torch.cat([batch.attention_mask.new_ones(len(batch), m), batch.attention_mask], dim=1)
         return backbone.model(inputs_embeds=backbone.embed(batch.input_ids), attention_mask=mask,
-                              position_ids=_positions(batch.attention_mask, m),
+                              position_ids=_positions(batch.attention_mask, m), use_cache=use_cache,
                               logits_to_keep=keep, **_with_cache(backbone.model, prefix_cache(backbone, prompt, len(batch))))
     embeds, mask = _prompted(backbone, prompt, batch)
     return backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
@@ -194,9 +202,9 @@ def label_scores(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encod
 
     The input is encoded ONCE per row and shared by all its candidates: decoder-only models keep
     its keys/values and run only the label continuations; encoder-decoder models run the encoder
-    once and the (short) decoder per candidate. With single-token labels that is one forward pass.
+    once and the (short) decoder per candidate. Candidates end with EOS, as training targets do.
     """
-    batch = collate(backbone, [Encoded(item.input_ids, ()) for item in items], [0] * len(items))
+    batch = collate(backbone, [Encoded(item.input_ids, (), item.special) for item in items], [0] * len(items))
     pairs = [(i, label) for i, row in enumerate(candidates) for label in row]
     owners = torch.tensor([i for i, _ in pairs], dtype=torch.long, device=batch.input_ids.device)
     if backbone.is_encoder_decoder:

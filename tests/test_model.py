@@ -184,7 +184,7 @@ def _check_rank(backbone, task, prompt, texts):
 def test_rank_classification_single_token_labels(backbone):
     task = dataclasses.replace(get_task("rte"), labels=("yes", "no", "True", "False"))
     candidates, _ = _check_rank(backbone, task, rand_prompts(backbone, 3, seed=1), TEXTS)
-    assert all(len(c) == 1 for c in candidates)
+    assert all(len(c) == 2 and c[-1] == backbone.eos_id for c in candidates)  # the word, then EOS
 
 
 def test_rank_classification_multi_token_labels(backbone):
