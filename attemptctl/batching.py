@@ -3,6 +3,12 @@
 Each batch is padded only to its own longest row (:func:`attemptctl.model.collate`). For training,
 indices are shuffled, cut into windows of ``batch_size * window`` rows, sorted by length inside a
 window and the resulting batches shuffled again: batches stay random, padding stays small.
+
+Multi-task training (``groups``: each row's task) must keep batches mixed, as the paper's are:
+sorting a window by length alone puts the tasks of different typical lengths into batches of their
+own. Inside a window each task's rows are sorted by length on their own and dealt out by length
+quantile, so every batch holds each task's share of the window, at similar lengths within a task
+(docs/method.md has the measured padding and mixing).
 """
 
 from __future__ import annotations
@@ -13,9 +19,13 @@ from collections.abc import Sequence
 WINDOW_BATCHES = 50
 
 
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, *, shuffle: bool,
-                           seed: int = 0) -> list[list[int]]:
-    """Split ``range(len(lengths))`` into batches of at most ``batch_size`` indices of similar length."""
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, *, shuffle: bool, seed: int = 0,
+                           groups: Sequence[int] | None = None) -> list[list[int]]:
+    """Split ``range(len(lengths))`` into batches of at most ``batch_size`` indices of similar length.
+
+    ``groups`` (one id per row, e.g. its task) keeps every training batch a mix of the groups in
+    proportion to their share of the window.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     order = list(range(len(lengths)))
@@ -23,7 +33,7 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, *, shuffle: 
     if shuffle:
         rng.shuffle(order)
         window = batch_size * WINDOW_BATCHES
-        chunks = [sorted(order[i:i + window], key=lengths.__getitem__) for i in range(0, len(order), window)]
+        chunks = [_by_length(order[i:i + window], lengths, groups) for i in range(0, len(order), window)]
         order = [i for chunk in chunks for i in chunk]
     else:
         order.sort(key=lambda i: (lengths[i], i))
@@ -31,3 +41,17 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, *, shuffle: 
     if shuffle:
         rng.shuffle(batches)
     return batches
+
+
+def _by_length(rows: list[int], lengths: Sequence[int], groups: Sequence[int] | None) -> list[int]:
+    """``rows`` by length; with groups, interleaved by each row's length quantile within its group."""
+    if groups is None or len({groups[i] for i in rows}) < 2:
+        return sorted(rows, key=lengths.__getitem__)
+    members: dict[int, list[int]] = {}
+    for i in rows:
+        members.setdefault(groups[i], []).append(i)
+    keyed = []
+    for group_rows in members.values():
+        group_rows.sort(key=lengths.__getitem__)
+        keyed += [((rank + 0.5) / len(group_rows), i) for rank, i in enumerate(group_rows)]
+    return [i for _, i in sorted(keyed)]

@@ -39,7 +39,10 @@ def checkpoint_plan(ws: Workspace, run: str, config: TrainConfig, resume: bool, 
 def training_metrics(result: TrainResult) -> dict:
     """What a registered prompt records about its training run."""
     return {"dev": result.dev, "best_step": result.best_step, "steps": result.steps, "train_rows": result.train_rows,
-            "seconds": round(result.seconds, 2), "interrupted": result.interrupted}
+            "seconds": round(result.seconds, 2), "interrupted": result.interrupted,
+            "max_new_tokens": result.max_new_tokens,
+            # The dev curve (step, mean dev score, learning rate): whether more steps would have helped.
+            "history": [{"step": h["step"], "score": h["score"], "lr": h.get("lr")} for h in result.history]}
 
 
 def vocab_prompt(backbone: Backbone, length: int, seed: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from attemptctl import artifacts
 from attemptctl.backbones import load_backbone
 from attemptctl.errors import ConfigError, DataError
-from attemptctl.evaluate import DECODES, evaluate
+from attemptctl.evaluate import DECODES, DEFAULT_MAX_NEW_TOKENS, evaluate
 from attemptctl.mixture import PromptBank, PromptMixture
 from attemptctl.tasks import Example, get_task
 from attemptctl.workspace import Workspace, select_records, split_examples
@@ -58,6 +58,12 @@ def _banks(slots: Mapping[str, tuple[PromptMixture, str]]) -> list[PromptBank]:
     return [PromptBank(group) for group in by_length.values()]
 
 
+def generation_limit(record: PromptRecord) -> int:
+    """New tokens a free-form answer of ``record`` may take: the limit its training derived from the
+    task's training answers; older records get the default."""
+    return record.metrics.get("max_new_tokens", {}).get(record.task, DEFAULT_MAX_NEW_TOKENS)
+
+
 def compare_refs(registry: Registry, names: Sequence[str]) -> list[str]:
     """``--compare``: every version of each bare name (``boolq`` -> boolq@1, boolq@2, …), pinned refs kept."""
     refs: list[str] = []
@@ -89,6 +95,7 @@ def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split:
         results.update(evaluate(backbone, bank, {ref: data[ref][1] for ref in bank.tasks},
                                 {ref: data[ref][0] for ref in bank.tasks},
                                 max_length={r.ref: r.config.get("max_length") for r in records},
+                                max_new_tokens={r.ref: generation_limit(r) for r in records},
                                 batch_size=batch_size, decode=decode, on_batch=on_batch))
     rows = []
     for record in records:
@@ -146,8 +153,8 @@ def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "inp
     backbone = load_backbone(ws.backbone or record.backbone)
     mixture = artifacts.load_mixture(registry, [record], backbone)
     result = evaluate(backbone, mixture, {record.name: examples}, {record.name: task},
-                      max_length=record.config.get("max_length"), batch_size=batch_size, decode=decode,
-                      score=False)[record.name]
+                      max_length=record.config.get("max_length"), max_new_tokens=generation_limit(record),
+                      batch_size=batch_size, decode=decode, score=False)[record.name]
     weights = result.weights
     return [Prediction(e.input, p, None if weights is None else dict(zip(mixture.columns, map(float, weights[i]))))
             for i, (e, p) in enumerate(zip(examples, result.predictions))]

@@ -28,7 +28,7 @@ from attemptctl.backbones import Backbone
 from attemptctl.batching import length_grouped_batches
 from attemptctl.checkpoints import CheckpointPlan
 from attemptctl.errors import ConfigError
-from attemptctl.evaluate import evaluate
+from attemptctl.evaluate import answer_token_limit, evaluate
 from attemptctl.metrics import primary_metric
 from attemptctl.mixture import PromptMixture
 from attemptctl.tasks import Example, Task
@@ -115,6 +115,8 @@ class TrainResult:
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
     train_rows: int = 0
+    max_new_tokens: dict[str, int] = field(default_factory=dict)
+    """Per task: how many tokens free-form answers may take (from the training answers)."""
     main_process: bool = True
     """False in the other processes of `accelerate launch`: only the main process registers."""
 
@@ -190,11 +192,15 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     items, task_ids = _encode_train(backbone, mixture, train_rows, tasks, config)
     if not items:
         raise ConfigError("no training rows; check --train-limit and the data directory")
+    limits = _answer_limits(items, task_ids, mixture.tasks)
     per_epoch = math.ceil(len(items) / (config.batch_size * world))
     total = config.max_steps or per_epoch * (config.epochs or default_epochs(len(items), source=source))
     optimizer = _optimizer(mixture, config)
+    # `total` already counts optimizer steps per process. The scheduler stays out of
+    # accelerator.prepare: a prepared scheduler steps once per process on every call, so with N
+    # processes warm-up would end N times too early and the rate would reach 0 after 1/N of the run.
     scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total), total)
-    mixture, optimizer, scheduler = accelerator.prepare(mixture, optimizer, scheduler)
+    mixture, optimizer = accelerator.prepare(mixture, optimizer)
     eval_every = config.eval_every or per_epoch
     run = _Run(accelerator.unwrap_model(mixture), optimizer, scheduler,
                _identity(config, items, task_ids, backbone, accelerator.unwrap_model(mixture)))
@@ -205,11 +211,11 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     with _stop_requests() as stop:
         try:
             if main and run.evaluation_due(eval_every, total):  # stopped after a step, before its dev evaluation
-                _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify)
+                _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify, limits)
             while run.step < total and not stop.is_set():
                 rows = epoch_rows(task_ids, config.sampling_temperature, config.seed + run.epoch)
                 batches = length_grouped_batches([len(items[i]) for i in rows], config.batch_size, shuffle=True,
-                                                 seed=config.seed + run.epoch)
+                                                 seed=config.seed + run.epoch, groups=[task_ids[i] for i in rows])
                 # One optimizer step takes `world` batches, process k the k-th (single process: one);
                 # a tail shorter than `world` is dropped so every process takes the same number of steps.
                 usable = len(batches) - len(batches) % world
@@ -219,12 +225,13 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                 for grouped in batches[run.batches_done + rank:usable:world]:
                     indices = [rows[i] for i in grouped]
                     batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
+                    lr = scheduler.get_last_lr()[0]
                     loss = _step(accelerator, backbone, mixture, optimizer, scheduler, batch)
                     run.step, run.batches_done = run.step + 1, run.batches_done + world
-                    notify("step", step=run.step, loss=loss, examples=len(indices),
+                    notify("step", step=run.step, loss=loss, examples=len(indices), lr=lr,
                            tokens=int(batch.attention_mask.sum()))
                     if main and run.evaluation_due(eval_every, total):
-                        _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify)
+                        _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify, limits, lr=lr)
                     if main and checkpoint and (stop.is_set() or (run.step % checkpoint.every == 0 if checkpoint.every
                                                          else run.best.history_step == run.step)):
                         run.save(checkpoint.path)
@@ -244,7 +251,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
         best.state, best.step = _trainable_state(run.mixture), run.step
     return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=run.step,
                        seconds=time.perf_counter() - started, interrupted=interrupted, history=best.history,
-                       train_rows=len(items), main_process=main)
+                       train_rows=len(items), max_new_tokens=limits, main_process=main)
 
 
 def _step(accelerator, backbone: Backbone, mixture, optimizer, scheduler, batch: lm.Batch) -> float:
@@ -253,10 +260,25 @@ def _step(accelerator, backbone: Backbone, mixture, optimizer, scheduler, batch:
     prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask, share=True)
     loss = lm.loss(backbone, prompt, batch)
     accelerator.backward(loss)
+    _drop_absent_task_grads(accelerator, accelerator.unwrap_model(mixture), batch.task_ids)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()
+
+
+def _drop_absent_task_grads(accelerator, mixture: PromptMixture, task_ids: torch.Tensor) -> None:
+    """A task prompt learns only from its own rows (DESIGN §1): one with no row in this step, in any
+    process, gets no gradient at all, so AdamW leaves it and its moments untouched. (The prompts go
+    through ``torch.stack``, which would give an absent task a zero gradient, and AdamW would still
+    apply its momentum and weight decay to it.)"""
+    if len(mixture.tasks) == 1:
+        return
+    present = torch.zeros(len(mixture.tasks), device=task_ids.device)
+    present[task_ids] = 1.0
+    present = accelerator.reduce(present, reduction="sum")  # every process agrees on presence
+    for index in (present == 0).nonzero().flatten().tolist():
+        mixture.prompts[index].grad = None
 
 
 def _identity(config: TrainConfig, items, task_ids, backbone: Backbone, mixture: PromptMixture) -> dict[str, str]:
@@ -348,17 +370,26 @@ class _Best:
     history_step: int = 0  # the last step whose dev evaluation finished
 
 
-def _evaluate_dev(backbone, mixture, dev_rows, tasks, config, step, best: _Best, notify) -> None:
+def _answer_limits(items, task_ids, task_names) -> dict[str, int]:
+    lengths: dict[str, list[int]] = {name: [] for name in task_names}
+    for item, task in zip(items, task_ids):
+        lengths[task_names[task]].append(len(item.target_ids))
+    return {name: answer_token_limit(values) for name, values in lengths.items()}
+
+
+def _evaluate_dev(backbone, mixture, dev_rows, tasks, config, step, best: _Best, notify, limits: Mapping[str, int],
+                  lr: float | None = None) -> None:
+    """Score dev; keep the state if it is the best so far. ``lr``: the prompts' rate at this step, for the history."""
     best.history_step = step
     if not any(dev_rows.values()):
         best.state, best.step = _trainable_state(mixture), step  # nothing to select on: keep the latest
         return
     results = evaluate(backbone, mixture, dev_rows, tasks, max_length=config.max_length,
-                       batch_size=max(config.batch_size, 8))
+                       batch_size=max(config.batch_size, 8), max_new_tokens=limits)
     dev = {name: result.metrics for name, result in results.items()}
     # Mean of every task's primary metric: the paper's code selected on the first task only.
     score = sum(dev[name][primary_metric(tasks[name])] for name in dev) / len(dev)
-    best.history.append({"step": step, "score": score, "dev": dev})
+    best.history.append({"step": step, "score": score, "lr": lr, "dev": dev})
     improved = score > best.score
     if improved:
         best.state, best.score, best.dev, best.step = _trainable_state(mixture), score, dev, step

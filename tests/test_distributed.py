@@ -38,3 +38,29 @@ def test_fewer_batches_than_processes_is_a_clear_error(tmp_path, real_data_dir, 
     assert done.returncode != 0
     assert "1 batch(es) for 2 processes" in done.stdout + done.stderr
     assert not Registry(tmp_path / "registry").list()
+
+
+def _schedule(lr: float, warmup: int, total: int) -> list[float]:
+    """The single-process schedule: the rate each of the ``total`` steps trains with."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+    rates = []
+    for _ in range(total):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_two_processes_follow_the_single_process_learning_rate_schedule(tmp_path, real_data_dir, tiny_causal_dir):
+    """A prepared scheduler would step once per process: warm-up over at half its length, 0 halfway."""
+    done = _launch(tmp_path, real_data_dir, tiny_causal_dir, "--max-steps", "6", "--train-limit", "48",
+                   "--dev-limit", "4", "--eval-every", "1", "--warmup-steps", "2", "--lr", "0.3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [record] = Registry(tmp_path / "registry").list(kind="source")
+    seen = [h["lr"] for h in record.metrics["history"]]
+    assert [h["step"] for h in record.metrics["history"]] == [1, 2, 3, 4, 5, 6]
+    assert seen == pytest.approx(_schedule(0.3, 2, 6), abs=1e-9)

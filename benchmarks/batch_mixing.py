@@ -1,0 +1,68 @@
+"""Multi-task batches: how much padding they carry and how often they mix tasks.
+
+Compares three ways to cut one epoch of RTE + CB + BoolQ training rows (real SmolLM2 token lengths)
+into batches: random batches (no length grouping), length grouping by window alone (attemptctl
+before the fix: tasks of different typical lengths end up in batches of their own), and length
+grouping within each task's share of the window (what training uses now).
+
+    python benchmarks/batch_mixing.py --data-dir DIR [--tasks rte,cb,boolq] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+
+
+def _stats(batches, lengths, groups) -> tuple[float, float]:
+    """(padding share of all tokens, share of batches holding rows of at least two tasks)."""
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    real = sum(lengths[i] for b in batches for i in b)
+    mixed = sum(len({groups[i] for i in b}) > 1 for b in batches)
+    return 1 - real / padded, mixed / len(batches)
+
+
+def _random(n: int, batch_size: int, seed: int) -> list[list[int]]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def main() -> None:
+    from attemptctl import model as lm
+    from attemptctl.backbones import load_backbone
+    from attemptctl.batching import length_grouped_batches
+    from attemptctl.data import load_task
+    from attemptctl.tasks import get_task
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--tasks", default="rte,cb,boolq")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--backbone", default="smollm2-135m")
+    parser.add_argument("--epochs", type=int, default=5, help="seeds to average over")
+    args = parser.parse_args()
+    backbone = load_backbone(args.backbone)
+    lengths, groups = [], []
+    for k, name in enumerate(args.tasks.split(",")):
+        for example in load_task(get_task(name), data_dir=args.data_dir, seed=42).train:
+            lengths.append(len(lm.encode(backbone, example.input, example.target, args.max_length)))
+            groups.append(k)
+    ways = {
+        "random batches": lambda seed: _random(len(lengths), args.batch_size, seed),
+        "length-grouped by window": lambda seed: length_grouped_batches(lengths, args.batch_size, shuffle=True, seed=seed),
+        "length-grouped per task (now)": lambda seed: length_grouped_batches(lengths, args.batch_size, shuffle=True,
+                                                                            seed=seed, groups=groups),
+    }
+    print(f"{args.tasks}: {len(lengths)} rows, batch {args.batch_size}, inputs up to {args.max_length} tokens, "
+          f"{args.epochs} shuffles")
+    print(f"{'batching':32} {'padding':>8} {'mixed batches':>14}")
+    for name, make in ways.items():
+        runs = [_stats(make(seed), lengths, groups) for seed in range(args.epochs)]
+        print(f"{name:32} {statistics.mean(r[0] for r in runs):8.1%} {statistics.mean(r[1] for r in runs):14.1%}")
+
+
+if __name__ == "__main__":
+    main()
