@@ -129,8 +129,12 @@ def _spot_init(run: TargetRun, task: Task, init_from: str, backbone: Backbone, s
 def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str], *, variant: str = "attempt",
                  init: str = "auto", init_from: str | None = None, attn_prior: str | None = None, preset: str = "cpu",
                  overrides: dict | None = None, on_event: Event | None = None, resume: bool = False,
-                 force: bool = False) -> tuple[list[PromptRecord], TrainResult]:
-    """Train target prompt(s) (and G) over frozen sources; register G, then one target per task."""
+                 force: bool = False, record_config: dict[str, dict] | None = None
+                 ) -> tuple[list[PromptRecord], TrainResult]:
+    """Train target prompt(s) (and G) over frozen sources; register G, then one target per task.
+
+    ``record_config`` adds entries to each task's recorded config, by task name (a study's tag).
+    """
     run = _plan(ws, task_names, source_refs, variant, preset, overrides)
     if variant == "spot" and not init_from:
         raise ConfigError("variant 'spot' starts from a source prompt; give --init-from NAME or --init-from auto")
@@ -161,9 +165,16 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
         return [], result  # under `accelerate launch` only the main process writes the registry
     config = {**run.config.to_dict(), "preset": preset, "tasks": list(task_map), "attn_prior": attn_prior}
     records = register_trained(run, backbone, mixture, result, variant, config,
-                        {t.name: {"init": inits[t.name], "data": splits[t.name].source, **extra.get(t.name, {})}
+                        {t.name: {"init": inits[t.name], "data": splits[t.name].source, "rows": _rows(splits[t.name]),
+                                  **extra.get(t.name, {}),
+                                  **(record_config or {}).get(t.name, {})}
                          for t in run.tasks})
     return records, result
+
+
+def _rows(splits) -> dict[str, int]:
+    """The task's own rows in each split: a multi-task run's ``train_rows`` counts every task's."""
+    return {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)}
 
 
 def register_trained(run: TargetRun, backbone: Backbone, mixture: PromptMixture, result: TrainResult, variant: str, config: dict,
