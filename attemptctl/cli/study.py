@@ -1,13 +1,39 @@
-"""`study sources`: a target's score as sources are added one at a time (the paper's Figure 5)."""
+"""`study sources` (the paper's Figure 5), `study methods` (its Table 2) and `study show`."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
 
-from attemptctl.cli.common import BackboneOpt, DataDirOpt, JsonOpt, RegistryOpt, app, call, out, workspace
+from attemptctl.cli.common import (
+    AttnLrOpt,
+    BackboneOpt,
+    BatchSizeOpt,
+    CheckpointEveryOpt,
+    DataDirOpt,
+    DevLimitOpt,
+    EvalEveryOpt,
+    JsonOpt,
+    LrOpt,
+    MaxLengthOpt,
+    PresetOpt,
+    PromptLengthOpt,
+    RegistryOpt,
+    ResumeOpt,
+    StepsOpt,
+    TestLimitOpt,
+    TrainLimitOpt,
+    WarmupOpt,
+    app,
+    call,
+    err,
+    out,
+    workspace,
+)
+from attemptctl.cli.training import SourcesOpt, _names, _training_overrides
 
 study_app = typer.Typer(help="Studies over registered prompts.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
@@ -46,3 +72,169 @@ def study_sources(
         table.add_row(" + ".join(s.split("@")[0] for s in row.sources), *(f"{100 * row.metrics[m]:.1f}" for m in metrics),
                       f"{newest:.2f}")
     out.print(table)
+
+
+# -- study methods / study show --------------------------------------------------------------------
+
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV (one line per method, target and shot count).")]
+MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown.")]
+
+
+def _integers(text: str, option: str) -> list[int]:
+    try:
+        return [int(part) for part in _names(text)]
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a comma-separated list of integers", param_hint=option) from None
+
+
+class _StudyProgress:
+    """One line per finished cell; a transient bar for the cell in training."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                 TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=err,
+                                 transient=True)
+        self.bar, self.label = None, "training"
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    @staticmethod
+    def _name(cells) -> str:
+        first = cells[0]
+        return str(first) if len(cells) == 1 else str(first).replace(first.target, "+".join(c.target for c in cells), 1)
+
+    def cell(self, event: str, cells, index: int, total: int, **data: Any) -> None:
+        self.label = f"[{index}/{total}] {self._name(cells)}"
+        if event == "done":
+            scores = ", ".join(f"{ref} {metric} {100 * value:.1f}" for ref, metric, value in data["scores"])
+            self.progress.console.print(f"{self.label}: test {scores}", highlight=False)
+
+    def __call__(self, event: str, **data: Any) -> None:
+        if event == "start":
+            if self.bar is not None:
+                self.progress.remove_task(self.bar)
+            self.bar = self.progress.add_task(self.label, total=data["total"], completed=data.get("resumed_at", 0),
+                                              loss=float("nan"))
+        elif event == "step":
+            self.progress.update(self.bar, advance=1, loss=data["loss"])
+        elif event == "interrupted":
+            where = f"; checkpoint {data['checkpoint']} (continue with --resume)" if data.get("checkpoint") else ""
+            self.progress.console.print(f"{self.label}: interrupted at step {data['step']}{where}", highlight=False)
+
+
+def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
+    """The study's table in the format asked; as a rich table, with the attention heatmap and the time."""
+    from attemptctl.studies import TARGET_COLUMN, table_csv, table_markdown, table_rows
+
+    if as_json:
+        out.print_json(json.dumps(table.as_dict()))
+        return
+    if as_csv or markdown:
+        out.out(table_csv(table) if as_csv else table_markdown(table), highlight=False)
+        return
+    from rich.table import Table
+
+    from attemptctl.views import AttentionRow, attention_heatmap
+
+    seeds = ", ".join(map(str, table.seeds))
+    for shots, header, rows in table_rows(table):
+        title = f"Study {table.name}: test scores (%), mean ± std over seeds {seeds}" + (f", {shots}-shot" if shots else "")
+        out.print(title, highlight=False)  # a line of its own: a table title wraps to the table's width
+        rendered = Table()
+        for i, name in enumerate(header):
+            rendered.add_column(name, justify="left" if i == 0 else "right")
+        for row in rows:
+            rendered.add_row(*row)
+        out.print(rendered)
+    attention = table.attention()
+    if attention:
+        from attemptctl.studies import METHODS
+
+        columns = list(dict.fromkeys(c for *_, weights in attention for c in weights if c != TARGET_COLUMN))
+        rows = [AttentionRow(f"{target}" + (f" · {shots}-shot" if shots else ""), weights, group=METHODS[method][1])
+                for method, target, shots, weights in attention]
+        out.print(attention_heatmap(rows, [*columns, TARGET_COLUMN], note="(target): a_t+1, before the +1; mean over "
+                                    "seeds", title="Mean test attention of each ATTEMPT target over its sources"))
+    for issue in table.budget_issues:
+        err.print(f"[yellow]budget differs:[/] {issue}", highlight=False)
+    if table.unfinished:
+        err.print(f"{table.unfinished} cell(s) started but not finished; `study methods` with the study's options "
+                  "trains them", highlight=False)
+    out.print(f"{len(table.cells)} cells; total time {table.seconds / 60:.1f} min (training and test evaluation)",
+              highlight=False)
+
+
+@study_app.command("methods")
+def study_methods(
+    targets: Annotated[str, typer.Argument(help="Comma-separated target tasks, e.g. rte,mrpc,cb.")],
+    sources: SourcesOpt = "",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: pt, spot, attempt, attempt-mt, no-target, "
+                                         "uniform, single [default: all].")] = "",
+    seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds; the table shows mean ± std.")] = "42",
+    shots: Annotated[str, typer.Option("--shots", help="Few-shot: K training rows per class, e.g. 4,16,32 "
+                                       "[default: the full training set].")] = "",
+    name: Annotated[str | None, typer.Option("--name", help="The study's name [default: methods-TARGET+TARGET…].")] = None,
+    single_source: Annotated[str | None, typer.Option("--single-source", help="single: this source for every target "
+                             "[default: the most attended source of the target's attempt cell].")] = None,
+    attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
+    sampling_temperature: Annotated[float | None, typer.Option(
+        "--sampling-temperature", help="attempt-mt sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
+    max_cells: Annotated[int | None, typer.Option("--max-cells", min=1, help="Train at most N cells, then stop; "
+                                                  "run again to continue.")] = None,
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
+    prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None, attn_lr: AttnLrOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
+    train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
+    eval_every: EvalEveryOpt = None, checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False,
+    as_json: JsonOpt = False, as_csv: CsvOpt = False, markdown: MarkdownOpt = False,
+) -> None:
+    """Train every method on every target at one budget and print the table (the paper's Table 2).
+
+    Each cell (method × target × seed × shots) is a target version tagged with the study's name:
+    a finished cell is never trained again, so an interrupted study continues where it stopped.
+
+    Example: attemptctl study methods rte,mrpc,cb --sources mnli,qqp,qnli,sst2,squad --seeds 1,2,3
+             attemptctl study methods cb,boolq --sources mnli,qqp --shots 4,16,32 --name few-shot
+    """
+    from attemptctl.studies import METHODS, MethodsStudyConfig
+    from attemptctl.studies import study_methods as run_study
+
+    options = {k: v for k, v in locals().items() if k != "shots"}  # per cell, not one value
+    config = call(MethodsStudyConfig, tuple(_names(targets)), tuple(_names(sources)),
+                  tuple(_names(methods)) or tuple(METHODS), tuple(_integers(seeds, "--seeds")),
+                  tuple(_integers(shots, "--shots")) or (None,), name, preset, _training_overrides(options),
+                  single_source, attn_prior)
+    started = time.perf_counter()
+    with _StudyProgress() as progress:
+        result = call(run_study, workspace(registry, data_dir, backbone), config, on_event=progress,
+                      on_cell=progress.cell, max_cells=max_cells, resume=resume)
+    if result.table.cells:
+        _print_table(result.table, as_json, as_csv, markdown)
+    err.print(f"study {config.study}: {len(result.trained)} cell(s) trained in {time.perf_counter() - started:.0f} s, "
+              f"{result.skipped} already done; show it again with `attemptctl study show {config.study}`",
+              highlight=False)
+    if result.interrupted:
+        raise typer.Exit(130)
+    if result.stopped:
+        err.print("stopped at --max-cells; run the same command again to train the rest", highlight=False)
+
+
+@study_app.command("show")
+def study_show(
+    name: Annotated[str, typer.Argument(help="The study's name (printed by `study methods`).")],
+    registry: RegistryOpt = None, as_json: JsonOpt = False, as_csv: CsvOpt = False, markdown: MarkdownOpt = False,
+) -> None:
+    """Print a methods study's table from the registry alone, in about a second (no torch, no data).
+
+    Example: attemptctl study show methods-rte+mrpc+cb --markdown
+    """
+    from attemptctl.studies import show_study
+
+    _print_table(call(show_study, workspace(registry), name), as_json, as_csv, markdown)

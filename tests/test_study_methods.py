@@ -1,0 +1,202 @@
+"""`study methods` and `study show` end to end on a tiny random Llama with real data slices: every cell
+in the table, resuming after a real interruption, adding seeds, the torch-free show, the equal budget
+and the single-source choice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from attemptctl.studies import METHODS, MethodsStudyConfig, methods_table, study_methods, study_records
+from attemptctl.targets import train_target
+from attemptctl.workspace import Workspace
+from registry import Registry
+
+runner = CliRunner()
+SMALL = ["--max-steps", "2", "--train-limit", "8", "--dev-limit", "4", "--test-limit", "4", "--batch-size", "4",
+         "--max-length", "32", "--eval-every", "2"]
+OVERRIDES = dict(max_steps=2, train_limit=8, dev_limit=4, test_limit=4, batch_size=4, max_length=32, eval_every=2)
+TAG_KEYS = {"name", "method", "target", "seed", "shots"}
+
+
+def run(*args):
+    from attemptctl.cli import app
+
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, real_data_dir, tiny_causal_dir):
+    """A registry with two tiny source prompts (m = 4, d = 64)."""
+    path = tmp_path_factory.mktemp("study") / "registry"
+    common = ["--registry", path, "--data-dir", real_data_dir]
+    for i, task in enumerate(("mnli", "qqp")):
+        extra = ["--backbone", tiny_causal_dir] if i == 0 else []
+        result = run("source", "train", task, *common, *extra, *SMALL, "--prompt-length", "4")
+        assert result.exit_code == 0, result.output
+    return path, common, Workspace(path, real_data_dir)
+
+
+@pytest.fixture(scope="module")
+def full_study(sources):
+    """Every method on rte and cb, one seed, through the CLI."""
+    path, common, _ = sources
+    result = run("study", "methods", "rte,cb", "--sources", "mnli,qqp", *common, *SMALL, "--json")
+    assert result.exit_code == 0, result.output
+    return path, common
+
+
+def _table(path, name):
+    result = run("study", "show", name, "--registry", path, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_the_table_has_every_cell(full_study):
+    path, _ = full_study
+    table = _table(path, "methods-rte+cb")
+    assert [row["method"] for row in table["rows"]] == list(METHODS)
+    for row in table["rows"]:
+        assert all(row["scores"][t]["n"] == 1 for t in ("rte", "cb")) and row["average"] is not None
+        mean = (row["scores"]["rte"]["mean"] + row["scores"]["cb"]["mean"]) / 2
+        assert row["average"]["mean"] == pytest.approx(mean)
+    assert len(table["cells"]) == 2 * len(METHODS)
+    registry = Registry(path)
+    records = study_records(registry, "methods-rte+cb")
+    assert len(records) == 2 * len(METHODS)
+    for record, cell in zip(sorted(records, key=lambda r: r.ref), sorted(table["cells"], key=lambda c: c["prompt"])):
+        assert set(record.config["study"]) == TAG_KEYS and record.ref == cell["prompt"]
+        evaluation = next(e for e in registry.evaluations("target", record.ref) if e.split == "test")
+        assert evaluation.examples == 4 and evaluation.metrics[cell["metric"]] == cell["score"]
+    # Trainable parameters per task: a prompt is m·d; ATTEMPT adds G; ATTEMPT-MT shares one G over 2 targets.
+    params = {row["method"]: row["params"] for row in table["rows"]}
+    g = params["attempt"] - 4 * 64
+    assert params["pt"] == params["spot"] == params["uniform"] == 4 * 64 and g > 0
+    assert params["attempt-mt"] == 4 * 64 + g // 2 and params["no-target"] == g
+    mt = [c for c in table["cells"] if c["method"] == "attempt-mt"]
+    assert len({c["run"] for c in mt}) == 1  # trained once, as one multi-task run
+    assert all(c["attention"] for c in table["cells"] if c["method"] in ("attempt", "attempt-mt"))
+
+
+def test_every_cell_records_the_same_budget(full_study):
+    path, _ = full_study
+    table = _table(path, "methods-rte+cb")
+    assert table["budget_issues"] == []
+    budgets = {(c["target"], json.dumps(c["budget"], sort_keys=True)) for c in table["cells"]}
+    assert len(budgets) == 2  # one budget per target: the same steps, batch, prompt length and rows
+    for target, budget in map(lambda b: (b[0], json.loads(b[1])), budgets):
+        assert budget["steps"] == 2 and budget["batch_size"] == 4 and budget["prompt_length"] == 4
+        assert budget["rows"]["train"] == 8 and budget["rows"]["test"] == 4
+
+
+def test_a_cell_of_another_budget_is_flagged_and_other_options_refused(sources):
+    path, common, ws = sources
+    study = ["study", "methods", "rte", "--methods", "pt", "--name", "budget", "--prompt-length", "4", *common, *SMALL]
+    assert run(*study, "--seeds", "1,42").exit_code == 0
+    # A cell trained at 3 steps under the study's tag (another seed, so another cell).
+    tag = {"name": "budget", "method": "pt", "target": "rte", "seed": 7, "shots": None}
+    [record], _ = train_target(ws, ["rte"], [], variant="pt", overrides={**OVERRIDES, "max_steps": 3, "seed": 7,
+                                                                         "prompt_length": 4},
+                               record_config={"rte": {"study": tag}})
+    from attemptctl.reports import evaluate_prompts
+
+    evaluate_prompts(ws, [record.ref])
+    shown = run("study", "show", "budget", "--registry", path)
+    assert shown.exit_code == 0, shown.output
+    assert "budget differs" in shown.output and "steps 3, the study's 2" in shown.output and "†" in shown.output
+    table = methods_table(Registry(path), "budget")
+    assert {str(c) for c in table.flagged} == {"pt · rte · seed 7"}
+    refused = run(*study, "--lr", "0.1")
+    assert refused.exit_code == 1 and "lr 0.3, this run asks 0.1" in refused.output
+
+
+def test_single_takes_the_most_attended_source_of_the_attempt_cell(full_study):
+    path, common = full_study
+    table = _table(path, "methods-rte+cb")
+    cells = {(c["method"], c["target"]): c for c in table["cells"]}
+    for target in ("rte", "cb"):
+        attempt = cells[("attempt", target)]
+        shown = json.loads(run("attn", "show", attempt["prompt"], *common, "--json").output)[0]["weights"]
+        assert shown == pytest.approx(attempt["attention"])
+        best = max((ref for ref in shown if ref != "(target)"), key=shown.get)
+        assert cells[("single", target)]["sources"] == [best]
+
+
+def test_single_source_by_name_and_refused_without_an_attempt_cell(sources):
+    path, common, _ = sources
+    named = run("study", "methods", "rte,cb", "--methods", "single", "--single-source", "qqp", "--name", "named",
+                *common, *SMALL)
+    assert named.exit_code == 0, named.output
+    registry = Registry(path)
+    assert [r.sources for r in study_records(registry, "named")] == [("qqp@1",), ("qqp@1",)]
+    refused = run("study", "methods", "rte", "--methods", "single", "--sources", "mnli,qqp", "--name", "lonely",
+                  *common, *SMALL)
+    assert refused.exit_code == 1 and "--single-source" in refused.output
+    assert study_records(registry, "lonely") == []
+
+
+def test_an_interrupted_study_trains_only_the_rest(sources):
+    path, common, ws = sources
+    config = MethodsStudyConfig(("rte", "cb"), ("mnli", "qqp"), ("pt", "attempt"), name="interrupted",
+                                overrides=OVERRIDES)
+    starts = []
+
+    def interrupt_second_cell(event, **data):  # Ctrl-C's second press: KeyboardInterrupt inside the loop
+        starts.append(event) if event == "start" else None
+        if event == "step" and starts.count("start") == 2:
+            raise KeyboardInterrupt
+
+    result = study_methods(ws, config, on_event=interrupt_second_cell)
+    assert result.interrupted and [str(c) for c in result.trained] == ["pt · rte · seed 42"]
+    registry = Registry(path)
+    first = {r.ref for r in study_records(registry, "interrupted")}
+    assert len(first) == 2  # the finished cell and the interrupted one (kept, but not counted as done)
+    assert [str(c.cell) for c in methods_table(registry, "interrupted").cells] == ["pt · rte · seed 42"]
+    again = run("study", "methods", "rte,cb", "--sources", "mnli,qqp", "--methods", "pt,attempt", "--name",
+                "interrupted", *common, *SMALL)
+    assert again.exit_code == 0, again.output
+    assert "3 cell(s) trained" in again.output and "1 already done" in again.output
+    table = methods_table(registry, "interrupted")
+    assert len(table.cells) == 4 and table.unfinished == 0
+    pt_rte = next(c for c in table.cells if str(c.cell) == "pt · rte · seed 42")
+    assert pt_rte.ref in first  # never trained again
+
+
+def test_a_cell_killed_before_its_evaluation_is_evaluated_not_retrained(sources):
+    path, _, ws = sources
+    tag = {"name": "killed", "method": "pt", "target": "rte", "seed": 42, "shots": None}
+    [record], _ = train_target(ws, ["rte"], [], variant="pt", overrides={**OVERRIDES, "prompt_length": 4},
+                               record_config={"rte": {"study": tag}})  # registered; then the process died
+    events = []
+    result = study_methods(ws, MethodsStudyConfig(("rte",), ("mnli",), ("pt",), name="killed", overrides=OVERRIDES),
+                           on_event=lambda event, **data: events.append(event))
+    assert "start" not in events and [c.ref for c in result.table.cells] == [record.ref]
+    assert any(e.split == "test" for e in Registry(path).evaluations("target", record.ref))
+
+
+def test_adding_a_seed_trains_only_new_cells_and_show_needs_no_torch(full_study):
+    path, common = full_study
+    before = {c["prompt"] for c in _table(path, "methods-rte+cb")["cells"]}
+    more = run("study", "methods", "rte,cb", "--sources", "mnli,qqp", "--methods", "pt,attempt", "--seeds", "42,7",
+               *common, *SMALL, "--json")
+    assert more.exit_code == 0, more.output
+    assert "4 cell(s) trained" in more.output and "4 already done" in more.output
+    printed = json.loads(more.stdout)
+    after = {c["prompt"] for c in printed["cells"]}
+    assert before < after and len(after - before) == 4
+    assert {c["seed"] for c in printed["cells"] if c["method"] == "pt"} == {7, 42}
+    assert next(r for r in printed["rows"] if r["method"] == "pt")["scores"]["rte"]["n"] == 2
+    code = ("import sys, json; from typer.testing import CliRunner; from attemptctl.cli import app; "
+            f"r = CliRunner().invoke(app, ['study', 'show', 'methods-rte+cb', '--registry', {str(path)!r}, '--json']); "
+            "assert r.exit_code == 0, r.output; "
+            "print(json.dumps({'torch': [m for m in ('torch', 'transformers') if m in sys.modules], "
+            "'table': json.loads(r.output)}))")
+    shown = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert shown["torch"] == []
+    assert shown["table"] == printed
+    text = run("study", "show", "methods-rte+cb", "--registry", path, "--markdown")
+    assert "| ATTEMPT-MT |" in text.output and "seeds 7, 42" in text.output
