@@ -8,11 +8,25 @@ Llama models are created here from a config with random weights and saved as loc
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def empty_tasks_dir(tmp_path_factory) -> Iterator[Path]:
+    """Custom tasks come from an empty folder, never the user's own (a task of theirs could shadow or
+    break a look-up). Session-wide, so module-scoped fixtures and CLI subprocesses get it too; a test
+    that needs custom tasks points ``$ATTEMPTCTL_TASKS_DIR`` elsewhere with ``monkeypatch``."""
+    from attemptctl.tasks.custom import TASKS_DIR_ENV
+
+    folder = tmp_path_factory.mktemp("no-custom-tasks")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TASKS_DIR_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

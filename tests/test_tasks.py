@@ -20,6 +20,16 @@ def data_dir(real_data_dir: Path) -> Path:
     return real_data_dir
 
 
+def test_look_ups_never_read_the_users_own_tasks_folder(empty_tasks_dir):
+    """conftest points every test at an empty custom-tasks folder: a task in the user's own folder
+    cannot shadow, add to or break the catalogue these tests check."""
+    from attemptctl.tasks import all_tasks
+    from attemptctl.tasks.custom import custom_tasks, tasks_dir
+
+    assert tasks_dir() == empty_tasks_dir and not any(empty_tasks_dir.iterdir())
+    assert custom_tasks() == {} and set(all_tasks()) == set(TASKS)
+
+
 def first_row(data_dir: Path, task: Task, split: str = "train", index: int = 0) -> dict:
     folder = data_dir / task.dataset / (task.config or "")
     with (folder / f"{split}.jsonl").open(encoding="utf-8") as lines:
