@@ -9,12 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import struct
+from collections import Counter
 
 import pytest
 from typer.testing import CliRunner
 
+from attemptctl.attention_report import attention_weights
 from attemptctl.cli import app
+from attemptctl.workspace import Workspace
 from registry import Registry
 
 runner = CliRunner()
@@ -45,7 +49,12 @@ def show(trained, *args):
     return result.output
 
 
-def test_weights_sum_to_one_and_the_cache_agrees_with_a_fresh_computation(trained):
+def test_weights_sum_to_one_and_the_cache_agrees_with_a_fresh_computation(trained, tmp_path):
+    # A copy with an empty cache: "not cached" must hold whichever tests ran `attn show` before this one.
+    Registry(trained[1]).backup(tmp_path / "registry")
+    with sqlite3.connect(tmp_path / "registry" / "catalog.sqlite") as db:
+        db.execute("DELETE FROM cache")
+    trained = ["--registry", tmp_path / "registry", *trained[2:]]
     registry = Registry(trained[1])
     fresh = json.loads(show(trained, "boolq", "--format", "json"))
     cached = json.loads(show(trained, "boolq", "--json"))
@@ -56,8 +65,6 @@ def test_weights_sum_to_one_and_the_cache_agrees_with_a_fresh_computation(traine
     assert sum(first["weights"].values()) == pytest.approx(1.0, abs=1e-5)  # (target) taken before the +1
     assert second["weights"] == pytest.approx(first["weights"], abs=1e-7)
     # The cache entry is keyed by prompt version and split, and holds the float32 (N, t+1) weights.
-    import sqlite3
-
     from attemptctl.attention_report import _read_cache
 
     with sqlite3.connect(registry.root / "catalog.sqlite") as db:
@@ -97,6 +104,18 @@ def test_by_label_rows_average_to_the_overall_mean(trained):
     [data] = json.loads(show(trained, "boolq", "--by-label", "--format", "json"))
     for weights in data["by_label"].values():
         assert sum(weights.values()) == pytest.approx(1.0, abs=1e-5)
+    # Each label's row is the mean over that label's examples (by hand from the per-example weights),
+    # so the rows weighted by their example counts average to the overall mean.
+    [result] = attention_weights(Workspace(trained[1], trained[3]), ["boolq"])
+    gold = [e.target for e in result.examples]
+    counts = Counter(gold)
+    assert set(data["by_label"]) == set(counts) and sum(counts.values()) == data["examples"] == 12
+    for label, weights in data["by_label"].items():
+        rows = result.weights[[g == label for g in gold]]
+        assert weights == pytest.approx(dict(zip(result.columns, rows.mean(0).tolist())), abs=1e-6)
+    for column, overall in data["weights"].items():
+        weighted = sum(counts[label] * weights[column] for label, weights in data["by_label"].items())
+        assert weighted / len(gold) == pytest.approx(overall, abs=1e-6)
     rows = list(csv.DictReader(io.StringIO(show(trained, "boolq", "--by-label", "--format", "csv"))))
     assert [r["row"] for r in rows] == [f"boolq@1 · {label}" for label in data["by_label"]]
 
