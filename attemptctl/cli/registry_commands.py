@@ -1,4 +1,4 @@
-"""`registry list | show | rm | verify | backup`."""
+"""`registry list | show | rm | verify | backup | export`."""
 
 from __future__ import annotations
 
@@ -93,6 +93,25 @@ def registry_backup(
                   "not be copied intact", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR)
     out.print("the copy verifies: every row has its blob and every sha256 matches", highlight=False)
+
+
+@registry_app.command("export")
+def registry_export(
+    name: Annotated[str, typer.Argument(help="NAME or NAME@V: a source, or a target of variant pt or spot.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="New (or empty) folder to write the adapter to.")],
+    fmt: Annotated[str, typer.Option("--format", help="peft: a PEFT prompt-tuning adapter.")] = "peft",
+    kind: Annotated[str | None, typer.Option("--kind", help="source or target (default: targets first, then sources).")] = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Write a prompt in another tool's format; PeftModel.from_pretrained(base_model, DIR) loads a peft export.
+
+    Example: attemptctl registry export mnli@1 --format peft --output ./mnli-peft
+    """
+    from attemptctl.interop import export_prompt
+
+    result = call(export_prompt, workspace(registry), name, output, format=fmt, kind=kind)
+    out.print(f"exported {result.record.label} to {result.folder} as a PEFT prompt-tuning adapter "
+              f"({result.task_type}, m={result.record.m}, d={result.record.d})", highlight=False, soft_wrap=True)
 
 
 def _print_report(report, as_json: bool) -> None:

@@ -1,4 +1,4 @@
-"""`source train` and `target train`, with a live progress display."""
+"""`source train`, `source import`, `target train`, `target compose` and `attn pretrain`, with a live progress display."""
 
 from __future__ import annotations
 
@@ -120,6 +120,24 @@ def source_train(
     out.print(f"registered source [bold]{record.ref}[/] ({_best_dev(result.dev)}; {result.steps} steps, "
               f"{result.seconds:.0f} s)" + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
     _exit_if_interrupted(result)
+
+
+@source_app.command("import")
+def source_import(
+    adapter: Annotated[str, typer.Argument(help="PEFT prompt-tuning adapter: a folder saved with save_pretrained, or a hub id.")],
+    task: Annotated[str, typer.Option("--task", help="The task the prompt was trained for (see `attemptctl task list`).")],
+    name: Annotated[str | None, typer.Option("--name", help="Register it as source NAME (default: the task).")] = None,
+    registry: RegistryOpt = None, backbone: BackboneOpt = None,
+) -> None:
+    """Register a PEFT prompt-tuning adapter as a source prompt; its record says where it came from.
+
+    Example: attemptctl source import ./mnli-prompt --task mnli
+    """
+    from attemptctl.interop.peft import import_peft
+
+    record = call(import_peft, workspace(registry, backbone=backbone), adapter, task, name=name)
+    out.print(f"registered source [bold]{record.ref}[/] (m={record.m}, d={record.d}) from PEFT adapter "
+              f"{record.config['origin']['from']}", highlight=False, soft_wrap=True)
 
 
 # -- target ----------------------------------------------------------------------------------------
