@@ -24,9 +24,17 @@ def prompt_payload(prompt: torch.Tensor) -> bytes:
     return save_bytes({"prompt": prompt.detach().cpu().float().contiguous()})
 
 
+def attention_settings(module: AttentionModule) -> dict:
+    """What a registered G records about how it scores (besides its tensors): K, the divisor, the pooling."""
+    return {"temperature_k": module.temperature_k, "attn_scale": module.scale, "attn_pool": module.pooling,
+            "attn_divisor": float(module.divisor())}
+
+
 def attention_payload(module: AttentionModule) -> bytes:
+    """G's parameters and its calibration buffers (``input_mean``, ``input_std``, ``score_scale``)."""
     state = {k: v.detach().cpu().float().contiguous() for k, v in module.state_dict().items()}
-    return save_bytes(state, metadata={"rank": str(module.down.out_features), "temperature_k": str(module.temperature_k)})
+    return save_bytes(state, metadata={"rank": str(module.down.out_features), "temperature_k": str(module.temperature_k),
+                                       "scale": module.scale, "pooling": module.pooling})
 
 
 def _tensors(registry, record) -> dict[str, torch.Tensor]:
@@ -52,11 +60,17 @@ def load_attention(registry, record, backbone: Backbone) -> AttentionModule:
     """The attention module G of an attention record, checked against ``backbone``."""
     check_fingerprint(f"attention module {record.ref}", dict(record.fingerprint), backbone)
     tensors = _tensors(registry, record)
+    # A module registered before the scale was calibrated has no buffers and no settings: it was
+    # trained with the paper's divisor and pooling, and keeps them.
+    config = record.config
     try:
         rank = tensors["down.weight"].shape[0]
-        module = AttentionModule(backbone.d, rank=rank, temperature_k=float(record.config.get("temperature_k", 1.0)))
+        module = AttentionModule(backbone.d, rank=rank, temperature_k=float(config.get("temperature_k", 1.0)),
+                                 scale=config.get("attn_scale", "paper"), pooling=config.get("attn_pool", "max"))
+        if "score_scale" not in tensors:
+            tensors = {**tensors, **{k: v for k, v in module.state_dict().items() if k not in tensors}}
         module.load_state_dict(tensors)
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, ValueError) as exc:
         raise AttemptError(f"attention {record.ref}: stored module does not match this backbone ({exc}); retrain it") from exc
     return module
 

@@ -14,12 +14,15 @@ Variants (DESIGN §1; each is recorded as the version's ``variant``):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import zip_longest
 from dataclasses import dataclass, replace
 
 import torch
 
 from attemptctl import artifacts
-from attemptctl.attention import AttentionModule
+from attemptctl.artifacts import attention_settings
+from attemptctl import model as lm
+from attemptctl.attention import CALIBRATION_ROWS, AttentionModule
 from attemptctl.backbones import Backbone, load_backbone
 from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
@@ -101,11 +104,26 @@ def _initial_target(init: str, task: Task, sources: dict[str, torch.Tensor], bac
                       f"({', '.join(by_name) or 'none given'})")
 
 
-def _attention(registry: Registry, prior: str | None, backbone: Backbone, seed: int) -> AttentionModule:
+def _attention(registry: Registry, prior: str | None, backbone: Backbone, config: TrainConfig) -> AttentionModule:
+    """A fresh G for this run's settings (calibrate it once the mixture exists), or the prior's, as it was trained."""
     if prior is None:
-        torch.manual_seed(seed)
-        return AttentionModule(backbone.d)
+        torch.manual_seed(config.seed)
+        return AttentionModule(backbone.d, temperature_k=config.attn_temperature, scale=config.attn_scale,
+                               pooling=config.attn_pool)
     return artifacts.load_attention(registry, registry.get("attention", prior), backbone)
+
+
+def calibrate_attention(backbone: Backbone, mixture: PromptMixture, train_rows: dict[str, Sequence], tasks: dict[str, Task],
+                        config: TrainConfig) -> None:
+    """Measure a fresh G's pooling statistics and divisor on the mixture's prompts and the first training
+    inputs (up to CALIBRATION_ROWS, taken from every task in turn); only embedding lookups, no LM forward."""
+    rows = [row for group in zip_longest(*train_rows.values()) for row in group if row is not None][:CALIBRATION_ROWS]
+    items = [lm.encode(backbone, e.input, None, config.max_length or tasks[e.task].max_length) for e in rows]
+    batch = lm.collate(backbone, items, [0] * len(items))
+    with torch.no_grad():
+        embeds = backbone.embed(batch.input_ids).float().cpu()
+        prompts = torch.cat([mixture.source_prompts, torch.stack(list(mixture.prompts))]).detach().cpu()
+        mixture.attention.calibrate(embeds, batch.input_mask.cpu(), prompts)
 
 
 def _spot_init(run: TargetRun, task: Task, init_from: str, backbone: Backbone, sources: dict[str, torch.Tensor],
@@ -155,9 +173,11 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
             targets[t.name], inits[t.name] = _initial_target(chosen, t, sources, backbone, run.config.prompt_length,
                                                              run.config.seed)
     mixing = VARIANTS[variant] != "prompt-tuning"
-    attention = _attention(run.registry, attn_prior, backbone, run.config.seed) if variant in ("attempt", "no-target") else None
+    attention = _attention(run.registry, attn_prior, backbone, run.config) if variant in ("attempt", "no-target") else None
     mixture = PromptMixture(targets, sources=sources if mixing else None, attention=attention, variant=VARIANTS[variant])
     task_map = {t.name: t for t in run.tasks}
+    if attention is not None and attn_prior is None:
+        calibrate_attention(backbone, mixture, {n: s.train for n, s in splits.items()}, task_map, run.config)
     result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
                    task_map, run.config, on_event=on_event,
                    checkpoint=checkpoint_plan(ws, f"target-{'+'.join(task_map)}", run.config, resume, force))
@@ -183,11 +203,10 @@ def register_trained(run: TargetRun, backbone: Backbone, mixture: PromptMixture,
     common = dict(backbone=run.backbone_spec, fingerprint=backbone.fingerprint, d=backbone.d)
     attention_ref = None
     if mixture.attention is not None:
-        mixture.attention.load_state_dict({k[len("attention."):]: v for k, v in result.state.items()
-                                           if k.startswith("attention.")})
+        _load_trained_attention(mixture.attention, result.state)
         record = run.registry.register(kind="attention", name="+".join(mixture.tasks), task=",".join(mixture.tasks),
                                        m=0, payload=artifacts.attention_payload(mixture.attention), variant=variant,
-                                       metrics=training_metrics(result), config={**config, "temperature_k": 1.0},
+                                       metrics=training_metrics(result), config={**config, **attention_settings(mixture.attention)},
                                        **common)
         attention_ref = record.ref
     registered = []
@@ -199,6 +218,13 @@ def register_trained(run: TargetRun, backbone: Backbone, mixture: PromptMixture,
             metrics={**training_metrics(result), "dev": {name: result.dev.get(name, {})}},
             config={**config, **per_task.get(name, {})}, **common))
     return registered
+
+
+def _load_trained_attention(attention: AttentionModule, state: dict[str, torch.Tensor]) -> None:
+    """G's trained parameters from a run's best state; its calibration buffers stay as measured."""
+    with torch.no_grad():
+        for name, parameter in attention.named_parameters():
+            parameter.copy_(state[f"attention.{name}"])
 
 
 def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str = "prior", preset: str = "cpu",
@@ -214,18 +240,19 @@ def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str =
     backbone = load_backbone(run.backbone_spec)
     sources = {r.ref: artifacts.load_prompt(registry, r, backbone) for r in records}
     fresh = {t.name: vocab_prompt(backbone, run.config.prompt_length, run.config.seed + i) for i, t in enumerate(run.tasks)}
-    mixture = PromptMixture(fresh, sources=sources, attention=_attention(registry, None, backbone, run.config.seed),
+    mixture = PromptMixture(fresh, sources=sources, attention=_attention(registry, None, backbone, run.config),
                             variant="attempt")
+    calibrate_attention(backbone, mixture, {n: s.train for n, s in splits.items()}, {t.name: t for t in run.tasks},
+                        run.config)
     result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
                    {t.name: t for t in run.tasks}, run.config, on_event=on_event,
                    checkpoint=checkpoint_plan(ws, f"attention-{name}", run.config, resume, force))
     if not result.main_process:
         return None, result
-    mixture.attention.load_state_dict({k[len("attention."):]: v for k, v in result.state.items()
-                                       if k.startswith("attention.")})
+    _load_trained_attention(mixture.attention, result.state)
     record = registry.register(kind="attention", name=name, task=",".join(mixture.tasks), backbone=run.backbone_spec,
                                fingerprint=backbone.fingerprint, d=backbone.d, m=0, variant="prior",
                                payload=artifacts.attention_payload(mixture.attention), metrics=training_metrics(result),
                                config={**run.config.to_dict(), "preset": preset, "sources": list(sources),
-                                       "temperature_k": 1.0})
+                                       **attention_settings(mixture.attention)})
     return record, result

@@ -47,6 +47,12 @@ class TrainConfig:
     """Learning rate of the prompts."""
     attn_lr: float | None = None
     """Learning rate of the attention module G; None: same as ``lr``."""
+    attn_temperature: float = 1.0
+    """K: G's logits are divided by (scale · e^K); larger K, flatter attention."""
+    attn_scale: str = "calibrated"
+    """G's divisor before e^K: calibrated (measured on the run's prompts and inputs) or paper (d)."""
+    attn_pool: str = "standardized-max"
+    """G's pooled input: standardized-max (per-dimension standardised max-pool) or max (the paper's)."""
     weight_decay: float = 1e-5
     warmup_steps: int = 500
     epochs: int | None = None
@@ -78,6 +84,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must not be negative, got {value}")
+        from attemptctl.attention import POOLINGS, SCALES
+
+        if self.attn_scale not in SCALES:
+            raise ConfigError(f"unknown attn-scale '{self.attn_scale}'; choose one of {', '.join(SCALES)}")
+        if self.attn_pool not in POOLINGS:
+            raise ConfigError(f"unknown attn-pool '{self.attn_pool}'; choose one of {', '.join(POOLINGS)}")
         if self.sampling_temperature <= 0:
             raise ConfigError(f"sampling-temperature must be positive, got {self.sampling_temperature}")
         if self.warmup_steps < 0:

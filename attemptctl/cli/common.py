@@ -41,6 +41,12 @@ MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", help="Input to
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Examples per step.")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate of the prompts.")]
 AttnLrOpt = Annotated[float | None, typer.Option("--attn-lr", help="Learning rate of the attention module G.")]
+AttnTemperatureOpt = Annotated[float | None, typer.Option(
+    "--attn-temperature", help="K: G's logits are divided by scale·e^K (larger: flatter) [default: 1].")]
+AttnScaleOpt = Annotated[str | None, typer.Option(
+    "--attn-scale", help="G's divisor: calibrated (measured on this run) or paper (d) [default: calibrated].")]
+AttnPoolOpt = Annotated[str | None, typer.Option(
+    "--attn-pool", help="G's pooled input: standardized-max or max (the paper's) [default: standardized-max].")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs [paper: 5 sources, 20/10 targets].")]
 StepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")]
 WarmupOpt = Annotated[int | None, typer.Option("--warmup-steps", help="Linear warm-up steps.")]
