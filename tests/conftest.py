@@ -90,3 +90,29 @@ def tiny_t5_dir(tmp_path_factory, smollm2_dir) -> Path:
 def tiny_backbone_dir(request) -> Path:
     """Both model families, one test run each."""
     return request.getfixturevalue("tiny_causal_dir" if request.param == "causal" else "tiny_t5_dir")
+
+
+@pytest.fixture(scope="session")
+def accuracy_by_hand():
+    """``accuracy_by_hand(registry, data_dir, ref, split="test")``: a registered prompt's accuracy counted
+    by hand — its own mixture alone (no shared bank, no metrics module) predicts every example of the
+    split as training saw it, and the hits are counted against the gold label words."""
+
+    def compute(registry_path, data_dir, ref: str, split: str = "test") -> float:
+        from attemptctl import artifacts
+        from attemptctl.backbones import load_backbone
+        from attemptctl.evaluate import evaluate
+        from attemptctl.workspace import Workspace, split_examples
+
+        ws = Workspace(Path(registry_path), Path(data_dir))
+        registry = ws.registry()
+        record = registry.find(ref)
+        task, examples = split_examples(ws, record, split, None)
+        backbone = load_backbone(record.backbone)
+        mixture = artifacts.load_mixture(registry, [record], backbone)
+        predicted = evaluate(backbone, mixture, {record.name: examples}, {record.name: task},
+                             max_length=record.config.get("max_length"), score=False)[record.name].predictions
+        assert len(predicted) == len(examples) > 0
+        return sum(p == e.target for p, e in zip(predicted, examples)) / len(examples)
+
+    return compute

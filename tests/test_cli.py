@@ -31,7 +31,7 @@ def workspace(tmp_path, real_data_dir, tiny_backbone_dir):
             "backbone": tiny_backbone_dir}
 
 
-def test_mission_commands_end_to_end(workspace):
+def test_mission_commands_end_to_end(workspace, accuracy_by_hand):
     common, backbone = workspace["common"], workspace["backbone"]
     result = run("source", "train", "mnli", *common, "--backbone", backbone, *TINY)
     assert result.exit_code == 0, result.output
@@ -62,7 +62,7 @@ def test_mission_commands_end_to_end(workspace):
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.output)
     assert row["prompt"] == "boolq@1" and row["examples"] == 8
-    assert 0.0 <= row["metrics"]["accuracy"] <= 1.0
+    assert row["metrics"]["accuracy"] == pytest.approx(accuracy_by_hand(workspace["registry"], common[3], "boolq@1"))
     shown = json.loads(run("registry", "show", "boolq", "--registry", workspace["registry"]).output)
     assert shown["evaluations"][0]["metrics"] == row["metrics"]
 

@@ -44,14 +44,15 @@ def trained(tmp_path_factory, real_data_dir, tiny_causal_dir):
     return path, common
 
 
-def test_eval_every_target_in_one_table_and_csv(trained):
+def test_eval_every_target_in_one_table_and_csv(trained, accuracy_by_hand):
     path, common = trained
     table = run("eval", *common)
     assert table.exit_code == 0, table.output
     assert "rte" in table.output and "cb" in table.output
     rows = list(csv.DictReader(io.StringIO(run("eval", *common, "--csv").output)))
     assert [r["prompt"] for r in rows] == ["cb@1", "rte@2"]
-    assert all(0 <= float(r["accuracy"]) <= 1 for r in rows)
+    for row in rows:  # the shared-bank evaluation counts what each prompt alone predicts
+        assert float(row["accuracy"]) == pytest.approx(accuracy_by_hand(path, common[3], row["prompt"]))
 
 
 def test_compare_lays_versions_side_by_side(trained):
@@ -61,7 +62,12 @@ def test_compare_lays_versions_side_by_side(trained):
     rows = json.loads(result.output)
     assert [(r["prompt"], r["variant"]) for r in rows] == [("rte@1", "attempt"), ("rte@2", "pt")]
     table = run("eval", "rte", "--compare", *common)
-    assert table.exit_code == 0 and "Δ accuracy" in table.output and "+0.0" in table.output
+    assert table.exit_code == 0 and "Δ accuracy" in table.output
+    # Δ is each version's accuracy minus the first version's, in points; the last cell of its line.
+    first = rows[0]["metrics"]["accuracy"]
+    for row in rows:
+        [line] = [line for line in table.output.splitlines() if row["prompt"] in line]
+        assert line.strip(" │").split("│")[-1].strip() == f"{100 * (row['metrics']['accuracy'] - first):+.1f}"
 
 
 def test_predict_from_argument_file_and_stdin(trained, tmp_path):

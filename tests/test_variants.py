@@ -119,7 +119,7 @@ def test_sources_study_adds_one_source_at_a_time(sources_registry):
                                            ("spot", ["--init-from", "auto", "--sources", "mnli,qqp"]),
                                            ("no-target", ["--sources", "mnli,qqp"]),
                                            ("uniform", ["--sources", "mnli,qqp"]), ("attempt", ["--sources", "mnli"])])
-def test_every_variant_trains_and_evaluates(sources_registry, variant, extra):
+def test_every_variant_trains_and_evaluates(sources_registry, variant, extra, accuracy_by_hand):
     path, common = sources_registry
     length = ["--prompt-length", "4"] if variant == "pt" else []
     result = run("target", "train", "wnli", "--variant", variant, *extra, *common, *SMALL, *length)
@@ -131,7 +131,8 @@ def test_every_variant_trains_and_evaluates(sources_registry, variant, extra):
     if variant == "spot":
         assert record.config["init"].startswith("source:")
     evaluated = json.loads(run("eval", record.ref, *common, "--json").output)
-    assert evaluated[0]["prompt"] == record.ref and 0 <= evaluated[0]["metrics"]["accuracy"] <= 1
+    assert evaluated[0]["prompt"] == record.ref
+    assert evaluated[0]["metrics"]["accuracy"] == pytest.approx(accuracy_by_hand(path, common[3], record.ref))
 
 
 def test_variant_mistakes_are_clear(sources_registry):
