@@ -57,8 +57,23 @@ def _peft_collate(backbone, rows: Sequence[tuple[list[int], list[int]]], *, left
     return batch
 
 
-def peft_train_steps(model, backbone, examples, opts, device) -> list[tuple[float, int, int]]:
-    """Per-step (seconds, examples, real tokens) of PEFT prompt tuning with our optimizer settings."""
+def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int) -> list[int]:
+    """The row order of the Trainer's ``group_by_length=True``: transformers' own LengthGroupedSampler indices.
+
+    Shuffled, cut into megabatches of ``min(n // (4 · batch_size), 50)`` batches (at least one), each
+    sorted longest first, and the batch holding the longest row moved to the front.
+    """
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    return get_length_grouped_indices(list(lengths), batch_size, generator=torch.Generator().manual_seed(seed))
+
+
+def peft_train_steps(model, backbone, examples, opts, device, *, grouped: bool = False) -> list[tuple[float, int, int]]:
+    """Per-step (seconds, examples, real tokens) of PEFT prompt tuning with our optimizer settings.
+
+    ``grouped``: batches in the Trainer's length-grouped order instead of a shuffling DataLoader's.
+    """
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -67,8 +82,11 @@ def peft_train_steps(model, backbone, examples, opts, device) -> list[tuple[floa
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.3, weight_decay=1e-5)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, total)
     rows = [_peft_encode(backbone, e.input, e.target, opts.max_length) for e in examples]
-    order = list(range(len(rows)))
-    random.Random(opts.seed).shuffle(order)  # a shuffling DataLoader
+    if grouped:
+        order = length_grouped_order([len(ids) for ids, _ in rows], opts.batch_size, opts.seed)
+    else:
+        order = list(range(len(rows)))
+        random.Random(opts.seed).shuffle(order)  # a shuffling DataLoader
     steps = []
     for step in range(total):
         started = time.perf_counter()
