@@ -200,3 +200,26 @@ def test_adding_a_seed_trains_only_new_cells_and_show_needs_no_torch(full_study)
     assert shown["table"] == printed
     text = run("study", "show", "methods-rte+cb", "--registry", path, "--markdown")
     assert "| ATTEMPT-MT |" in text.output and "seeds 7, 42" in text.output
+
+
+@pytest.mark.parametrize("args,code,words", [
+    (["rte", "--methods", "pt,bogus"], 1, ["unknown method 'bogus'"]),
+    (["nosuch", "--methods", "pt"], 1, ["nosuch"]),
+    (["rte,rte", "--methods", "pt"], 1, ["listed twice"]),
+    (["rte", "--seeds", "1,x"], 2, ["--seeds"]),
+    (["rte", "--methods", "pt", "--shots", "0"], 1, ["--shots"]),
+    (["rte", "--methods", "attempt"], 1, ["--sources"]),
+    (["rte", "--methods", "pt", "--preset", "paper"], 1, ["--max-steps"]),
+    (["rte", "--sources", "nosuch"], 1, ["nosuch"]),
+])
+def test_bad_input_is_one_line_and_trains_nothing(tmp_path, args, code, words):
+    result = run("study", "methods", *args, "--registry", tmp_path / "r")
+    assert result.exit_code == code, result.output
+    assert all(w in result.output for w in words) and "Traceback" not in result.output
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_show_of_an_unknown_study_names_the_known_ones(full_study):
+    path, _ = full_study
+    result = run("study", "show", "nosuch", "--registry", path)
+    assert result.exit_code == 1 and "methods-rte+cb" in result.output and len(result.output.strip().splitlines()) == 1
