@@ -8,6 +8,9 @@ import typer
 
 from attemptctl.cli.common import (
     AttnLrOpt,
+    AttnPoolOpt,
+    AttnScaleOpt,
+    AttnTemperatureOpt,
     BackboneOpt,
     BatchSizeOpt,
     CheckpointEveryOpt,
@@ -174,7 +177,8 @@ def target_train(
         "--sampling-temperature", help="Multi-task sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
-    lr: LrOpt = None, attn_lr: AttnLrOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None,
+    lr: LrOpt = None, attn_lr: AttnLrOpt = None, attn_temperature: AttnTemperatureOpt = None,
+    attn_scale: AttnScaleOpt = None, attn_pool: AttnPoolOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None,
     warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
     test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
     resume: ResumeOpt = False, force: ForceOpt = False,
@@ -225,6 +229,7 @@ def attn_pretrain(
     name: Annotated[str, typer.Option("--name", help="Name of the attention prior in the registry.")] = "prior",
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None, lr: LrOpt = None, attn_lr: AttnLrOpt = None,
+    attn_temperature: AttnTemperatureOpt = None, attn_scale: AttnScaleOpt = None, attn_pool: AttnPoolOpt = None,
     epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
     train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
     eval_every: EvalEveryOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
