@@ -326,27 +326,47 @@ def _best_dev(metrics: Mapping[str, Any]) -> str:
     return f"{name} {_percent(value)}" if isinstance(value, (int, float)) else f"{name} {value}"
 
 
-def records_table(records: Sequence[Any]) -> Table:
-    """Registry records: kind, name@version, backbone, m, sources, variant, dev metric, created.
+def origin_of(record: Any) -> str:
+    """Where a prompt came from: ``zoo``, ``imported`` (PEFT and other formats) or ``trained`` here."""
+    config = getattr(record, "config", None)
+    origin = config.get("origin") if isinstance(config, Mapping) else None
+    return str(origin.get("type", "imported")) if isinstance(origin, Mapping) else "trained"
 
-    When every record shares one backbone (the usual case) it moves to the caption, so the table
-    fits an 80-column terminal.
+
+_KIND_SHORT = {"attention": "attn"}
+_VARIANT_SHORT = {"prompt-tuning": "pt"}
+
+
+def records_table(records: Sequence[Any]) -> Table:
+    """Registry records: kind, name@version, m, variant, sources, dev score, origin, created.
+
+    Built for an 80-column terminal: a backbone shared by every record moves to the caption, sources
+    are named without versions (``registry show`` has the exact refs) and wrap in their own column,
+    the dev cell is the primary metric's value.
     """
     backbones = {record.backbone for record in records}
     shared = backbones.pop() if len(backbones) == 1 else None
-    table = Table(box=box.SIMPLE_HEAD, caption=f"backbone: {shared}" if shared else None, caption_justify="left")
-    columns = [("kind", "left"), ("prompt", "left"), ("backbone", "left"), ("m", "right"), ("sources", "left"),
-               ("variant", "left"), ("dev (%)", "right"), ("created", "left")]
+    table = Table(box=box.SIMPLE_HEAD, caption=f"backbone: {shared}" if shared else None, caption_justify="left",
+                  pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
+    columns = [("kind", "left"), ("prompt", "left"), ("backbone", "left"), ("m", "right"), ("variant", "left"),
+               ("sources", "left"), ("dev %", "right"), ("origin", "left"), ("created", "left")]
     for header, justify in columns:
         if header == "backbone" and shared:
             continue
-        table.add_column(header, justify=justify, no_wrap=header in ("prompt", "created"))
+        table.add_column(header, justify=justify, no_wrap=header != "sources", ratio=1 if header == "sources" else None)
     for record in records:
-        cells = [record.kind, Text(f"{record.name}@{record.version}", style="bold"), record.backbone, str(record.m),
-                 ", ".join(str(ref) for ref in record.sources) or BLANK, record.variant or "",
-                 _best_dev(record.metrics), record.created_at.strftime("%Y-%m-%d %H:%M")]
+        cells = [_KIND_SHORT.get(record.kind, record.kind), Text(f"{record.name}@{record.version}", style="bold"),
+                 record.backbone, str(record.m), _VARIANT_SHORT.get(record.variant, record.variant or ""),
+                 " ".join(str(ref).split("@")[0] for ref in record.sources) or BLANK, _best_dev_value(record.metrics),
+                 origin_of(record), record.created_at.strftime("%m-%d %H:%M")]
         table.add_row(*(cell for cell, (header, _) in zip(cells, columns) if not (header == "backbone" and shared)))
     return table
+
+
+def _best_dev_value(metrics: Mapping[str, Any]) -> str:
+    """The first (primary) dev metric's value, without its name: ``77.3``."""
+    text = _best_dev(metrics)
+    return text.rsplit(" ", 1)[-1] if text else ""
 
 
 PLOT_EXTRA_HINT = "PNG export needs matplotlib: pip install 'attemptctl[plot]'"

@@ -244,10 +244,9 @@ def test_records_table_with_a_plain_record():
                               "sources": (), "metrics": {}})
     text = render_to_text(records_table([record, bare]), width=140)
     line = next(line for line in text.splitlines() if "boolq@3" in line)
-    assert line.split() == ["target", "boolq@3", "100", "mnli@1,", "squad@2",
-                            "attempt", "accuracy", "77.3", "2024-05-06", "07:08"]
+    assert line.split() == ["target", "boolq@3", "100", "attempt", "mnli", "squad", "77.3", "trained", "05-06", "07:08"]
     line = next(line for line in text.splitlines() if "mnli@1" in line and "boolq" not in line)
-    assert line.split() == ["source", "mnli@1", "100", "—", "attempt", "2024-05-06", "07:08"]
+    assert line.split() == ["source", "mnli@1", "100", "attempt", "—", "trained", "05-06", "07:08"]
     assert "backbone: smollm2-135m" in text  # one backbone for all: said once, in the caption
     other = SimpleNamespace(**{**vars(bare), "backbone": "t5-base"})
     mixed = render_to_text(records_table([record, other]), width=140)
@@ -259,9 +258,16 @@ def test_records_table_fits_80_columns():
     record = SimpleNamespace(kind="attention", name="rte+cb", version=1, backbone="smollm2-135m", d=576, m=0,
                              sources=(), variant="attempt", created_at=datetime(2024, 5, 6, 7, 8, 9),
                              metrics={"dev": {"rte": {"accuracy": 0.5}}})
-    text = render_to_text(records_table([record]), width=80)
-    assert "rte+cb@1" in text and "2024-05-06 07:08" in text
+    five = SimpleNamespace(**{**vars(record), "kind": "target", "name": "boolq", "m": 20, "variant": "no-target",
+                              "sources": ("mnli@1", "qqp@1", "qnli@1", "sst2@1", "squad@1"),
+                              "config": {"origin": {"type": "zoo"}}})
+    text = render_to_text(records_table([record, five]), width=80)
+    assert "rte+cb@1" in text and "05-06 07:08" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+    # Only the sources cell wraps: every other cell keeps its whole word ("prompt-t…" never again).
+    assert "…" not in text and "boolq@1" in text and "no-target" in text and "zoo" in text
+    rows = [line for line in text.splitlines() if "@1" in line]
+    assert len(rows) == 2 and all("05-06 07:08" in line for line in rows)
 
 
 def test_views_import_no_torch():

@@ -15,7 +15,7 @@ import warnings
 import typer
 
 # Importing the command modules registers their commands on the apps.
-from attemptctl.cli import attn, evaluation, registry_commands, study, tasks, training  # noqa: F401
+from attemptctl.cli import attn, evaluation, registry_commands, study, tasks, training, zoo  # noqa: F401
 from attemptctl.cli.common import app, call, err
 
 __all__ = ["app", "main"]

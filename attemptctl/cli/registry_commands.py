@@ -144,7 +144,11 @@ def _short(path: str) -> str:
 
 
 def _record_json(record) -> dict:
+    from attemptctl.views import origin_of
+
+    origin = record.config.get("origin")
     return {"kind": record.kind, "prompt": record.ref, "task": record.task, "backbone": record.backbone,
+            "origin": dict(origin) if isinstance(origin, dict) else {"type": origin_of(record)},
             "d": record.d, "m": record.m, "sources": list(record.sources), "attention": record.attention,
             "variant": record.variant, "parent": record.parent, "sha256": record.sha256,
             "created_at": record.created_at.isoformat(timespec="seconds"), "config": dict(record.config),

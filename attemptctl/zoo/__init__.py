@@ -1,0 +1,157 @@
+"""The source prompt zoo: trained source prompts that ship inside the package, and pulling them.
+
+Layout: one folder per backbone, ``attemptctl/zoo/<backbone>/``, holding one ``<task>.safetensors``
+per source (exactly the bytes the registry stores for it) and ``manifest.json``, which says for each
+prompt how it was made (task, backbone fingerprint, m, steps and rows seen, data files, dev and test
+scores, sha256, the recipe command). ``recipes/zoo.py`` trains and ships them; :func:`pull_zoo`
+registers them into a user's registry.
+
+Torch-free: pulling is reading files, checking hashes and writing rows, so it takes a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from attemptctl.errors import AttemptError, BackboneError
+from registry import PromptRecord, Registry
+
+MANIFEST_NAME = "manifest.json"
+FINGERPRINT_KEYS = ("class", "d", "vocab_size", "config_sha256", "embedding_sha256")
+
+
+PACKAGE_ZOO = Path(__file__).resolve().parent
+
+
+def zoo_dir(backbone: str, root: Path | None = None) -> Path:
+    """The folder of ``backbone``'s zoo, in the package (or under ``root``, a copy of the zoo)."""
+    return (root or PACKAGE_ZOO) / backbone
+
+
+def available_backbones(root: Path | None = None) -> list[str]:
+    return sorted(p.name for p in (root or PACKAGE_ZOO).iterdir() if (p / MANIFEST_NAME).is_file())
+
+
+def load_manifest(backbone: str, root: Path | None = None) -> dict:
+    """The manifest of ``backbone``'s zoo; a clear error when there is none or it is damaged."""
+    path = zoo_dir(backbone, root) / MANIFEST_NAME
+    if not path.is_file():
+        have = ", ".join(available_backbones(root)) or "none"
+        raise AttemptError(f"no source prompt zoo for backbone '{backbone}' (zoos ship for: {have}); "
+                           "train sources with `attemptctl source train TASK`")
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["prompts"], manifest["fingerprint"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AttemptError(f"zoo manifest {path} is damaged ({type(exc).__name__}: {exc}); reinstall attemptctl") from None
+    return manifest
+
+
+def safetensors_shape(payload: bytes, key: str = "prompt") -> list[int]:
+    """The shape of tensor ``key`` from a safetensors header, without loading the tensors."""
+    try:
+        (size,) = struct.unpack("<Q", payload[:8])
+        return list(json.loads(payload[8:8 + size])[key]["shape"])
+    except (struct.error, ValueError, KeyError, TypeError) as exc:
+        raise AttemptError(f"not a safetensors prompt file ({exc})") from None
+
+
+#: Paper sources (Asai et al. 2022) that no zoo can hold yet, and why.
+MISSING = {"record": "ReCoRD's data is not available offline here; train it with `attemptctl source train record`"}
+
+
+def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict, test_examples: int,
+                recipe: str) -> dict:
+    """Copy a trained source prompt out of ``registry`` into the zoo and enter it in the manifest."""
+    payload = registry.load_payload(record)  # verified against its sha256
+    folder = zoo_dir(record.backbone)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_path = folder / MANIFEST_NAME
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if any(manifest["fingerprint"].get(k) != record.fingerprint.get(k) for k in FINGERPRINT_KEYS):
+            raise BackboneError(f"{record.label} was trained on another build of {record.backbone} than the zoo's prompts")
+    else:
+        manifest = {"backbone": record.backbone, "fingerprint": dict(record.fingerprint), "prompts": {},
+                    "missing": MISSING}
+    config = dict(record.config)
+    file = f"{record.task}.safetensors"
+    entry = {
+        "task": record.task, "file": file, "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload),
+        "m": record.m, "d": record.d, "steps": record.metrics.get("steps"), "best_step": record.metrics.get("best_step"),
+        "rows_seen": (record.metrics.get("steps") or 0) * int(config.get("batch_size", 0)),
+        "train_rows": record.metrics.get("train_rows"), "seconds": record.metrics.get("seconds"),
+        "data": config.get("data"), "config": {k: v for k, v in config.items() if k != "data"},
+        "dev": record.metrics.get("dev"), "history": record.metrics.get("history"),
+        "test": {"metrics": test_metrics, "examples": test_examples}, "recipe": recipe,
+    }
+    (folder / file).write_bytes(payload)
+    manifest["prompts"][record.task] = entry
+    staging = manifest_path.with_suffix(".tmp")
+    staging.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    staging.replace(manifest_path)
+    return entry
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What one pull did: the prompts it registered and the ones the registry already had."""
+
+    added: list[PromptRecord]
+    present: list[PromptRecord]
+    missing: dict[str, str]
+    """Paper sources with no prompt in this zoo, and why (e.g. ReCoRD, whose data is not available)."""
+
+
+def pull_zoo(registry: Registry, backbone: str, *, tasks: list[str] | None = None, root: Path | None = None) -> PullResult:
+    """Register the zoo's source prompts for ``backbone`` into ``registry``: verified, idempotent.
+
+    Refused, with the registry unchanged, when the registry already holds prompts of another
+    backbone (or of another build of this one: the fingerprints differ).
+    """
+    manifest = load_manifest(backbone, root)
+    prompts = manifest["prompts"]
+    unknown = [t for t in (tasks or []) if t not in prompts]
+    if unknown:
+        raise AttemptError(f"the {backbone} zoo has no prompt for {', '.join(unknown)}; it has {', '.join(sorted(prompts))}")
+    _check_backbone(registry, backbone, manifest["fingerprint"])
+    chosen = {t: prompts[t] for t in (tasks or sorted(prompts))}
+    payloads = {task: _verified_payload(zoo_dir(backbone, root) / entry["file"], entry) for task, entry in chosen.items()}  # all checked before any write
+    added, present = [], []
+    for task, entry in chosen.items():
+        have = [r for r in registry.list(kind="source", name=task) if r.sha256 == entry["sha256"]]
+        if have:
+            present.append(have[-1])
+            continue
+        origin = {"type": "zoo", "from": f"attemptctl zoo {backbone}/{entry['file']}", "recipe": entry.get("recipe")}
+        added.append(registry.register(
+            kind="source", name=task, task=task, backbone=backbone, fingerprint=manifest["fingerprint"], d=entry["d"],
+            m=entry["m"], payload=payloads[task], variant="prompt-tuning",
+            config={**entry.get("config", {}), "data": entry.get("data"), "origin": origin},
+            metrics={k: entry.get(k) for k in ("dev", "steps", "best_step", "train_rows", "seconds", "history", "test")}))
+    return PullResult(added, present, dict(manifest.get("missing", {})) if tasks is None else {})
+
+
+def _verified_payload(path: Path, entry: dict) -> bytes:
+    try:
+        payload = path.read_bytes()
+    except OSError as exc:
+        raise AttemptError(f"zoo prompt {path} cannot be read ({exc.strerror}); reinstall attemptctl") from None
+    if hashlib.sha256(payload).hexdigest() != entry["sha256"]:
+        raise AttemptError(f"zoo prompt {path} does not match its sha256 in the manifest; reinstall attemptctl")
+    if safetensors_shape(payload) != [entry["m"], entry["d"]]:
+        raise AttemptError(f"zoo prompt {path} is not a {entry['m']} x {entry['d']} prompt; reinstall attemptctl")
+    return payload
+
+
+def _check_backbone(registry: Registry, backbone: str, fingerprint: dict) -> None:
+    existing = registry.list()
+    other = next((r for r in existing if r.backbone != backbone
+                  or any(r.fingerprint.get(k) != fingerprint.get(k) for k in FINGERPRINT_KEYS if k in r.fingerprint)), None)
+    if other is not None:
+        raise BackboneError(f"registry {registry.root} holds prompts for backbone '{other.backbone}' ({other.label}); "
+                            f"the zoo's prompts are for '{backbone}'; pull into another --registry")

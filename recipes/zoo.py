@@ -1,0 +1,146 @@
+"""The recipe that trains attemptctl's source prompt zoo, one command per source, resumable.
+
+Every prompt is trained by the real ``attemptctl source train`` path into a build registry of its
+own (outside the checkout), evaluated on its test split by ``attemptctl eval``, and then copied into
+the package (``attemptctl/zoo/<backbone>/<task>.safetensors``) with its manifest entry.
+
+    python recipes/zoo.py lengths --data-dir DIR            # choose m: SST-2 at m = 10, 20, 50
+    python recipes/zoo.py train sst2 --data-dir DIR         # train (or resume) one source, then ship it
+    python recipes/zoo.py train all --data-dir DIR          # every source not shipped yet, in order
+
+A stopped run (Ctrl-C, kill -9, the machine went away) continues from its last checkpoint when the
+same command is run again; a source already in the manifest is skipped (``--again`` retrains it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from attemptctl.zoo import MANIFEST_NAME, zoo_dir  # noqa: E402
+
+BACKBONE = "smollm2-135m"
+#: Settings shared by every source (the prompt length was chosen by `lengths`, see docs/registry.md).
+COMMON = {"--prompt-length": 20, "--batch-size": 16, "--lr": 0.3, "--warmup-steps": 30, "--eval-every": 100,
+          "--dev-limit": 300, "--test-limit": 1000, "--seed": 42}
+#: Per source: the step budget and the input length (SQuAD's contexts need more tokens).
+SOURCES = {
+    "sst2": {"--max-steps": 400, "--max-length": 128},
+    "mnli": {"--max-steps": 700, "--max-length": 128},
+    "qqp": {"--max-steps": 500, "--max-length": 128},
+    "qnli": {"--max-steps": 600, "--max-length": 160},
+    "squad": {"--max-steps": 500, "--max-length": 256, "--dev-limit": 100, "--test-limit": 300},
+}
+LENGTH_STUDY = {"task": "sst2", "lengths": (10, 20, 50), "--max-steps": 60, "--batch-size": 16, "--max-length": 128,
+                "--lr": 0.3, "--warmup-steps": 10, "--eval-every": 60, "--dev-limit": 200, "--test-limit": 872}
+
+
+def _build_registry(args) -> Path:
+    return Path(args.build_registry or Path.home() / ".cache" / "attemptctl" / "zoo-build" / BACKBONE)
+
+
+def _attemptctl(*argv: str, capture: bool = False) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "attemptctl.cli", *argv]
+    print("$ attemptctl " + " ".join(argv), flush=True)
+    done = subprocess.run(command, text=True, capture_output=capture)
+    if done.returncode not in (0, 130):
+        sys.exit(f"attemptctl exited {done.returncode}" + (f": {done.stderr.strip()}" if capture else ""))
+    return done
+
+
+def _flags(settings: dict) -> list[str]:
+    return [str(part) for key, value in settings.items() if key.startswith("--") for part in (key, value)]
+
+
+def _test_score(registry: Path, data_dir: str, ref: str) -> dict:
+    done = _attemptctl("eval", ref, "--split", "test", "--registry", str(registry), "--data-dir", data_dir, "--json",
+                       capture=True)
+    [row] = json.loads(done.stdout)
+    return row
+
+
+def lengths(args) -> None:
+    """Train SST-2 at each prompt length for the same steps; test score and seconds of each."""
+    rows = []
+    for m in LENGTH_STUDY["lengths"]:
+        registry = _build_registry(args).with_name(f"lengths-m{m}")
+        if not any(registry.glob("catalog*")) or args.again:
+            started = time.perf_counter()
+            _attemptctl("source", "train", LENGTH_STUDY["task"], "--registry", str(registry), "--data-dir", args.data_dir,
+                        "--backbone", BACKBONE, "--prompt-length", str(m), *_flags(LENGTH_STUDY),
+                        *(["--resume"] if (registry / "checkpoints").glob("*.safetensors") and
+                          any((registry / "checkpoints").glob("*.safetensors")) else []))
+            wall = time.perf_counter() - started
+        else:
+            wall = None
+        test = _test_score(registry, args.data_dir, LENGTH_STUDY["task"])
+        from registry import Registry
+
+        [record] = Registry(registry).list(kind="source")
+        rows.append({"m": m, "train_seconds": record.metrics["seconds"], "wall_seconds": wall,
+                     "test": test["metrics"], "dev": record.metrics["dev"], "steps": record.metrics["steps"]})
+        print(json.dumps(rows[-1]), flush=True)
+    out = ROOT / "recipes" / "results" / "prompt_length.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"settings": {k: v for k, v in LENGTH_STUDY.items() if k != "lengths"}, "rows": rows},
+                              indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+def train(args) -> None:
+    manifest_path = zoo_dir(BACKBONE) / MANIFEST_NAME
+    shipped = json.loads(manifest_path.read_text())["prompts"] if manifest_path.exists() else {}
+    tasks = list(SOURCES) if args.task == "all" else [args.task]
+    for task in tasks:
+        if task not in SOURCES:
+            sys.exit(f"unknown zoo source {task!r}; choose one of {', '.join(SOURCES)} or all")
+        if task in shipped and not args.again:
+            print(f"{task}: already shipped ({shipped[task]['file']}); --again retrains it")
+            continue
+        _train_one(args, task)
+
+
+def _train_one(args, task: str) -> None:
+    from attemptctl.zoo import ship_prompt
+    from registry import Registry
+
+    registry_path = _build_registry(args)
+    settings = {**COMMON, **SOURCES[task]}
+    checkpoint = registry_path / "checkpoints" / f"source-{task}.safetensors"
+    before = {r.ref for r in Registry(registry_path).list(kind="source", name=task)} if registry_path.exists() else set()
+    command = ["source", "train", task, "--registry", str(registry_path), "--data-dir", args.data_dir,
+               "--backbone", BACKBONE, *_flags(settings)]
+    done = _attemptctl(*command, *(["--resume"] if checkpoint.exists() else []))
+    if done.returncode == 130:
+        sys.exit(f"{task}: interrupted; run the same command again to continue from {checkpoint}")
+    registry = Registry(registry_path)
+    [record] = [r for r in registry.list(kind="source", name=task) if r.ref not in before]
+    test = _test_score(registry_path, args.data_dir, record.ref)
+    entry = ship_prompt(registry, record, test_metrics=test["metrics"], test_examples=test["examples"],
+                        recipe=f"python recipes/zoo.py train {task} --data-dir DIR")
+    print(f"{task}: shipped {entry['file']} (test {test['metrics']})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("lengths", "train"):
+        p = sub.add_parser(name)
+        if name == "train":
+            p.add_argument("task", help="a source task, or all")
+        p.add_argument("--data-dir", required=True)
+        p.add_argument("--build-registry", help="where the recipe trains [~/.cache/attemptctl/zoo-build/BACKBONE]")
+        p.add_argument("--again", action="store_true", help="train again what is already done")
+    args = parser.parse_args()
+    {"lengths": lengths, "train": train}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
