@@ -138,8 +138,7 @@ def test_evaluate_with_a_shared_prompt_predicts_the_slow_argmax(backbone):
 
 def test_smollm2_shared_prompt_rank_classification_equals_the_slow_scores(smollm2):
     texts = ["cb premise: The man said he would come tomorrow. hypothesis: He will come.",
-             "cb premise: It is not clear whether she left. hypothesis: She left the house.",
-             "cb premise: No one believed the story. hypothesis: The story was true."]
+             "cb premise: No one believed the story she told us. hypothesis: The story was true."]
     _check_prompt_tuning_evaluation(smollm2, "cb", texts, seed=0, abs_tol=2e-3)
 
 
@@ -275,6 +274,9 @@ def _resumable_run(backbone, tasks, plan=None, stop_at=None):
     return result, events
 
 
+_STRAIGHT: dict[tuple[str, ...], tuple] = {}
+
+
 def _steps(events) -> list[dict]:
     return [data for event, data in events if event == "step"]
 
@@ -284,7 +286,9 @@ def _steps(events) -> list[dict]:
 def test_resume_is_exact_and_trains_only_the_remaining_steps(tiny_causal_dir, tmp_path, tasks, stop_at):
     backbone = load_backbone(str(tiny_causal_dir))
     total = RESUME_CONFIG.max_steps
-    straight, straight_events = _resumable_run(backbone, tasks)
+    if tasks not in _STRAIGHT:  # the uninterrupted run, once per set of tasks
+        _STRAIGHT[tasks] = _resumable_run(backbone, tasks)
+    straight, straight_events = _STRAIGHT[tasks]
     assert straight.steps == total and [s["step"] for s in _steps(straight_events)] == list(range(1, total + 1))
     plan = CheckpointPlan(tmp_path / "run.safetensors")
     first, first_events = _resumable_run(backbone, tasks, plan, stop_at=stop_at)
