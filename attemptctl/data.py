@@ -18,8 +18,12 @@ import csv
 import json
 import os
 import random
+import socket
+import sys
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,16 +229,60 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
             raise DataError(f"{path}: not UTF-8 text ({err.reason}); save it as UTF-8") from None
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection within ``timeout`` seconds (offline mode: no)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urllib.parse.urlparse(endpoint)
+    try:
+        with socket.create_connection((parsed.hostname or "huggingface.co", parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _offline(offline: bool):
+    """Hugging Face offline mode for the block (both the environment and an imported ``datasets``), restored after."""
+    if not offline:
+        yield
+        return
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: "1" for name in names})
+    config = getattr(sys.modules.get("datasets"), "config", None)
+    previous = getattr(config, "HF_HUB_OFFLINE", None)
+    if config is not None:
+        config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        config = getattr(sys.modules.get("datasets"), "config", config)
+        if config is not None and previous is not None:
+            config.HF_HUB_OFFLINE = previous
+
+
 def _hub_source(task: Task) -> tuple[str, _HasSplit, _ReadSplit]:
     hub_id = f"{task.dataset}/{task.config}" if task.config else task.dataset
+    reachable = _hub_reachable()
     try:
-        import datasets  # lazy: heavy, and only this path needs it
+        # No network: read only what the Hugging Face cache already holds, at once, instead of
+        # spending half a minute in retries before the same error.
+        with _offline(not reachable):
+            import datasets  # lazy: heavy, and only this path needs it
 
-        dataset_dict = datasets.load_dataset(task.dataset, task.config)
+            dataset_dict = datasets.load_dataset(task.dataset, task.config)
     except Exception as err:  # network, auth, missing dataset: all mean "use local files"
+        why = ("the hub is not reachable from here and the Hugging Face cache has no copy" if not reachable
+               else f"{type(err).__name__}: {err}")
         raise DataError(
-            f"hub:{hub_id}: could not load from the Hugging Face hub "
-            f"({type(err).__name__}: {err}); the hub may be unreachable or the dataset missing. "
+            f"hub:{hub_id}: could not load from the Hugging Face hub ({why}). "
             f"Point --data-dir (or ${DATA_DIR_ENV}) at local <dataset>/<config>/<split>.jsonl files"
         ) from err
 

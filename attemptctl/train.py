@@ -102,7 +102,7 @@ class TrainConfig:
 PRESETS: dict[str, dict] = {
     "paper": {},
     # Minutes on a laptop CPU: short prompt and inputs, a few dozen steps on a slice of the data.
-    "cpu": dict(prompt_length=10, max_length=128, batch_size=8, warmup_steps=3, max_steps=24, train_limit=400,
+    "cpu": dict(prompt_length=20, max_length=128, batch_size=8, warmup_steps=3, max_steps=24, train_limit=400,
                 dev_limit=48, test_limit=100, eval_every=12),
 }
 
@@ -170,9 +170,14 @@ def epoch_rows(task_ids: Sequence[int], temperature: float, seed: int) -> list[i
     rng = random.Random(seed)
     weights = {t: len(rows) ** (1.0 / temperature) for t, rows in by_task.items()}
     total_weight, total_rows = sum(weights.values()), len(task_ids)
+    exact = {t: total_rows * w / total_weight for t, w in weights.items()}
+    # Largest remainders: each quota is its share rounded down or up, and the quotas add up to the total.
+    quotas = {t: math.floor(share) for t, share in exact.items()}
+    for t in sorted(exact, key=lambda t: exact[t] - quotas[t], reverse=True)[:total_rows - sum(quotas.values())]:
+        quotas[t] += 1
     chosen = []
     for task, rows in by_task.items():
-        quota = max(1, round(total_rows * weights[task] / total_weight))
+        quota = quotas[task]
         chosen += rng.sample(rows, quota) if quota <= len(rows) else [rng.choice(rows) for _ in range(quota)]
     return chosen
 

@@ -280,37 +280,47 @@ def _percent(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.1f}"
 
 
+#: Up to this many distinct metrics get a column each; more (tasks with different metrics) share one.
+METRIC_COLUMNS = 2
+
+
 def metrics_table(rows: Sequence[MetricsRow], *, title: str | None = None) -> Table:
-    """Task, version, sources, every metric seen (first-seen order, in %), examples, seconds."""
+    """Prompt, sources, the metrics (in %), examples, seconds — readable at 80 columns.
+
+    When the rows have at most two metrics between them (one task, or tasks scored alike) each
+    metric gets a column; tasks with different metrics share one ``metrics (%)`` column of
+    ``name value`` pairs instead of a dozen mostly empty columns.
+    """
     metric_names: list[str] = []
     for row in rows:
         metric_names += [name for name in row.metrics if name not in metric_names]
     splits = list(dict.fromkeys(row.split for row in rows))
     split_column = len(splits) > 1
+    own_columns = len(metric_names) <= METRIC_COLUMNS
 
-    caption = "metrics in %" + (f"; split: {splits[0]}" if len(splits) == 1 else "")
-    table = Table(title=title, caption=caption, caption_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("task", no_wrap=True)
-    table.add_column("version", justify="right")
-    table.add_column("sources")
+    caption = ("metrics in %" if own_columns else "") + (f"; split: {splits[0]}" if len(splits) == 1 else "")
+    table = Table(title=title, caption=caption.strip("; "), caption_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
+    table.add_column("prompt", no_wrap=True)
+    table.add_column("sources", ratio=1)
     if split_column:
-        table.add_column("split")
-    for name in metric_names:
-        table.add_column(name, justify="right")
-    table.add_column("examples", justify="right")
-    table.add_column("seconds", justify="right")
+        table.add_column("split", no_wrap=True)
+    for name in metric_names if own_columns else ["metrics (%)"]:
+        table.add_column(name, justify="right" if own_columns else "left", no_wrap=own_columns)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("s", justify="right", no_wrap=True)
 
     for row in rows:
-        cells = [
-            Text(row.task, style="bold" if row.kind == "target" else ""),
-            str(row.version),
-            ", ".join(row.sources) or BLANK,
+        scores = ([_percent(row.metrics.get(name)) for name in metric_names] if own_columns else
+                  [", ".join(f"{name} {_percent(value)}" for name, value in row.metrics.items())])
+        table.add_row(
+            Text(f"{row.task}@{row.version}", style="bold" if row.kind == "target" else ""),
+            " ".join(str(ref).split("@")[0] for ref in row.sources) or BLANK,
             *([row.split] if split_column else []),
-            *(_percent(row.metrics.get(name)) for name in metric_names),
+            *scores,
             f"{row.examples:,}",
             f"{row.seconds:.1f}",
-        ]
-        table.add_row(*cells)
+        )
     return table
 
 

@@ -3,6 +3,8 @@ evaluate — on tiny random T5 and Llama models, real tokenizer, real data slice
 
 from __future__ import annotations
 
+import re
+
 import json
 import shutil
 from pathlib import Path
@@ -173,3 +175,23 @@ def test_few_shot_trains_on_k_rows_per_class(tmp_path, real_data_dir, tiny_causa
     assert result.exit_code == 0, result.output
     record = Registry(tmp_path / "r").get("source", "rte")
     assert record.config["shots"] == 3 and record.metrics["train_rows"] == 6  # two classes × 3
+
+
+def _commands(group, path=()):
+    for info in group.registered_commands:
+        yield (*path, info.name or info.callback.__name__)
+    for sub in group.registered_groups:
+        yield from _commands(sub.typer_instance, (*path, sub.name))
+
+
+def test_no_help_text_loses_its_default_to_markup():
+    """Help written as `[default: …]` was eaten by rich markup, leaving "Registry folder ." behind."""
+    from attemptctl.cli import app
+
+    commands = list(_commands(app))
+    assert ("source", "pull") in commands and len(commands) > 15
+    for command in commands:
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, command
+        stray = [line for line in result.output.splitlines() if re.search(r" \.(\s|$)", line)]
+        assert not stray, (command, stray)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from collections import Counter
@@ -203,13 +204,43 @@ def fake_datasets(load_dataset) -> types.ModuleType:
 
 
 def test_hub_failure_suggests_data_dir(monkeypatch):
-    def unreachable(*args, **kwargs):
-        raise ConnectionError("no network")
+    """A hub that answers but fails: the error says why, and where local files go."""
+    import socket
 
+    def failing(*args, **kwargs):
+        raise ConnectionError("dataset is gated")
+
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a host that accepts connections, on this machine
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+        monkeypatch.setitem(sys.modules, "datasets", fake_datasets(failing))
+        with pytest.raises(DataError, match=r"hub:glue/rte: could not load .*dataset is gated.*--data-dir"):
+            load_task(get_task("rte"))
+
+
+def test_an_unreachable_hub_fails_at_once_in_offline_mode(monkeypatch):
+    """No retries against a hub that cannot answer: offline mode for the load, then the usual advice."""
+    import socket
+
+    with socket.socket() as probe:  # a free port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    seen = {}
+
+    def load_dataset(*args, **kwargs):
+        seen["offline"] = os.environ.get("HF_HUB_OFFLINE"), os.environ.get("HF_DATASETS_OFFLINE")
+        raise ConnectionError("offline mode is enabled")
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(unreachable))
-    with pytest.raises(DataError, match=r"hub:glue/rte: could not load .*no network.*--data-dir"):
+    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(load_dataset))
+    with pytest.raises(DataError, match=r"hub is not reachable from here .*--data-dir"):
         load_task(get_task("rte"))
+    assert seen["offline"] == ("1", "1")
+    assert "HF_HUB_OFFLINE" not in os.environ and "HF_DATASETS_OFFLINE" not in os.environ  # restored
 
 
 def test_hub_rows_are_split_like_local_ones(monkeypatch):

@@ -206,25 +206,38 @@ def test_png_grows_with_the_matrix(tmp_path):
 
 
 def test_metrics_table_with_missing_metrics():
+    """Two metrics between the rows: a column each, a blank cell where a task lacks one."""
     rows = [
         MetricsRow("mnli", 1, "source", [], {"accuracy": 0.8512}, 9815, 12.34, "test"),
-        MetricsRow(
-            "stsb", 2, "target", ["mnli@1", "qqp@1"], {"pearson": 0.9, "spearman": 0.8876},
-            1500, 3.0, "test",
-        ),
+        MetricsRow("rte", 2, "target", ["mnli@1", "qqp@1"], {"accuracy": 0.9, "f1": 0.8876}, 1500, 3.0, "test"),
+        MetricsRow("mrpc", 1, "target", ["qqp@1"], {"f1": 0.5}, 10, 1.0, "test"),
     ]
     text = render_to_text(metrics_table(rows, title="Scores"), width=120)
-    header = next(line for line in text.splitlines() if "task" in line).split()
-    assert header == ["task", "version", "sources", "accuracy", "pearson", "spearman", "examples", "seconds"]
-    mnli = next(line for line in text.splitlines() if line.strip().startswith("mnli "))
-    assert mnli.split() == ["mnli", "1", "—", "85.1", "9,815", "12.3"]
-    stsb = next(line for line in text.splitlines() if line.strip().startswith("stsb"))
-    assert stsb.split() == ["stsb", "2", "mnli@1,", "qqp@1", "90.0", "88.8", "1,500", "3.0"]
-    # the blank accuracy cell of stsb sits under "accuracy", its pearson under "pearson"
+    header = next(line for line in text.splitlines() if "prompt" in line).split()
+    assert header == ["prompt", "sources", "accuracy", "f1", "rows", "s"]
+    mnli = next(line for line in text.splitlines() if line.strip().startswith("mnli@1"))
+    assert mnli.split() == ["mnli@1", "—", "85.1", "9,815", "12.3"]
+    rte = next(line for line in text.splitlines() if line.strip().startswith("rte@2"))
+    assert rte.split() == ["rte@2", "mnli", "qqp", "90.0", "88.8", "1,500", "3.0"]
+    mrpc = next(line for line in text.splitlines() if line.strip().startswith("mrpc@1"))
     header_line = next(line for line in text.splitlines() if "accuracy" in line)
-    assert stsb[header_line.index("accuracy") : header_line.index("accuracy") + 8].strip() == ""
-    assert "90.0" in stsb[header_line.index("accuracy") + 8 : header_line.index("pearson") + 8]
-    assert "split: test" in text
+    start, end = header_line.index("accuracy"), header_line.index("f1")
+    assert mrpc[start:start + 8].strip() == "" and "50.0" in mrpc[end - 3:end + 3]
+    assert "metrics in %; split: test" in text
+
+
+def test_metrics_table_of_tasks_with_different_metrics_fits_80_columns():
+    """BoolQ, MRPC, CB and STS-B: one column of name-value pairs, never headers cut to six letters."""
+    five = ["mnli@1", "qqp@1", "qnli@1", "sst2@1", "squad@1"]
+    rows = [MetricsRow("boolq", 1, "target", five, {"accuracy": 0.56}, 100, 28.2, "test"),
+            MetricsRow("mrpc", 1, "target", five, {"f1": 0.81, "accuracy": 0.7}, 204, 30.1, "test"),
+            MetricsRow("cb", 1, "target", five, {"macro_f1": 0.41, "accuracy": 0.6}, 28, 3.1, "test"),
+            MetricsRow("stsb", 1, "target", five, {"pearson": 0.9, "spearman": 0.88}, 750, 9.0, "test")]
+    text = render_to_text(metrics_table(rows), width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    assert next(line for line in text.splitlines() if "prompt" in line).split() == [
+        "prompt", "sources", "metrics", "(%)", "rows", "s"]
+    assert "macro_f1 41.0, accuracy 60.0" in text and "pearson 90.0, spearman 88.0" in text
 
 
 def test_records_table_with_a_plain_record():

@@ -30,11 +30,11 @@ err = Console(stderr=True)
 # -- options, declared once -----------------------------------------------------------------------
 
 RegistryOpt = Annotated[Path | None, typer.Option("--registry", envvar="ATTEMPTCTL_REGISTRY", show_envvar=True,
-                        help="Registry folder [default: $XDG_DATA_HOME/attemptctl/registry, i.e. ~/.local/share/…].")]
+                        help="Registry folder (default: $XDG_DATA_HOME/attemptctl/registry, i.e. ~/.local/share/…).")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", envvar="ATTEMPTCTL_DATA_DIR", show_envvar=True,
-                       help="Local data in the hub layout <dataset>/<config>/<split>.jsonl [default: the HF hub].")]
+                       help="Local data in the hub layout <dataset>/<config>/<split>.jsonl (default: the HF hub).")]
 BackboneOpt = Annotated[str | None, typer.Option("--backbone", help="Alias (smollm2-135m), hub id (t5-base) or local "
-                        "model folder [default: the registry's backbone, else smollm2-135m].")]
+                        "model folder (default: the registry's backbone, else smollm2-135m).")]
 PresetOpt = Annotated[str, typer.Option("--preset", help="cpu: minutes on a laptop; paper: the paper's settings.")]
 PromptLengthOpt = Annotated[int | None, typer.Option("--prompt-length", "-m", help="Prompt length m.")]
 MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", help="Input tokens kept per example.")]
@@ -42,17 +42,17 @@ BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Examples
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate of the prompts.")]
 AttnLrOpt = Annotated[float | None, typer.Option("--attn-lr", help="Learning rate of the attention module G.")]
 AttnTemperatureOpt = Annotated[float | None, typer.Option(
-    "--attn-temperature", help="K: G's logits are divided by scale·e^K (larger: flatter) [default: 1].")]
+    "--attn-temperature", help="K: G's logits are divided by scale·e^K (larger: flatter) (default: 1).")]
 AttnScaleOpt = Annotated[str | None, typer.Option(
-    "--attn-scale", help="G's divisor: calibrated (measured on this run) or paper (d) [default: calibrated].")]
+    "--attn-scale", help="G's divisor: calibrated (measured on this run) or paper (d) (default: calibrated).")]
 AttnPoolOpt = Annotated[str | None, typer.Option(
-    "--attn-pool", help="G's pooled input: standardized-max or max (the paper's) [default: standardized-max].")]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs [paper: 5 sources, 20/10 targets].")]
+    "--attn-pool", help="G's pooled input: standardized-max or max (the paper's) (default: standardized-max).")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs (paper: 5 sources, 20/10 targets).")]
 StepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")]
 WarmupOpt = Annotated[int | None, typer.Option("--warmup-steps", help="Linear warm-up steps.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run of this command from its checkpoint.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="With --resume: continue although options or data changed.")]
-CheckpointEveryOpt = Annotated[int | None, typer.Option("--checkpoint-every", help="Checkpoint every N steps [default: at each dev evaluation].")]
+CheckpointEveryOpt = Annotated[int | None, typer.Option("--checkpoint-every", help="Checkpoint every N steps (default: at each dev evaluation).")]
 ShotsOpt = Annotated[int | None, typer.Option("--shots", help="Few-shot: K training rows per class (seeded).")]
 TrainLimitOpt = Annotated[int | None, typer.Option("--train-limit", help="Use the first N training rows.")]
 DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", help="Use the first N dev rows.")]

@@ -176,13 +176,13 @@ def study_methods(
     targets: Annotated[str, typer.Argument(help="Comma-separated target tasks, e.g. rte,mrpc,cb.")],
     sources: SourcesOpt = "",
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: pt, spot, attempt, attempt-mt, no-target, "
-                                         "uniform, single [default: all].")] = "",
+                                         "uniform, single (default: all).")] = "",
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds; the table shows mean ± std.")] = "42",
     shots: Annotated[str, typer.Option("--shots", help="Few-shot: K training rows per class, e.g. 4,16,32 "
-                                       "[default: the full training set].")] = "",
-    name: Annotated[str | None, typer.Option("--name", help="The study's name [default: methods-TARGET+TARGET…].")] = None,
+                                       "(default: the full training set).")] = "",
+    name: Annotated[str | None, typer.Option("--name", help="The study's name (default: methods-TARGET+TARGET…).")] = None,
     single_source: Annotated[str | None, typer.Option("--single-source", help="single: this source for every target "
-                             "[default: the most attended source of the target's attempt cell].")] = None,
+                             "(default: the most attended source of the target's attempt cell).")] = None,
     attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
     sampling_temperature: Annotated[float | None, typer.Option(
         "--sampling-temperature", help="attempt-mt sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,

@@ -12,7 +12,7 @@ from attemptctl.cli.common import BackboneOpt, JsonOpt, RegistryOpt, call, out, 
 
 @source_app.command("pull")
 def source_pull(
-    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated zoo sources to pull [default: all].")] = "",
+    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated zoo sources to pull (default: all).")] = "",
     registry: RegistryOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Register the zoo's trained source prompts for the backbone (default smollm2-135m); verified, idempotent.
