@@ -27,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 from attemptctl.zoo import MANIFEST_NAME, zoo_dir  # noqa: E402
 
 BACKBONE = "smollm2-135m"
-#: Settings shared by every source (the prompt length was chosen by `lengths`, see docs/registry.md).
-COMMON = {"--prompt-length": 20, "--batch-size": 16, "--lr": 0.3, "--warmup-steps": 30, "--eval-every": 100,
+#: Settings shared by every source (the prompt length was chosen by `lengths`, see docs/registry.md):
+#: the paper's preset (all training rows, weight decay 1e-5) at a CPU-sized budget.
+COMMON = {"--preset": "paper", "--prompt-length": 20, "--batch-size": 16, "--lr": 0.3, "--warmup-steps": 30, "--eval-every": 100,
           "--dev-limit": 300, "--test-limit": 1000, "--seed": 42}
 #: Per source: the step budget and the input length (SQuAD's contexts need more tokens).
 SOURCES = {
@@ -38,7 +39,7 @@ SOURCES = {
     "qnli": {"--max-steps": 600, "--max-length": 160},
     "squad": {"--max-steps": 500, "--max-length": 256, "--dev-limit": 100, "--test-limit": 300},
 }
-LENGTH_STUDY = {"task": "sst2", "lengths": (10, 20, 50), "--max-steps": 60, "--batch-size": 16, "--max-length": 128,
+LENGTH_STUDY = {"task": "sst2", "lengths": (10, 20, 50), "--preset": "cpu", "--train-limit": 400, "--max-steps": 60, "--batch-size": 16, "--max-length": 128,
                 "--lr": 0.3, "--warmup-steps": 10, "--eval-every": 60, "--dev-limit": 200, "--test-limit": 872}
 
 
