@@ -482,12 +482,16 @@ class MethodsTable:
 
 
 def _parameters(payload: bytes) -> int:
-    """Number of values in safetensors bytes, from the header alone."""
+    """Trainable values in G's safetensors bytes, from the header alone.
+
+    G's weights live in submodules (``down.weight``, ``norm.bias``); its top-level entries are buffers
+    (calibration statistics such as ``input_mean``) that never train.
+    """
     size = int.from_bytes(payload[:8], "little")
     header = json.loads(payload[8:8 + size])
     total = 0
     for key, info in header.items():
-        if key != "__metadata__":
+        if key != "__metadata__" and "." in key:
             count = 1
             for dim in info["shape"]:
                 count *= dim

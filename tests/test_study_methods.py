@@ -75,7 +75,10 @@ def test_the_table_has_every_cell(full_study):
     # Trainable parameters per task: a prompt is m·d; ATTEMPT adds G; ATTEMPT-MT shares one G over 2 targets.
     params = {row["method"]: row["params"] for row in table["rows"]}
     g = params["attempt"] - 4 * 64
-    assert params["pt"] == params["spot"] == params["uniform"] == 4 * 64 and g > 0
+    from attemptctl.attention import AttentionModule
+
+    assert g == sum(p.numel() for p in AttentionModule(64).parameters())  # G's weights, not its buffers
+    assert params["pt"] == params["spot"] == params["uniform"] == 4 * 64
     assert params["attempt-mt"] == 4 * 64 + g // 2 and params["no-target"] == g
     mt = [c for c in table["cells"] if c["method"] == "attempt-mt"]
     assert len({c["run"] for c in mt}) == 1  # trained once, as one multi-task run
