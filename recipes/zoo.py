@@ -7,6 +7,7 @@ the package (``attemptctl/zoo/<backbone>/<task>.safetensors``) with its manifest
     python recipes/zoo.py lengths --data-dir DIR            # choose m: SST-2 at m = 10, 20, 50
     python recipes/zoo.py train sst2 --data-dir DIR         # train (or resume) one source, then ship it
     python recipes/zoo.py train all --data-dir DIR          # every source not shipped yet, in order
+    python recipes/zoo.py table                             # the manifest as a Markdown table
 
 A stopped run (Ctrl-C, kill -9, the machine went away) continues from its last checkpoint when the
 same command is run again; a source already in the manifest is skipped (``--again`` retrains it).
@@ -129,9 +130,28 @@ def _train_one(args, task: str) -> None:
     print(f"{task}: shipped {entry['file']} (test {test['metrics']})", flush=True)
 
 
+def table(args) -> None:
+    """The manifest as the Markdown table docs/registry.md shows."""
+    manifest = json.loads((zoo_dir(BACKBONE) / MANIFEST_NAME).read_text())
+    print("| source | m | steps (best) | rows seen | training rows | dev | test | test rows | seconds | bytes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    total = 0
+    for task, e in sorted(manifest["prompts"].items()):
+        def scores(metrics):
+            return ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items())
+        total += e["bytes"]
+        print(f"| {task} | {e['m']} | {e['steps']} ({e['best_step']}) | {e['rows_seen']:,} | {e['train_rows']:,} | "
+              f"{scores(e['dev'][task])} | {scores(e['test']['metrics'])} | {e['test']['examples']:,} | "
+              f"{e['seconds']:.0f} | {e['bytes']:,} |")
+    for task, why in manifest.get("missing", {}).items():
+        print(f"| {task} | | | | | | | | | {why} |")
+    print(f"\nTotal: {total:,} bytes in {len(manifest['prompts'])} prompts.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("table", help="print the shipped prompts as a Markdown table")
     for name in ("lengths", "train"):
         p = sub.add_parser(name)
         if name == "train":
@@ -140,7 +160,7 @@ def main() -> None:
         p.add_argument("--build-registry", help="where the recipe trains [~/.cache/attemptctl/zoo-build/BACKBONE]")
         p.add_argument("--again", action="store_true", help="train again what is already done")
     args = parser.parse_args()
-    {"lengths": lengths, "train": train}[args.command](args)
+    {"lengths": lengths, "train": train, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+"""The source prompt zoo: shipped files match their manifest, pulling is verified and idempotent,
+a registry on another backbone is refused, and a shipped prompt really is trained."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from attemptctl.errors import AttemptError
+from attemptctl.zoo import MANIFEST_NAME, PACKAGE_ZOO, load_manifest, pull_zoo, safetensors_shape, zoo_dir
+from registry import Registry
+
+runner = CliRunner()
+BACKBONE = "smollm2-135m"
+
+
+def _cli(*args):
+    from attemptctl.cli import app
+
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return load_manifest(BACKBONE)
+
+
+def test_every_shipped_prompt_matches_its_manifest(manifest, smollm2_dir):
+    from attemptctl.backbones import load_backbone
+
+    fingerprint = load_backbone(str(smollm2_dir)).fingerprint
+    for key in ("class", "d", "vocab_size", "config_sha256", "embedding_sha256"):
+        assert manifest["fingerprint"][key] == fingerprint[key], key
+    assert manifest["prompts"], "the zoo ships no prompt"
+    total = 0
+    for task, entry in manifest["prompts"].items():
+        payload = (zoo_dir(BACKBONE) / entry["file"]).read_bytes()
+        assert hashlib.sha256(payload).hexdigest() == entry["sha256"], task
+        assert safetensors_shape(payload) == [entry["m"], 576] and entry["d"] == 576
+        assert entry["task"] == task and entry["steps"] > 0 and entry["rows_seen"] == entry["steps"] * entry["config"]["batch_size"]
+        assert entry["test"]["metrics"] and entry["dev"] and entry["data"]
+        total += len(payload)
+    assert len({e["m"] for e in manifest["prompts"].values()}) == 1  # targets mix them: one length
+    assert total < 1_000_000  # small enough to ship in the package
+    assert "record" in manifest["missing"]
+    # Nothing in the folder that the manifest does not account for.
+    assert {p.name for p in zoo_dir(BACKBONE).iterdir()} == {MANIFEST_NAME, *(e["file"] for e in manifest["prompts"].values())}
+
+
+def test_pull_twice_adds_once_and_says_where_prompts_came_from(tmp_path, manifest):
+    registry = tmp_path / "registry"
+    first = _cli("source", "pull", "--registry", registry)
+    assert first.exit_code == 0, first.output
+    records = Registry(registry).list(kind="source")
+    assert sorted(r.name for r in records) == sorted(manifest["prompts"])
+    for record in records:
+        entry = manifest["prompts"][record.name]
+        assert record.sha256 == entry["sha256"] and record.m == entry["m"] and record.backbone == BACKBONE
+        assert record.config["origin"]["type"] == "zoo" and record.metrics["test"] == entry["test"]
+    second = _cli("source", "pull", "--registry", registry)
+    assert second.exit_code == 0 and "already here" in second.output
+    assert Registry(registry).list(kind="source") == records  # nothing added
+    listing = _cli("registry", "list", "--registry", registry)
+    assert listing.exit_code == 0 and listing.output.count(" zoo ") >= len(records)
+    shown = json.loads(_cli("registry", "show", records[0].ref, "--registry", registry).output)
+    assert shown["origin"]["type"] == "zoo" and BACKBONE in shown["origin"]["from"]
+
+
+def test_pull_refuses_a_registry_on_another_backbone(tmp_path, real_data_dir, tiny_causal_dir):
+    registry = tmp_path / "registry"
+    trained = _cli("source", "train", "rte", "--registry", registry, "--data-dir", real_data_dir, "--backbone",
+                   tiny_causal_dir, "--max-steps", "1", "--train-limit", "4", "--dev-limit", "2", "--prompt-length", "2",
+                   "--batch-size", "2", "--max-length", "16")
+    assert trained.exit_code == 0, trained.output
+    before = Registry(registry).list()
+    done = _cli("source", "pull", "--registry", registry, "--backbone", BACKBONE)
+    assert done.exit_code == 1
+    assert f"the zoo's prompts are for '{BACKBONE}'" in done.output and len(done.output.strip().splitlines()) == 1
+    assert Registry(registry).list() == before
+    done = _cli("source", "pull", "--registry", registry)  # the registry's own backbone has no zoo
+    assert done.exit_code == 1 and "no source prompt zoo for backbone" in done.output
+
+
+def test_a_damaged_zoo_file_is_refused_before_anything_is_registered(tmp_path, manifest):
+    root = tmp_path / "zoo"
+    shutil.copytree(zoo_dir(BACKBONE), root / BACKBONE)
+    last = sorted(manifest["prompts"])[-1]
+    path = root / BACKBONE / manifest["prompts"][last]["file"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    registry = Registry(tmp_path / "registry")
+    with pytest.raises(AttemptError, match="does not match its sha256"):
+        pull_zoo(registry, BACKBONE, root=root)
+    assert registry.list() == []
+    with pytest.raises(AttemptError, match="has no prompt for record"):
+        pull_zoo(registry, BACKBONE, tasks=["record"], root=root)
+    (root / BACKBONE / MANIFEST_NAME).write_text("{")
+    with pytest.raises(AttemptError, match="is damaged"):
+        pull_zoo(registry, BACKBONE, root=root)
+    assert PACKAGE_ZOO.is_dir() and registry.list() == []
+
+
+def test_a_shipped_source_beats_its_vocabulary_initialised_start(tmp_path, manifest, smollm2_dir, real_data_dir):
+    """Would fail if the zoo held untrained prompts: the zoo's SST-2 prompt against a fresh one."""
+    import torch
+
+    from attemptctl.backbones import load_backbone
+    from attemptctl.evaluate import evaluate
+    from attemptctl.mixture import PromptMixture
+    from attemptctl.operations import vocab_prompt
+    from attemptctl.workspace import Workspace, split_examples
+
+    task = "sst2" if "sst2" in manifest["prompts"] else sorted(manifest["prompts"])[0]
+    registry = tmp_path / "registry"
+    assert _cli("source", "pull", "--registry", registry, "--tasks", task).exit_code == 0
+    done = _cli("eval", task, "--split", "test", "--limit", "64", "--registry", registry, "--data-dir", real_data_dir,
+                "--json")
+    assert done.exit_code == 0, done.output
+    [row] = json.loads(done.output)
+    record = Registry(registry).get("source", task)
+    backbone = load_backbone(str(smollm2_dir))
+    spec, examples = split_examples(Workspace(registry, real_data_dir), record, "test", 64)
+    fresh = PromptMixture({task: vocab_prompt(backbone, record.m, int(record.config.get("seed", 42)))})
+    with torch.no_grad():
+        start = evaluate(backbone, fresh, {task: examples}, {task: spec},
+                         max_length=record.config.get("max_length"))[task].metrics
+    metric = next(iter(row["metrics"]))
+    assert row["examples"] == 64
+    assert row["metrics"][metric] >= start[metric] + 0.15, (row["metrics"], start)
