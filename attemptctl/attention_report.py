@@ -57,6 +57,11 @@ class AttentionWeights:
         means = self.weights.mean(0) if len(self.weights) else np.zeros(len(self.columns))
         return {c: float(w) for c, w in zip(self.columns, means)}
 
+    def spread(self) -> dict[str, float]:
+        """Column -> standard deviation of its weight across the examples: how much G's mix depends on the input."""
+        stds = self.weights.std(0) if len(self.weights) else np.zeros(len(self.columns))
+        return {c: float(w) for c, w in zip(self.columns, stds)}
+
     def by_label(self) -> dict[str, dict[str, float]]:
         """Gold label word -> column -> mean weight over that label's examples, in label order."""
         if not self.task.is_classification:

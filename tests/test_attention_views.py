@@ -76,6 +76,20 @@ def test_weights_sum_to_one_and_the_cache_agrees_with_a_fresh_computation(traine
     assert weights.sum(1) == pytest.approx([1.0] * 12, abs=1e-5)
 
 
+def test_each_columns_spread_across_examples_is_shown(trained):
+    """G attends per input: the std of each column across examples, in the JSON and under the table."""
+    import numpy as np
+
+    [data] = json.loads(show(trained, "boolq", "--format", "json"))
+    [result] = attention_weights(Workspace(trained[1], trained[3]), ["boolq"])
+    want = result.weights.std(0)
+    assert list(data["std"]) == list(result.columns)
+    assert list(data["std"].values()) == pytest.approx(want.tolist(), abs=1e-7)
+    assert max(want) > 1e-3  # the calibrated scale: inputs get different mixes even on a random tiny model
+    line = next(line for line in show(trained, "boolq").splitlines() if "std across examples" in line)
+    assert line.startswith("boolq@1") and f"mnli@1 {want[0]:.3f}" in line and np.isfinite(want).all()
+
+
 def test_table_shows_every_source_and_the_target_column(trained):
     text = show(trained, "boolq")
     assert "boolq@1" in text and "mnli@1" in text and "qqp@1" in text and "(target)" in text

@@ -149,6 +149,9 @@ def _print_tables(results, examples: int | None, by_label: bool) -> None:
 
     out.print(attention_heatmap(_heatmap_rows(results, by_label), _columns(results), title=_title(results, by_label),
                                 group_titles=not by_label, note=TARGET_NOTE))
+    for result in results if not by_label else ():
+        spread = " · ".join(f"{column} {value:.3f}" for column, value in result.spread().items())
+        out.print(f"{result.record.ref}: std across examples: {spread}", highlight=False)
     for result in results if examples else ():
         title = f"{result.record.ref}: the {examples} {result.split} examples weighing each prompt most and least"
         out.print(examples_table(_example_rows(result, examples), title=title))
@@ -156,7 +159,8 @@ def _print_tables(results, examples: int | None, by_label: bool) -> None:
 
 def _as_json(result, examples: int | None, by_label: bool) -> dict:
     data = {"prompt": result.record.ref, "task": result.task.name, "split": result.split,
-            "examples": len(result.examples), "cached": result.cached, "weights": result.mean()}
+            "examples": len(result.examples), "cached": result.cached, "weights": result.mean(),
+            "std": result.spread()}
     if by_label:
         data["by_label"] = result.by_label()
     if examples:
