@@ -134,7 +134,7 @@ def run_benchmark(opts) -> dict:
     device = PartialState().device  # where train() (through Accelerate) puts the model
     backbone = load_backbone(opts.backbone)
     backbone.model.to(device)
-    max_new_tokens = max(len(c) for c in label_candidates(backbone, task)) + 1  # the label and EOS
+    max_new_tokens = max(len(c) for c in label_candidates(backbone, task))  # the label and its EOS
     work = _row_work(backbone, task, splits.train, eval_examples, opts, device, max_new_tokens,
                      with_peft=bool({*PEFT_TRAIN_ROWS, "peft-generate"} & set(selected)))
     rows = []
