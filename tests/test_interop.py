@@ -44,10 +44,6 @@ def _tensor_sha(prompt: torch.Tensor) -> str:
     return hashlib.sha256(prompt.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
 
 
-def _family(backbone_dir: Path) -> str:
-    return "t5" if "t5" in backbone_dir.name else "causal"
-
-
 @pytest.fixture(scope="module")
 def backbones(tiny_causal_dir, tiny_t5_dir):
     """Both tiny backbones, loaded once (on the CPU, where PEFT's copy lives too)."""
@@ -57,9 +53,9 @@ def backbones(tiny_causal_dir, tiny_t5_dir):
 
 def _peft_reference(backbone_dir: Path):
     """The base model as a PEFT user loads it: a fresh, independent copy from the folder."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    auto = AutoModelForSeq2SeqLM if _family(backbone_dir) == "t5" else AutoModelForCausalLM
+    auto = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(backbone_dir).is_encoder_decoder else AutoModelForCausalLM
     return auto.from_pretrained(backbone_dir).eval()
 
 

@@ -25,6 +25,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from attemptctl.backbones import OFFLINE_ALIASES, cache_dir
 from attemptctl.errors import AttemptError, BackboneError, ConfigError, DataError
@@ -76,8 +77,8 @@ def import_peft(ws: Workspace, source: str, task_name: str, *, name: str | None 
     The record's ``config["origin"]`` is ``{"type": "imported", "from": origin, "format": "peft"}``;
     records without it were trained here.
     """
-    from registry.records import check_name
     from attemptctl.tasks import get_task
+    from registry.records import check_name
 
     task = get_task(task_name)
     check_name(name or task.name)
@@ -196,7 +197,7 @@ def _check_backbone(adapter: PeftAdapter, width: int, backbone) -> None:
                             f"{family}; import it with the backbone it was trained on{trained_on}")
 
 
-def _refuse_submodules(origin: str, submodules: int) -> None:
+def _refuse_submodules(origin: str, submodules: int) -> NoReturn:
     raise ConfigError(f"{origin}: num_transformer_submodules {submodules} (a prompt for the encoder and one for the "
                       "decoder) is not supported; attemptctl supports 1, one prompt on the encoder input: train with "
                       "PromptTuningConfig(num_transformer_submodules=1)")
