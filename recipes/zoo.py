@@ -7,7 +7,7 @@ the package (``attemptctl/zoo/<backbone>/<task>.safetensors``) with its manifest
     python recipes/zoo.py lengths --data-dir DIR            # choose m: SST-2 at m = 10, 20, 50
     python recipes/zoo.py train sst2 --data-dir DIR         # train (or resume) one source, then ship it
     python recipes/zoo.py train all --data-dir DIR          # every source not shipped yet, in order
-    python recipes/zoo.py table                             # the manifest as a Markdown table
+    python recipes/zoo.py table [--data-dir DIR]            # the manifest as a Markdown table
 
 A stopped run (Ctrl-C, kill -9, the machine went away) continues from its last checkpoint when the
 same command is run again; a source already in the manifest is skipped (``--again`` retrains it).
@@ -130,11 +130,33 @@ def _train_one(args, task: str) -> None:
     print(f"{task}: shipped {entry['file']} (test {test['metrics']})", flush=True)
 
 
+def _baseline(task_name: str, data_dir: str, examples: int) -> str:
+    """What a constant answer scores on the same test rows: the majority class, and for F1 tasks the
+    F1 of always answering the positive label (the floors the zoo must clear)."""
+    from collections import Counter
+
+    from attemptctl.data import load_task
+    from attemptctl.tasks import get_task
+
+    task = get_task(task_name)
+    if not task.labels:
+        return "—"
+    rows = load_task(task, data_dir=data_dir, seed=42, train_limit=1, test_limit=examples).test
+    counts = Counter(e.target for e in rows)
+    text = f"majority {100 * max(counts.values()) / len(rows):.1f}"
+    if "f1" in task.metrics:
+        share = counts[task.labels[1]] / len(rows)
+        text += f", all-{task.labels[1]} F1 {100 * 2 * share / (1 + share):.1f}"
+    return text
+
+
 def table(args) -> None:
-    """The manifest as the Markdown table docs/registry.md shows."""
+    """The manifest as the Markdown table docs/registry.md shows (with the constant-answer floors
+    when --data-dir is given)."""
     manifest = json.loads((zoo_dir(BACKBONE) / MANIFEST_NAME).read_text())
-    print("| source | m | steps (best) | rows seen | training rows | dev | test | test rows | seconds | bytes |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| source | m | steps (best) | rows seen | training rows | dev | test | test rows | constant answer | "
+          "seconds | bytes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     total = 0
     for task, e in sorted(manifest["prompts"].items()):
         def scores(metrics):
@@ -142,16 +164,18 @@ def table(args) -> None:
         total += e["bytes"]
         print(f"| {task} | {e['m']} | {e['steps']} ({e['best_step']}) | {e['rows_seen']:,} | {e['train_rows']:,} | "
               f"{scores(e['dev'][task])} | {scores(e['test']['metrics'])} | {e['test']['examples']:,} | "
+              f"{_baseline(task, args.data_dir, e['test']['examples']) if args.data_dir else ''} | "
               f"{e['seconds']:.0f} | {e['bytes']:,} |")
     for task, why in manifest.get("missing", {}).items():
-        print(f"| {task} | | | | | | | | | {why} |")
+        print(f"| {task} | | | | | | | | | | {why} |")
     print(f"\nTotal: {total:,} bytes in {len(manifest['prompts'])} prompts.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("table", help="print the shipped prompts as a Markdown table")
+    sub.add_parser("table", help="print the shipped prompts as a Markdown table").add_argument(
+        "--data-dir", help="also score a constant answer on each test split")
     for name in ("lengths", "train"):
         p = sub.add_parser(name)
         if name == "train":
