@@ -46,7 +46,7 @@ class TrainConfig:
     lr: float = 0.3
     """Learning rate of the prompts."""
     attn_lr: float | None = None
-    """Learning rate of the attention module G; None: same as ``lr``."""
+    """Learning rate of the attention module G; None: CALIBRATED_ATTN_LR with the calibrated scale, else ``lr``."""
     attn_temperature: float = 1.0
     """K: G's logits are divided by (scale · e^K); larger K, flatter attention."""
     attn_scale: str = "calibrated"
@@ -95,9 +95,22 @@ class TrainConfig:
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup-steps must not be negative, got {self.warmup_steps}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def effective_attn_lr(self) -> float:
+        """G's rate: as given; else the paper's (= ``lr``) under the paper's divisor, and CALIBRATED_ATTN_LR
+        under the calibrated one, whose logits are not divided by d: at 0.3 the softmax saturated within
+        24 steps (docs/method.md)."""
+        if self.attn_lr is not None:
+            return self.attn_lr
+        return CALIBRATED_ATTN_LR if self.attn_scale == "calibrated" else self.lr
 
+    def to_dict(self) -> dict:
+        """The fields, with G's rate as it is used (what a record keeps and a resume compares)."""
+        return {**asdict(self), "attn_lr": self.effective_attn_lr}
+
+
+#: G's default learning rate with the calibrated divisor (measured on SmolLM2, docs/method.md).
+CALIBRATED_ATTN_LR = 0.01
 
 PRESETS: dict[str, dict] = {
     "paper": {},
@@ -141,7 +154,7 @@ def _optimizer(mixture: PromptMixture, config: TrainConfig) -> torch.optim.Optim
     groups = [{"params": list(mixture.prompts.parameters()), "lr": config.lr, "name": "prompts"}]
     if mixture.attention is not None:
         groups.append({"params": list(mixture.attention.parameters()),
-                       "lr": config.lr if config.attn_lr is None else config.attn_lr, "name": "attention"})
+                       "lr": config.effective_attn_lr, "name": "attention"})
     return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
 
 

@@ -219,3 +219,20 @@ def test_on_smollm2_fresh_logits_spread_across_sources(smollm2_dir, real_data_di
     assert spreads["calibrated"] >= 0.1 and spreads["paper"] < 0.01
     assert spreads["calibrated over inputs"] > 10 * spreads["paper over inputs"]
     print(json.dumps(spreads))
+
+
+def test_g_learns_at_a_rate_that_suits_its_divisor():
+    """Calibrated logits are not divided by d: G at the prompts' 0.3 saturated the softmax in 24 steps."""
+    from attemptctl.mixture import PromptMixture
+    from attemptctl.train import CALIBRATED_ATTN_LR, TrainConfig, _optimizer
+
+    mixture = PromptMixture({"rte": torch.zeros(M, D)}, sources={"s@1": torch.ones(M, D)},
+                            attention=AttentionModule(D, rank=RANK), variant="attempt")
+
+    def g_rate(config):
+        return next(g["lr"] for g in _optimizer(mixture, config).param_groups if g["name"] == "attention")
+
+    assert g_rate(TrainConfig(lr=0.3)) == CALIBRATED_ATTN_LR == TrainConfig(lr=0.3).to_dict()["attn_lr"]
+    assert g_rate(TrainConfig(lr=0.3, attn_scale="paper")) == 0.3  # the paper: G at the prompts' rate
+    assert g_rate(TrainConfig(lr=0.3, attn_lr=0.1)) == 0.1  # given: as given
+    assert TrainConfig(**TrainConfig(lr=0.2).to_dict()) == TrainConfig(lr=0.2, attn_lr=CALIBRATED_ATTN_LR)
