@@ -37,7 +37,7 @@ SOURCES = {
     "sst2": {"--max-steps": 400, "--max-length": 128},
     "mnli": {"--max-steps": 700, "--max-length": 128},
     "qqp": {"--max-steps": 500, "--max-length": 128},
-    "qnli": {"--max-steps": 600, "--max-length": 160},
+    "qnli": {"--max-steps": 400, "--max-length": 160},
     "squad": {"--max-steps": 500, "--max-length": 256, "--dev-limit": 100, "--test-limit": 300},
 }
 LENGTH_STUDY = {"task": "sst2", "lengths": (10, 20, 50), "--preset": "cpu", "--train-limit": 400, "--max-steps": 60, "--batch-size": 16, "--max-length": 128,
