@@ -263,9 +263,11 @@ def _offline(offline: bool):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        # ``datasets`` imported inside the block read offline mode from the environment: undo that too.
         config = getattr(sys.modules.get("datasets"), "config", config)
-        if config is not None and previous is not None:
-            config.HF_HUB_OFFLINE = previous
+        if config is not None and hasattr(config, "HF_HUB_OFFLINE"):
+            config.HF_HUB_OFFLINE = previous if previous is not None else (
+                (saved["HF_HUB_OFFLINE"] or "").lower() in ("1", "true", "yes"))
 
 
 def _hub_source(task: Task) -> tuple[str, _HasSplit, _ReadSplit]:
