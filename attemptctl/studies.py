@@ -545,14 +545,59 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
                                 float(record.metrics.get("seconds", 0.0)), float(evaluation.seconds),
                                 record.attention or record.ref,
                                 stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None))
-    cells.sort(key=lambda c: (list(METHODS).index(c.cell.method), c.cell))
+    unfinished = len({_cell_of(r) for r in records} - set(done))
+    return _table(name, cells, [_cell_of(r).target for r in records], unfinished)
+
+
+def _table(name: str, cells: list[CellResult], target_order: Sequence[str], unfinished: int) -> MethodsTable:
+    cells = sorted(cells, key=lambda c: (list(METHODS).index(c.cell.method), c.cell))
     issues, flagged = _budget_issues(cells)
-    first_seen = list(dict.fromkeys(_cell_of(r).target for r in records))
+    first_seen = list(dict.fromkeys(target_order))
     return MethodsTable(name, tuple(cells), tuple(m for m in METHODS if any(c.cell.method == m for c in cells)),
                         tuple(t for t in first_seen if any(c.cell.target == t for c in cells)),
                         tuple(sorted({c.cell.seed for c in cells})),
                         tuple(sorted({c.cell.shots for c in cells}, key=lambda k: (k is not None, k or 0))),
-                        tuple(issues), frozenset(flagged), len({_cell_of(r) for r in records} - set(done)))
+                        tuple(issues), frozenset(flagged), unfinished)
+
+
+def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> MethodsTable:
+    """A study's table from ``--json`` exports of its cells (``study show --from``), with no registry.
+
+    A study run on several machines or in several registries is one table this way: each export
+    holds finished cells, a cell may appear in several exports only with the same prompt and score,
+    and the equal budget is checked across all of them as within one registry. ``exports`` is
+    (where it came from, the export's JSON) per export.
+    """
+    found: dict[Cell, tuple[str, CellResult]] = {}
+    order: list[str] = []
+    for origin, doc in exports:
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("cells"), list):
+            raise ConfigError(f"{origin} is not a study export (no list of cells); write one with "
+                              "`attemptctl study show NAME --json`")
+        if doc.get("study") != name:
+            raise ConfigError(f"{origin} holds study '{doc.get('study')}', not '{name}'; give that name or other files")
+        order += doc.get("targets") or []
+        for row in doc["cells"]:
+            try:
+                cell = Cell(row["method"], row["target"], int(row["seed"]), row["shots"])
+                result = CellResult(cell, row["prompt"], tuple(row["sources"]), row["metric"], float(row["score"]),
+                                    int(row["params"]), dict(row["budget"]), float(row["train_seconds"]),
+                                    float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
+                    from None
+            if cell.method not in METHODS:
+                raise ConfigError(f"{origin}: unknown method '{cell.method}' in cell {cell}")
+            if cell in found:
+                first, seen = found[cell]
+                if (seen.ref, seen.score) != (result.ref, result.score):
+                    raise ConfigError(f"cell {cell} is in {first} ({seen.ref}, {100 * seen.score:.1f}) and in {origin} "
+                                      f"({result.ref}, {100 * result.score:.1f}); keep one of the two files")
+                continue
+            found[cell] = (origin, result)
+    if not found:
+        raise ConfigError(f"no finished cell of study '{name}' in {', '.join(o for o, _ in exports) or 'no file'}")
+    return _table(name, [result for _, result in found.values()], order, 0)
 
 
 def show_study(ws: Workspace, name: str) -> MethodsTable:
@@ -564,6 +609,47 @@ def show_study(ws: Workspace, name: str) -> MethodsTable:
         raise ConfigError(f"no finished cell of study '{name}' in registry {registry.root}; "
                           + (f"studies: {', '.join(known)}" if known else "run `attemptctl study methods` first"))
     return table
+
+
+def read_export(path) -> dict:
+    """A ``study show --json`` export, or one clear error naming the file."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"study export {path} does not exist; write one with `study methods --export {path}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"study export {path} is not readable JSON ({e}); export it again") from None
+
+
+def check_export(path, table: MethodsTable) -> None:
+    """Refuse to overwrite an export that holds a cell this table lacks (another registry's work)."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        return
+    doc = read_export(path)
+    mine = {(c.cell.method, c.cell.target, c.cell.seed, c.cell.shots, c.ref) for c in table.cells}
+    theirs = [(r.get("method"), r.get("target"), r.get("seed"), r.get("shots"), r.get("prompt"))
+              for r in doc.get("cells") or [] if isinstance(r, Mapping)]
+    lost = [t for t in theirs if t not in mine]
+    if doc.get("study") not in (None, table.name) or lost:
+        what = f"study '{doc.get('study')}'" if doc.get("study") != table.name else f"{len(lost)} cell(s) this registry lacks"
+        raise ConfigError(f"{path} holds {what}; export to a new file (`study show --from` reads several)")
+
+
+def write_export(path, table: MethodsTable) -> None:
+    """The table's JSON, written whole or not at all (a temporary file renamed over the old one)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(table.as_dict(), indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, path)
 
 
 # -- exports ---------------------------------------------------------------------------------------

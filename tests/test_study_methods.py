@@ -226,3 +226,46 @@ def test_show_of_an_unknown_study_names_the_known_ones(full_study):
     path, _ = full_study
     result = run("study", "show", "nosuch", "--registry", path)
     assert result.exit_code == 1 and "methods-rte+cb" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_export_after_each_cell_and_show_joins_exports_of_two_registries(sources, tmp_path, tiny_causal_dir):
+    """A study run in two registries (two machines) is one table: `--export` writes each registry's cells as
+    they finish, `study show --from A --from B` joins them, and a file of another registry is never overwritten."""
+    path, common, _ = sources
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    study = ["study", "methods", "rte", "--methods", "pt", "--name", "joined", "--prompt-length", "4", *SMALL]
+    assert run(*study, "--seeds", "1", *common, "--export", first).exit_code == 0
+    one = json.loads(first.read_text())
+    assert [(c["method"], c["target"], c["seed"]) for c in one["cells"]] == [("pt", "rte", 1)]
+    # The second machine: a registry of its own, seed 2 only.
+    other = tmp_path / "other-registry"
+    other_common = ["--registry", other, *common[2:]]
+    result = run(*study, "--seeds", "2", *other_common, "--backbone", tiny_causal_dir, "--export", second)
+    assert result.exit_code == 0, result.output
+    result = run("study", "show", "joined", "--from", first, "--from", second, "--json")
+    assert result.exit_code == 0, result.output
+    joined = json.loads(result.output)
+    assert sorted(c["seed"] for c in joined["cells"]) == [1, 2]
+    [row] = joined["rows"]
+    scores = sorted(c["score"] for c in joined["cells"])
+    assert row["scores"]["rte"]["n"] == 2 and row["scores"]["rte"]["mean"] == pytest.approx(sum(scores) / 2)
+    assert joined["budget_issues"] == []
+    # The same file twice is the same cells, not twice as many; a file of another registry is not overwritten.
+    result = run("study", "show", "joined", "--from", first, "--from", first, "--json")
+    assert result.exit_code == 0 and len(json.loads(result.output)["cells"]) == 1
+    before = second.read_text()
+    result = run(*study, "--seeds", "1", *common, "--export", second)
+    assert result.exit_code == 1 and "export to a new file" in result.output and second.read_text() == before
+
+
+@pytest.mark.parametrize("content,words", [
+    (None, "does not exist"), ("{not json", "not readable JSON"), ('{"study": "joined"}', "not a study export"),
+    ('{"study": "other", "cells": []}', "holds study 'other'"),
+    ('{"study": "joined", "cells": [{"method": "pt"}]}', "a cell lacks"),
+])
+def test_show_from_a_bad_export_is_one_line(tmp_path, content, words):
+    path = tmp_path / "export.json"
+    if content is not None:
+        path.write_text(content)
+    result = run("study", "show", "joined", "--from", path)
+    assert result.exit_code == 1 and words in result.output and len(result.output.strip().splitlines()) == 1

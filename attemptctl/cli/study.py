@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -194,6 +195,8 @@ def study_methods(
     train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
     eval_every: EvalEveryOpt = None, checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False,
     as_json: JsonOpt = False, as_csv: CsvOpt = False, markdown: MarkdownOpt = False,
+    export: Annotated[Path | None, typer.Option("--export", help="Write the study's JSON to FILE after every "
+                                               "finished cell (`study show --from FILE` reads it).")] = None,
 ) -> None:
     """Train every method on every target at one budget and print the table (the paper's Table 2).
 
@@ -212,9 +215,23 @@ def study_methods(
                   tuple(_integers(shots, "--shots")) or (None,), name, preset, _training_overrides(options),
                   single_source, attn_prior)
     started = time.perf_counter()
+    ws = workspace(registry, data_dir, backbone)
+    on_cell = None
+    if export is not None:
+        from attemptctl.studies import check_export, methods_table, write_export
+
+        store = call(ws.registry)
+        call(check_export, export, methods_table(store, config.study))
+
+        def on_cell(event: str, **data: Any) -> None:
+            progress.cell(event, **data)
+            if event == "done":
+                write_export(export, methods_table(store, config.study))
     with _StudyProgress() as progress:
-        result = call(run_study, workspace(registry, data_dir, backbone), config, on_event=progress,
-                      on_cell=progress.cell, max_cells=max_cells, resume=resume)
+        result = call(run_study, ws, config, on_event=progress, on_cell=on_cell or progress.cell,
+                      max_cells=max_cells, resume=resume)
+    if export is not None and result.table.cells:
+        write_export(export, result.table)
     if result.table.cells:
         _print_table(result.table, as_json, as_csv, markdown)
     err.print(f"study {config.study}: {len(result.trained)} cell(s) trained in {time.perf_counter() - started:.0f} s, "
@@ -230,11 +247,21 @@ def study_methods(
 def study_show(
     name: Annotated[str, typer.Argument(help="The study's name (printed by `study methods`).")],
     registry: RegistryOpt = None, as_json: JsonOpt = False, as_csv: CsvOpt = False, markdown: MarkdownOpt = False,
+    exports: Annotated[list[Path] | None, typer.Option("--from", help="Read the cells from these `--json` exports "
+                                                       "instead of the registry (repeat for several).")] = None,
 ) -> None:
     """Print a methods study's table from the registry alone, in about a second (no torch, no data).
 
-    Example: attemptctl study show methods-rte+mrpc+cb --markdown
-    """
-    from attemptctl.studies import show_study
+    With --from, the table joins the cells of several exports (a study run in several registries or
+    on several machines), with the equal budget checked across all of them.
 
-    _print_table(call(show_study, workspace(registry), name), as_json, as_csv, markdown)
+    Example: attemptctl study show methods-rte+mrpc+cb --markdown
+             attemptctl study show six-targets --from part-1.json --from part-2.json
+    """
+    from attemptctl.studies import read_export, show_study, table_from_exports
+
+    if exports:
+        table = call(table_from_exports, name, [(str(p), call(read_export, p)) for p in exports])
+    else:
+        table = call(show_study, workspace(registry), name)
+    _print_table(table, as_json, as_csv, markdown)

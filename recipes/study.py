@@ -1,0 +1,165 @@
+"""The recipe behind docs/results.md: does ATTEMPT beat prompt tuning on smollm2-135m?
+
+Each part is one ``attemptctl study methods`` study over the zoo's sources, trained through the real
+CLI into a build registry outside the checkout, one method on one target at a time (so that the
+first targets show PT, SPoT and ATTEMPT side by side early), every finished cell exported as it
+finishes to ``recipes/results/studies/<study>/<export>.json``.
+
+    python recipes/study.py run main --data-dir DIR        # 6 targets x pt, spot, attempt, attempt-mt x 2 seeds
+    python recipes/study.py run ablations --data-dir DIR   # rte, cb x attempt, no-target, uniform, single
+    python recipes/study.py run few-shot --data-dir DIR    # cb, boolq x pt, spot, attempt at k = 4, 16, 32
+    python recipes/study.py status [PART]                  # cells done and left, from the committed exports
+    python recipes/study.py table PART                     # the part's Markdown table, from the exports
+
+Resumable across machines: a cell in any committed export is never trained again. A build registry
+lost with its machine only loses the cell that was in training; the next run writes a new export
+next to the old ones, and ``attemptctl study show NAME --from A --from B`` joins them (checking the
+equal budget across all of them), which is what ``table`` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPORTS = ROOT / "recipes" / "results" / "studies"
+BACKBONE = "smollm2-135m"
+SOURCES = "mnli,qqp,qnli,sst2"
+#: The budget every cell of the main study and the ablations shares (chosen for the 2-core CPU:
+#: about 5 minutes per cell; see docs/results.md).
+BUDGET = {"--preset": "cpu", "--max-steps": 100, "--batch-size": 8, "--max-length": 128, "--warmup-steps": 10,
+          "--train-limit": 10000, "--dev-limit": 100, "--eval-every": 25, "--test-limit": 1000}
+PARTS = {
+    "main": {"study": "six-targets", "targets": ("rte", "mrpc", "cb", "boolq", "wic", "wsc"),
+             "methods": ("pt", "spot", "attempt", "attempt-mt"), "seeds": (1, 2), "shots": (None,), "budget": BUDGET},
+    "ablations": {"study": "ablations-rte-cb", "targets": ("rte", "cb"),
+                  "methods": ("attempt", "no-target", "uniform", "single"), "seeds": (1,), "shots": (None,),
+                  "budget": BUDGET},
+    "few-shot": {"study": "few-shot-cb-boolq", "targets": ("cb", "boolq"), "methods": ("pt", "spot", "attempt"),
+                 "seeds": (1, 2), "shots": (4, 16, 32), "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 10}},
+}
+METHOD_ORDER = ("pt", "spot", "attempt", "no-target", "uniform", "single")
+"""Single-target methods, in the order each target trains them (attempt before the single that reads it)."""
+
+
+def _flags(settings: dict) -> list[str]:
+    return [str(part) for key, value in settings.items() for part in (key, value)]
+
+
+def _exports(study: str) -> list[Path]:
+    return sorted((EXPORTS / study).glob("*.json"))
+
+
+def _done(study: str) -> dict[tuple, dict]:
+    """(method, target, seed, shots) -> the exported cell, over every committed export of the study."""
+    cells = {}
+    for path in _exports(study):
+        for row in json.loads(path.read_text())["cells"]:
+            cells[(row["method"], row["target"], row["seed"], row["shots"])] = row
+    return cells
+
+
+def _todo(part: dict) -> list[tuple]:
+    """Every cell of the part, in training order: per shot count and seed, each target's single-target
+    methods in turn, then the one multi-task run over all the targets."""
+    cells = []
+    for shots in part["shots"]:
+        for seed in part["seeds"]:
+            for target in part["targets"]:
+                cells += [(m, target, seed, shots) for m in METHOD_ORDER if m in part["methods"]]
+            if "attempt-mt" in part["methods"]:
+                cells += [("attempt-mt", t, seed, shots) for t in part["targets"]]
+    return cells
+
+
+def _registry(study: str) -> tuple[Path, Path]:
+    """This machine's build registry for the study and the export it writes (named by a token kept in
+    the registry, so a new registry never overwrites another's export)."""
+    registry = Path.home() / ".cache" / "attemptctl" / "study-build" / study
+    registry.mkdir(parents=True, exist_ok=True)
+    token_file = registry / "export-token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_hex(4))
+    return registry, EXPORTS / study / f"{token_file.read_text().strip()}.json"
+
+
+def _attemptctl(*argv: str, echo: bool = True) -> int:
+    if echo:
+        print("$ attemptctl " + " ".join(argv), flush=True)
+    return subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv]).returncode
+
+
+def run(args) -> None:
+    part = PARTS[args.part]
+    study = part["study"]
+    registry, export = _registry(study)
+    if _attemptctl("source", "pull", "--registry", str(registry), "--backbone", BACKBONE) != 0:
+        sys.exit("could not register the zoo's sources")
+    pending = [c for c in _todo(part) if c not in _done(study)]
+    while pending:
+        method, target, seed, shots = pending[0]
+        if method == "attempt-mt":  # one run over every target of the seed and shot count
+            targets = part["targets"]
+        else:
+            targets = (target,)
+        extra = []
+        if method == "single":  # the most attended source of the same seed's attempt cell, from any export
+            attempt = _done(study).get(("attempt", target, seed, shots))
+            if attempt is None:
+                sys.exit(f"single on {target} needs the attempt cell of seed {seed} first")
+            weights = {ref: w for ref, w in attempt["attention"].items() if ref != "(target)"}
+            extra = ["--single-source", max(weights, key=weights.get).split("@")[0]]
+        command = ["study", "methods", ",".join(targets), "--name", study, "--methods", method, "--seeds", str(seed),
+                   *(["--shots", str(shots)] if shots else []), *extra, *([] if method == "pt" else ["--sources", SOURCES]),
+                   "--registry", str(registry), "--data-dir", args.data_dir, "--backbone", BACKBONE,
+                   *_flags(part["budget"]), "--export", str(export), "--resume"]
+        code = _attemptctl(*command)
+        if code != 0:
+            sys.exit(f"stopped (exit {code}); run the same command again to continue")
+        left = [c for c in _todo(part) if c not in _done(study)]
+        if left and left[0] == pending[0]:
+            sys.exit(f"{pending[0]} did not finish; see the output above")
+        pending = left
+    print(f"{args.part}: every cell is done; `python recipes/study.py table {args.part}` prints the table")
+
+
+def status(args) -> None:
+    for name in [args.part] if args.part else PARTS:
+        part = PARTS[name]
+        done = _done(part["study"])
+        todo = _todo(part)
+        left = [c for c in todo if c not in done]
+        print(f"{name} ({part['study']}): {len(todo) - len(left)}/{len(todo)} cells done in "
+              f"{len(_exports(part['study']))} export(s)" + (f"; next: {left[0]}" if left else ""))
+
+
+def table(args) -> None:
+    study = PARTS[args.part]["study"]
+    files = [part for path in _exports(study) for part in ("--from", str(path))]
+    if not files:
+        sys.exit(f"no export of {study} yet; `python recipes/study.py run {args.part} --data-dir DIR` makes them")
+    sys.exit(_attemptctl("study", "show", study, *files, "--json" if args.json else "--markdown", echo=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="train the part's unfinished cells")
+    p.add_argument("part", choices=PARTS)
+    p.add_argument("--data-dir", required=True)
+    p = sub.add_parser("status", help="cells done and left")
+    p.add_argument("part", nargs="?", choices=PARTS)
+    p = sub.add_parser("table", help="the part's table from its exports")
+    p.add_argument("part", choices=PARTS)
+    p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
+    args = parser.parse_args()
+    {"run": run, "status": status, "table": table}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
