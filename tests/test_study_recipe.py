@@ -1,0 +1,71 @@
+"""recipes/study.py, the recipe behind docs/results.md: which cells it trains, in which order, and
+that a cell in any committed export is never trained again (the part that lets the study span
+machines). Its training runs the real `attemptctl study methods`, tested in test_study_methods.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def recipe(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("study_recipe", ROOT / "recipes" / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "EXPORTS", tmp_path / "studies")
+    return module
+
+
+def _export(recipe, study, name, cells):
+    path = recipe.EXPORTS / study / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"study": study, "cells": [
+        {"method": m, "target": t, "seed": s, "shots": k, "attention": {"mnli@1": 0.7, "qqp@1": 0.2, "(target)": 0.1}}
+        for m, t, s, k in cells]}))
+    return path
+
+
+@pytest.mark.parametrize("part", ["main", "ablations", "few-shot"])
+def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
+    spec = recipe.PARTS[part]
+    todo = recipe._todo(spec)
+    assert len(todo) == len(set(todo)) == (len(spec["methods"]) * len(spec["targets"]) * len(spec["seeds"])
+                                           * len(spec["shots"]))
+    for method, target, seed, shots in todo:
+        if method == "single":
+            assert todo.index(("attempt", target, seed, shots)) < todo.index((method, target, seed, shots))
+    if "attempt-mt" in spec["methods"]:  # the shared run follows every single-target cell of its seed
+        for seed in spec["seeds"]:
+            last_single = max(i for i, c in enumerate(todo) if c[2] == seed and c[0] != "attempt-mt")
+            first_mt = min(i for i, c in enumerate(todo) if c[2] == seed and c[0] == "attempt-mt")
+            assert first_mt == last_single + 1
+    # Each target's methods come together, so the first target shows PT beside ATTEMPT early.
+    first = [c for c in todo[:len([m for m in spec["methods"] if m != "attempt-mt"])]]
+    assert {c[1] for c in first} == {spec["targets"][0]}
+
+
+def test_cells_in_any_export_are_done_and_status_says_what_is_next(recipe, capsys):
+    study = recipe.PARTS["main"]["study"]
+    _export(recipe, study, "a", [("pt", "rte", 1, None), ("spot", "rte", 1, None)])
+    _export(recipe, study, "b", [("attempt", "rte", 1, None)])
+    done = recipe._done(study)
+    assert set(done) == {("pt", "rte", 1, None), ("spot", "rte", 1, None), ("attempt", "rte", 1, None)}
+    recipe.status(type("Args", (), {"part": "main"})())
+    line = capsys.readouterr().out.strip()
+    total = len(recipe._todo(recipe.PARTS["main"]))
+    assert line == f"main ({study}): 3/{total} cells done in 2 export(s); next: ('pt', 'mrpc', 1, None)"
+
+
+def test_each_build_registry_writes_its_own_export(recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    registry, export = recipe._registry("six-targets")
+    again, same = recipe._registry("six-targets")
+    assert (again, same) == (registry, export) and export.parent == recipe.EXPORTS / "six-targets"
+    (registry / "export-token").unlink()  # a new machine: a new registry, a new file beside the old
+    assert recipe._registry("six-targets")[1] != export
