@@ -91,6 +91,10 @@ TARGET_COLUMN = "(target)"  # = attemptctl.mixture.TARGET_COLUMN, which imports 
 BUDGET_KEYS = ("steps", "batch_size", "prompt_length", "rows")
 UNCOMPARED_OPTIONS = ("seed", "shots", "checkpoint_every")
 """Training options that may differ between the cells of one study: the rest must be equal."""
+SCALED_OPTIONS = ("max_steps", "warmup_steps", "eval_every")
+"""Step counts a multi-task run multiplies by its number of targets (see :func:`run_options`)."""
+UNIFORM_SAMPLING = 1e6
+"""attempt-mt's sampling temperature: size^(1/1e6) is 1 for every task, so the shares are equal."""
 
 
 @dataclass(frozen=True, order=True)
@@ -255,17 +259,38 @@ def _options(config: MethodsStudyConfig, registry: Registry, sources: Sequence[s
     options = make_config(config.preset, **overrides).to_dict()
     if not options.get("max_steps"):
         raise ConfigError("a study compares methods at one budget of optimizer steps; give --max-steps N")
-    return overrides | {"max_steps": options["max_steps"]}, {k: v for k, v in options.items() if k not in UNCOMPARED_OPTIONS}
+    pinned = {k: options[k] for k in SCALED_OPTIONS}
+    if "sampling_temperature" not in overrides or overrides["sampling_temperature"] is None:
+        pinned["sampling_temperature"] = None  # attempt-mt: uniform task shares unless the user chose
+    return overrides | pinned, {k: v for k, v in options.items() if k not in UNCOMPARED_OPTIONS}
 
 
-def _check_options(records: Sequence[PromptRecord], options: Mapping, name: str) -> None:
-    """A study keeps one budget: a run with other options than its finished cells is refused."""
+def run_options(options: Mapping, tasks: int) -> dict:
+    """The options of one training run over ``tasks`` targets (attempt-mt: all of them, one shared G).
+
+    Each target of a multi-task run gets the budget of its own single-task cell: the run takes
+    ``tasks`` times the steps (warm-up and dev checks scale alike, so the schedule has the same
+    shape), and samples the tasks uniformly, so every target sees as many training rows as in its
+    single-task cells. A sampling temperature the user gave is kept as given.
+    """
+    if tasks == 1:
+        return {**options, "sampling_temperature": options.get("sampling_temperature") or 1.0}
+    scaled = {k: options[k] * tasks for k in SCALED_OPTIONS if options.get(k)}
+    return {**options, **scaled, "sampling_temperature": options.get("sampling_temperature") or UNIFORM_SAMPLING}
+
+
+def _check_options(records: Sequence[PromptRecord], options: Mapping, overrides: Mapping, name: str) -> None:
+    """A study keeps one budget: a run with other options than its finished cells is refused (a
+    multi-task cell is compared with the options this run would give a run over as many targets)."""
     for record in records:
-        differ = [k for k, v in options.items() if record.config.get(k) != v]
+        tasks = len(record.config.get("tasks") or [record.task])
+        expected = {**options, **{k: v for k, v in run_options(overrides, tasks).items()
+                                  if k in (*SCALED_OPTIONS, "sampling_temperature")}}
+        differ = [k for k, v in expected.items() if record.config.get(k) != v]
         if differ:
             k = differ[0]
             raise ConfigError(f"study '{name}' trained {record.ref} with {k.replace('_', '-')} {record.config.get(k)}, "
-                              f"this run asks {options[k]}; give the study's options or another --name")
+                              f"this run asks {expected[k]}; give the study's options or another --name")
 
 
 def _jobs(todo: Sequence[Cell], targets: Sequence[str]) -> list[list[Cell]]:
@@ -323,7 +348,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
     single = [registry.get("source", config.single_source).ref] if config.single_source else []
     overrides, options = _options(config, registry, [*sources, *single])
     done = finished_cells(registry, records)
-    _check_options([record for record, _ in done.values()], options, name)
+    _check_options([record for record, _ in done.values()], options, overrides, name)
     cells = config.cells()
     skipped = sum(c in done for c in cells)
     if "single" in config.methods and not config.single_source and "attempt" not in config.methods:
@@ -348,7 +373,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
             ready, result = train_target(
                 ws, [c.target for c in job], mixes, variant=variant, init_from="auto" if method == "spot" else None,
                 attn_prior=config.attn_prior if variant in ("attempt", "no-target") else None, preset=config.preset,
-                overrides=overrides | {"seed": seed, "shots": shots}, on_event=on_event,
+                overrides=run_options(overrides, len(job)) | {"seed": seed, "shots": shots}, on_event=on_event,
                 resume=resume and not trained and checkpoint.exists(),
                 record_config={c.target: {"study": {"name": name, **c.tag}} for c in job})
             if not result.main_process:
@@ -511,8 +536,11 @@ def _trainable(registry: Registry, record: PromptRecord, seen: dict[str, tuple[i
 
 
 def _budget(record: PromptRecord) -> dict:
-    return {"steps": record.metrics.get("steps"), "batch_size": record.config.get("batch_size"),
-            "prompt_length": record.m, "rows": record.config.get("rows")}
+    """Steps per target (a multi-task run's steps divided among its targets), batch, m and data rows."""
+    steps, tasks = record.metrics.get("steps"), len(record.config.get("tasks") or [record.task])
+    per_target = None if steps is None else steps // tasks if steps % tasks == 0 else steps / tasks
+    return {"steps": per_target,
+            "batch_size": record.config.get("batch_size"), "prompt_length": record.m, "rows": record.config.get("rows")}
 
 
 def _budget_issues(cells: Sequence[CellResult]) -> tuple[list[str], set[Cell]]:

@@ -82,6 +82,12 @@ def test_the_table_has_every_cell(full_study):
     assert params["attempt-mt"] == 4 * 64 + g // 2 and params["no-target"] == g
     mt = [c for c in table["cells"] if c["method"] == "attempt-mt"]
     assert len({c["run"] for c in mt}) == 1  # trained once, as one multi-task run
+    # ... of twice the steps, tasks drawn uniformly: each target gets its single-task cell's budget.
+    [run_record] = {r.ref: r for r in study_records(registry, "methods-rte+cb")
+                    if r.config["study"]["method"] == "attempt-mt" and r.task == "rte"}.values()
+    assert run_record.metrics["steps"] == run_record.config["max_steps"] == 2 * 2
+    assert run_record.config["eval_every"] == 2 * 2 and run_record.config["sampling_temperature"] == 1e6
+    assert {c["budget"]["steps"] for c in table["cells"]} == {2}
     assert all(c["attention"] for c in table["cells"] if c["method"] in ("attempt", "attempt-mt"))
 
 
