@@ -33,7 +33,7 @@ SOURCES = "mnli,qqp,qnli,sst2"
 #: The budget every cell of the main study and the ablations shares (chosen for the 2-core CPU:
 #: about 5 minutes per cell; see docs/results.md).
 BUDGET = {"--preset": "cpu", "--max-steps": 100, "--batch-size": 8, "--max-length": 128, "--warmup-steps": 10,
-          "--train-limit": 10000, "--dev-limit": 100, "--eval-every": 25, "--test-limit": 1000}
+          "--train-limit": 10000, "--dev-limit": 100, "--eval-every": 50, "--test-limit": 1000}
 PARTS = {
     "main": {"study": "six-targets", "targets": ("rte", "mrpc", "cb", "boolq", "wic", "wsc"),
              "methods": ("pt", "spot", "attempt", "attempt-mt"), "seeds": (1, 2), "shots": (None,), "budget": BUDGET},
@@ -41,7 +41,7 @@ PARTS = {
                   "methods": ("attempt", "no-target", "uniform", "single"), "seeds": (1,), "shots": (None,),
                   "budget": BUDGET},
     "few-shot": {"study": "few-shot-cb-boolq", "targets": ("cb", "boolq"), "methods": ("pt", "spot", "attempt"),
-                 "seeds": (1, 2), "shots": (4, 16, 32), "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 10}},
+                 "seeds": (1, 2), "shots": (4, 16, 32), "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 25}},
 }
 METHOD_ORDER = ("pt", "spot", "attempt", "no-target", "uniform", "single")
 """Single-target methods, in the order each target trains them (attempt before the single that reads it)."""
