@@ -1,0 +1,38 @@
+"""Studies over registered prompts: one module for every ``study`` command.
+
+- ``study sources`` (the paper's Figure 5): a target evaluated with its sources added one at a time.
+- ``study methods`` (the paper's Table 2 and Table 4 ablations): every method trained on every
+  target at one budget, each cell (method × target × seed × shots) a registered target version
+  tagged ``config["study"] = {"name", "method", "target", "seed", "shots"}`` and evaluated on test,
+  so a study resumes cell by cell and ``study show`` rebuilds the table from the registry alone.
+
+Torch-free at import: the training and evaluation code is imported inside the functions that need
+it, so reading a study back from the registry never loads torch.
+"""
+
+from attemptctl.studies.cells import (
+                                      ATTENTION_METHODS,
+                                      BUDGET_KEYS,
+                                      METHODS,
+                                      SCALED_OPTIONS,
+                                      TARGET_COLUMN,
+                                      UNCOMPARED_OPTIONS,
+                                      UNIFORM_SAMPLING,
+                                      Cell,
+                                      MethodsStudyConfig,
+                                      default_name,
+                                      finished_cells,
+                                      stored_attention,
+                                      study_names,
+                                      study_records,
+)
+from attemptctl.studies.export import check_export, read_export, table_csv, table_markdown, table_rows, write_export
+from attemptctl.studies.methods import MethodsStudyResult, OnCell, run_options, study_methods
+from attemptctl.studies.sources import StudyRow, study_sources
+from attemptctl.studies.table import CellResult, MethodsTable, Summary, methods_table, show_study, table_from_exports
+
+__all__ = ["ATTENTION_METHODS", "BUDGET_KEYS", "METHODS", "SCALED_OPTIONS", "TARGET_COLUMN", "UNCOMPARED_OPTIONS",
+           "UNIFORM_SAMPLING", "Cell", "CellResult", "MethodsStudyConfig", "MethodsStudyResult", "MethodsTable", "OnCell",
+           "StudyRow", "Summary", "check_export", "default_name", "finished_cells", "methods_table", "read_export",
+           "run_options", "show_study", "stored_attention", "study_methods", "study_names", "study_records",
+           "study_sources", "table_csv", "table_from_exports", "table_markdown", "table_rows", "write_export"]

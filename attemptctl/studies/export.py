@@ -1,0 +1,106 @@
+"""A methods study's table as files and text: JSON exports (written after every cell, read back by
+``study show --from``), Markdown and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+
+from attemptctl.errors import ConfigError
+from attemptctl.studies.cells import METHODS
+from attemptctl.studies.table import MethodsTable
+
+
+def read_export(path) -> dict:
+    """A ``study show --json`` export, or one clear error naming the file."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"study export {path} does not exist; write one with `study methods --export {path}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"study export {path} is not readable JSON ({e}); export it again") from None
+
+
+def check_export(path, table: MethodsTable) -> None:
+    """Refuse to overwrite an export that holds a cell this table lacks (another registry's work)."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        return
+    doc = read_export(path)
+    mine = {(c.cell.method, c.cell.target, c.cell.seed, c.cell.shots, c.ref) for c in table.cells}
+    theirs = [(r.get("method"), r.get("target"), r.get("seed"), r.get("shots"), r.get("prompt"))
+              for r in doc.get("cells") or [] if isinstance(r, Mapping)]
+    lost = [t for t in theirs if t not in mine]
+    if doc.get("study") not in (None, table.name) or lost:
+        what = f"study '{doc.get('study')}'" if doc.get("study") != table.name else f"{len(lost)} cell(s) this registry lacks"
+        raise ConfigError(f"{path} holds {what}; export to a new file (`study show --from` reads several)")
+
+
+def write_export(path, table: MethodsTable) -> None:
+    """The table's JSON, written whole or not at all (a temporary file renamed over the old one)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(table.as_dict(), indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+
+def _header(table: MethodsTable, shots) -> list[str]:
+    what = f" ({shots}-shot)" if shots else ""
+    return [f"method{what}", "params/task", *table.targets, "avg"]
+
+
+def _row(table: MethodsTable, method: str, shots) -> list[str]:
+    def text(summary, marked=False):
+        return "—" if summary is None else summary.text() + (" †" if marked else "")
+    params = table.params(method, shots)
+    return [METHODS[method][1], "—" if params is None else f"{params:,}",
+            *(text(table.score(method, t, shots), table.marked(method, t, shots)) for t in table.targets),
+            text(table.average(method, shots))]
+
+
+def table_rows(table: MethodsTable) -> list[tuple[int | None, list[str], list[list[str]]]]:
+    """(shots, header, rows of text) per shot count: what every rendering prints."""
+    return [(shots, _header(table, shots), [_row(table, m, shots) for m in table.methods
+                                            if any(c.cell.method == m and c.cell.shots == shots for c in table.cells)])
+            for shots in table.shots]
+
+
+def table_markdown(table: MethodsTable) -> str:
+    parts = []
+    for _, header, rows in table_rows(table):
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        parts.append("\n".join(lines))
+    note = f"\n\nTest scores (%) of study `{table.name}`, mean ± std over seeds {', '.join(map(str, table.seeds))}."
+    if table.budget_issues:
+        note += " †: a cell whose budget differs from the study's."
+    return "\n\n".join(parts) + note
+
+
+def table_csv(table: MethodsTable) -> str:
+    """One line per method, target and shot count: mean, std and seeds, plus the average as target ``avg``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["study", "method", "shots", "target", "metric", "mean", "std", "seeds", "params_per_task",
+                     "budget_differs"])
+    for row in table.as_dict()["rows"]:
+        metrics = {c.cell.target: c.metric for c in table.cells}
+        for target, summary in [*row["scores"].items(), ("avg", row["average"])]:
+            if summary is None:
+                continue
+            differs = target != "avg" and table.marked(row["method"], target, row["shots"])
+            writer.writerow([table.name, row["method"], row["shots"] or "", target, metrics.get(target, ""),
+                             f"{summary['mean']:.6f}", "" if summary["std"] is None else f"{summary['std']:.6f}",
+                             summary["n"], row["params"], int(differs)])
+    return buffer.getvalue().rstrip("\n")

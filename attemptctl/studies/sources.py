@@ -1,0 +1,61 @@
+"""``study sources`` (the paper's Figure 5): a target evaluated with its sources added one at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from attemptctl.errors import ConfigError
+from attemptctl.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One source set of a study: its score and the mean attention it received."""
+
+    sources: tuple[str, ...]
+    metrics: dict[str, float]
+    attention: dict[str, float]
+    examples: int
+
+
+def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str = "test", limit: int | None = None,
+                  batch_size: int = 16, on_batch=None) -> list[StudyRow]:
+    """Evaluate a target with the sources ``order[:1]``, ``order[:2]``, … (the paper's Figure 5 study).
+
+    Nothing is registered: each set reuses the target's prompt and G, as ``compose`` would.
+    """
+    from dataclasses import replace
+
+    import numpy as np
+
+    from attemptctl.backbones import load_backbone
+    from attemptctl.composition import _mixture, _parent
+    from attemptctl.evaluate import evaluate
+    from attemptctl.mixture import TARGET_COLUMN
+    from attemptctl.operations import load_splits
+    from attemptctl.tasks import get_task
+    from attemptctl.train import TrainConfig
+
+    if not order:
+        raise ConfigError("give the sources to add one at a time with --sources a,b,c")
+    if split not in ("dev", "test"):
+        raise ConfigError(f"unknown split '{split}'; choose dev or test")
+    registry = ws.registry()
+    parent = _parent(registry, ref)
+    refs = [registry.get("source", name).ref for name in order]
+    task = get_task(parent.task)
+    limit = limit or parent.config.get(f"{split}_limit")
+    splits = load_splits(ws, task, replace(TrainConfig(seed=int(parent.config.get("seed", 42))),
+                                           train_limit=1, dev_limit=limit, test_limit=limit))
+    examples = splits.dev if split == "dev" else splits.test
+    backbone = load_backbone(ws.backbone or parent.backbone)
+    rows = []
+    for k in range(1, len(refs) + 1):
+        mixture = _mixture(registry, parent, refs[:k], backbone)
+        result = evaluate(backbone, mixture, {task.name: examples}, {task.name: task},
+                          max_length=parent.config.get("max_length"), batch_size=batch_size, on_batch=on_batch)[task.name]
+        mean = result.weights.mean(0) if result.weights is not None and len(result.weights) else np.zeros(k + 1)
+        attention = {col: float(w) for col, w in zip(mixture.columns, mean) if col != TARGET_COLUMN or parent.variant != "no-target"}
+        rows.append(StudyRow(tuple(refs[:k]), result.metrics, attention, result.examples))
+    return rows

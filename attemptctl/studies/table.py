@@ -1,0 +1,272 @@
+"""A methods study's table, from the registry or from exports, with no torch."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from attemptctl.errors import ConfigError
+from attemptctl.metrics import primary_metric
+from attemptctl.studies.cells import (
+    ATTENTION_METHODS,
+    BUDGET_KEYS,
+    METHODS,
+    Cell,
+    _cell_of,
+    finished_cells,
+    stored_attention,
+    study_names,
+    study_records,
+)
+from attemptctl.tasks import get_task
+from attemptctl.workspace import Workspace
+from registry import PromptRecord, Registry
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """A finished cell as the registry holds it."""
+
+    cell: Cell
+    ref: str
+    sources: tuple[str, ...]
+    metric: str
+    score: float
+    """The target's primary test metric, in [0, 1]."""
+    params: int
+    """Trainable parameters of this task: its prompt (none for no-target) and its share of G."""
+    budget: dict
+    train_seconds: float
+    eval_seconds: float
+    run: str
+    """The training run (cells of one attempt-mt run share it)."""
+    attention: dict[str, float] | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One table cell: mean and sample standard deviation over seeds (None under two seeds)."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    def text(self) -> str:
+        return f"{100 * self.mean:.1f}" + (f" ± {100 * self.std:.1f}" if self.std is not None else "")
+
+
+def _summary(values: Sequence[float]) -> Summary | None:
+    if not values:
+        return None
+    return Summary(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+
+
+@dataclass(frozen=True)
+class MethodsTable:
+    """A methods study: its finished cells, how they summarise, and which break the equal budget."""
+
+    name: str
+    cells: tuple[CellResult, ...]
+    methods: tuple[str, ...]
+    targets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    shots: tuple[int | None, ...]
+    budget_issues: tuple[str, ...]
+    flagged: frozenset
+    """Cells whose budget differs from the study's (marked in the table)."""
+    unfinished: int
+    """Cells tagged in the registry that have no finished version (interrupted or never evaluated)."""
+
+    def _scores(self, method: str, target: str, shots) -> dict[int, float]:
+        return {c.cell.seed: c.score for c in self.cells
+                if (c.cell.method, c.cell.target, c.cell.shots) == (method, target, shots)}
+
+    def score(self, method: str, target: str, shots=None) -> Summary | None:
+        return _summary(list(self._scores(method, target, shots).values()))
+
+    def average(self, method: str, shots=None) -> Summary | None:
+        """Mean of the targets' means; the spread is over seeds that have every target."""
+        by_target = [self._scores(method, t, shots) for t in self.targets]
+        if not by_target or not all(by_target):
+            return None
+        mean = statistics.fmean(statistics.fmean(s.values()) for s in by_target)
+        complete = [seed for seed in self.seeds if all(seed in s for s in by_target)]
+        spread = [statistics.fmean(s[seed] for s in by_target) for seed in complete]
+        return Summary(mean, statistics.stdev(spread) if len(spread) > 1 else None, len(complete))
+
+    def params(self, method: str, shots=None) -> int | None:
+        counts = Counter(c.params for c in self.cells if c.cell.method == method and c.cell.shots == shots)
+        return counts.most_common(1)[0][0] if counts else None
+
+    def marked(self, method: str, target: str, shots=None) -> bool:
+        return any((c.method, c.target, c.shots) == (method, target, shots) for c in self.flagged)
+
+    def attention(self) -> list[tuple[str, str, int | None, dict[str, float]]]:
+        """(method, target, shots, mean attention over seeds) for every ATTEMPT cell group."""
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        for c in self.cells:
+            if c.attention:
+                groups[(c.cell.method, c.cell.target, c.cell.shots)].append(c.attention)
+        order = {m: i for i, m in enumerate(METHODS)}
+        return [(m, t, k, {col: statistics.fmean(a.get(col, 0.0) for a in rows) for col in rows[0]})
+                for (m, t, k), rows in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], self.targets.index(kv[0][1])))]
+
+    @property
+    def seconds(self) -> float:
+        """Training time (a shared run once) plus evaluation time of every finished cell."""
+        runs = {c.run: c.train_seconds for c in self.cells}
+        return sum(runs.values()) + sum(c.eval_seconds for c in self.cells)
+
+    def as_dict(self) -> dict:
+        rows = []
+        for shots in self.shots:
+            for method in self.methods:
+                summaries = {t: self.score(method, t, shots) for t in self.targets}
+                average = self.average(method, shots)
+                rows.append({"method": method, "label": METHODS[method][1], "shots": shots,
+                             "params": self.params(method, shots),
+                             "scores": {t: None if s is None else vars(s) for t, s in summaries.items()},
+                             "average": None if average is None else vars(average)})
+        cells = [{**c.cell.tag, "prompt": c.ref, "sources": list(c.sources), "metric": c.metric, "score": c.score,
+                  "params": c.params, "budget": c.budget, "train_seconds": c.train_seconds,
+                  "eval_seconds": c.eval_seconds, "run": c.run, "attention": c.attention,
+                  "budget_differs": c.cell in self.flagged} for c in self.cells]
+        return {"study": self.name, "targets": list(self.targets), "seeds": list(self.seeds), "shots": list(self.shots),
+                "rows": rows, "cells": cells, "budget_issues": list(self.budget_issues), "seconds": self.seconds,
+                "unfinished": self.unfinished}
+
+
+def _parameters(payload: bytes) -> int:
+    """Trainable values in G's safetensors bytes, from the header alone.
+
+    G's weights live in submodules (``down.weight``, ``norm.bias``); its top-level entries are buffers
+    (calibration statistics such as ``input_mean``) that never train.
+    """
+    size = int.from_bytes(payload[:8], "little")
+    header = json.loads(payload[8:8 + size])
+    total = 0
+    for key, info in header.items():
+        if key != "__metadata__" and "." in key:
+            count = 1
+            for dim in info["shape"]:
+                count *= dim
+            total += count
+    return total
+
+
+def _trainable(registry: Registry, record: PromptRecord, seen: dict[str, tuple[int, int]]) -> int:
+    prompt = 0 if record.variant == "no-target" else record.m * record.d  # no-target's prompt never enters
+    if not record.attention:
+        return prompt
+    if record.attention not in seen:
+        module = registry.get("attention", record.attention)
+        seen[record.attention] = (_parameters(registry.load_payload(module)), len(module.task.split(",")))
+    values, tasks = seen[record.attention]
+    return prompt + round(values / tasks)  # a G shared by several targets counts once among them
+
+
+def _budget(record: PromptRecord) -> dict:
+    """Steps per target (a multi-task run's steps divided among its targets), batch, m and data rows."""
+    steps, tasks = record.metrics.get("steps"), len(record.config.get("tasks") or [record.task])
+    per_target = None if steps is None else steps // tasks if steps % tasks == 0 else steps / tasks
+    return {"steps": per_target,
+            "batch_size": record.config.get("batch_size"), "prompt_length": record.m, "rows": record.config.get("rows")}
+
+
+def _budget_issues(cells: Sequence[CellResult]) -> tuple[list[str], set[Cell]]:
+    """Cells whose steps, batch or prompt length differ from the study's usual one (per shot count), or
+    whose data rows differ from the other cells of their target."""
+    issues, flagged = [], set()
+    for key in BUDGET_KEYS:
+        groups: dict[tuple, list[CellResult]] = defaultdict(list)
+        for c in cells:
+            groups[(c.cell.shots,) + ((c.cell.target,) if key == "rows" else ())].append(c)
+        for members in groups.values():
+            usual, _ = Counter(json.dumps(c.budget[key], sort_keys=True) for c in members).most_common(1)[0]
+            for c in members:
+                if json.dumps(c.budget[key], sort_keys=True) != usual:
+                    issues.append(f"{c.cell} ({c.ref}): {key.replace('_', ' ')} {c.budget[key]}, the study's {json.loads(usual)}")
+                    flagged.add(c.cell)
+    return issues, flagged
+
+
+def methods_table(registry: Registry, name: str) -> MethodsTable:
+    """The study's table from its tagged versions and their stored test evaluations; no torch."""
+    records = study_records(registry, name)
+    done = finished_cells(registry, records)
+    seen: dict[str, tuple[int, int]] = {}
+    cells = []
+    for cell, (record, evaluation) in done.items():
+        metric = primary_metric(get_task(record.task))
+        cells.append(CellResult(cell, record.ref, tuple(record.sources), metric, float(evaluation.metrics[metric]),
+                                _trainable(registry, record, seen), _budget(record),
+                                float(record.metrics.get("seconds", 0.0)), float(evaluation.seconds),
+                                record.attention or record.ref,
+                                stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None))
+    unfinished = len({_cell_of(r) for r in records} - set(done))
+    return _table(name, cells, [_cell_of(r).target for r in records], unfinished)
+
+
+def _table(name: str, cells: list[CellResult], target_order: Sequence[str], unfinished: int) -> MethodsTable:
+    cells = sorted(cells, key=lambda c: (list(METHODS).index(c.cell.method), c.cell))
+    issues, flagged = _budget_issues(cells)
+    first_seen = list(dict.fromkeys(target_order))
+    return MethodsTable(name, tuple(cells), tuple(m for m in METHODS if any(c.cell.method == m for c in cells)),
+                        tuple(t for t in first_seen if any(c.cell.target == t for c in cells)),
+                        tuple(sorted({c.cell.seed for c in cells})),
+                        tuple(sorted({c.cell.shots for c in cells}, key=lambda k: (k is not None, k or 0))),
+                        tuple(issues), frozenset(flagged), unfinished)
+
+
+def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> MethodsTable:
+    """A study's table from ``--json`` exports of its cells (``study show --from``), with no registry.
+
+    A study run on several machines or in several registries is one table this way: each export
+    holds finished cells, a cell may appear in several exports only with the same prompt and score,
+    and the equal budget is checked across all of them as within one registry. ``exports`` is
+    (where it came from, the export's JSON) per export.
+    """
+    found: dict[Cell, tuple[str, CellResult]] = {}
+    order: list[str] = []
+    for origin, doc in exports:
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("cells"), list):
+            raise ConfigError(f"{origin} is not a study export (no list of cells); write one with "
+                              "`attemptctl study show NAME --json`")
+        if doc.get("study") != name:
+            raise ConfigError(f"{origin} holds study '{doc.get('study')}', not '{name}'; give that name or other files")
+        order += doc.get("targets") or []
+        for row in doc["cells"]:
+            try:
+                cell = Cell(row["method"], row["target"], int(row["seed"]), row["shots"])
+                result = CellResult(cell, row["prompt"], tuple(row["sources"]), row["metric"], float(row["score"]),
+                                    int(row["params"]), dict(row["budget"]), float(row["train_seconds"]),
+                                    float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
+                    from None
+            if cell.method not in METHODS:
+                raise ConfigError(f"{origin}: unknown method '{cell.method}' in cell {cell}")
+            if cell in found:
+                first, seen = found[cell]
+                if (seen.ref, seen.score) != (result.ref, result.score):
+                    raise ConfigError(f"cell {cell} is in {first} ({seen.ref}, {100 * seen.score:.1f}) and in {origin} "
+                                      f"({result.ref}, {100 * result.score:.1f}); keep one of the two files")
+                continue
+            found[cell] = (origin, result)
+    if not found:
+        raise ConfigError(f"no finished cell of study '{name}' in {', '.join(o for o, _ in exports) or 'no file'}")
+    return _table(name, [result for _, result in found.values()], order, 0)
+
+
+def show_study(ws: Workspace, name: str) -> MethodsTable:
+    """``study show``: a study's table, refused when the registry holds no cell of it."""
+    registry = ws.registry()
+    table = methods_table(registry, name)
+    if not table.cells:
+        known = study_names(registry)
+        raise ConfigError(f"no finished cell of study '{name}' in registry {registry.root}; "
+                          + (f"studies: {', '.join(known)}" if known else "run `attemptctl study methods` first"))
+    return table
