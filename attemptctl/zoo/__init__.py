@@ -91,6 +91,7 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
     }
     (folder / file).write_bytes(payload)
     manifest["prompts"][record.task] = entry
+    manifest.setdefault("missing", {}).pop(record.task, None)  # shipped now: no longer missing
     staging = manifest_path.with_suffix(".tmp")
     staging.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     staging.replace(manifest_path)
