@@ -1,0 +1,55 @@
+"""recipes/zoo.py's floors: what a source prompt must beat on test before it ships, and the note a
+prompt under its floor leaves in the manifest instead of its file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import attemptctl.zoo as zoo_package
+from attemptctl.data import load_task
+from attemptctl.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def recipe():
+    spec = importlib.util.spec_from_file_location("zoo_recipe", ROOT / "recipes" / "zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _labels(task, data_dir, examples):
+    rows = load_task(get_task(task), data_dir=data_dir, seed=42, train_limit=1, test_limit=examples).test
+    return Counter(e.target for e in rows), len(rows)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_floors_follow_the_constant_answers_of_the_test_rows(recipe, real_data_dir):
+    counts, n = _labels("qnli", real_data_dir, 400)
+    metric, value, basis = recipe._floor("qnli", str(real_data_dir), 400)
+    assert metric == "accuracy" and value == pytest.approx(max(counts.values()) / n + 0.15) and "+ 15" in basis
+    counts, n = _labels("qqp", real_data_dir, 400)
+    share = counts["duplicate"] / n
+    metric, value, basis = recipe._floor("qqp", str(real_data_dir), 400)
+    assert metric == "f1" and value == pytest.approx(2 * share / (1 + share)) and basis == "all-duplicate F1"
+    assert recipe._floor("squad", str(real_data_dir), 50) == ("f1", 0.30, "F1 30")
+    assert recipe._baseline("qqp", str(real_data_dir), 400).endswith(f"all-duplicate F1 {100 * value:.1f}")
+
+
+def test_a_prompt_under_its_floor_is_noted_missing_and_its_file_not_shipped(recipe, tmp_path, monkeypatch):
+    shutil.copytree(zoo_package.PACKAGE_ZOO, tmp_path / "zoo")
+    monkeypatch.setattr(zoo_package, "PACKAGE_ZOO", tmp_path / "zoo")
+    before = {p.name for p in (tmp_path / "zoo" / recipe.BACKBONE).iterdir()}
+    recipe._note_missing("squad", "trained 5 steps: test f1 1.0, under its floor")
+    manifest = json.loads((tmp_path / "zoo" / recipe.BACKBONE / zoo_package.MANIFEST_NAME).read_text())
+    assert manifest["missing"]["squad"] == "trained 5 steps: test f1 1.0, under its floor"
+    assert "squad" not in manifest["prompts"] and {p.name for p in (tmp_path / "zoo" / recipe.BACKBONE).iterdir()} == before
+    assert json.loads((ROOT / "attemptctl" / "zoo" / recipe.BACKBONE / zoo_package.MANIFEST_NAME).read_text()) != manifest
