@@ -10,6 +10,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run few-shot --data-dir DIR    # cb, boolq x pt, spot, attempt at k = 4, 16, 32
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
+    python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
 
 Resumable across machines: a cell in any committed export is never trained again. A build registry
 lost with its machine only loses the cell that was in training; the next run writes a new export
@@ -146,10 +147,40 @@ def table(args) -> None:
     sys.exit(_attemptctl("study", "show", study, *files, "--json" if args.json else "--markdown", echo=False))
 
 
+def constant_answers(part: dict, data_dir: str) -> dict[str, float]:
+    """Per target: the best score a constant answer gets on the cells' test rows (the same split and
+    limit, averaged over the part's seeds), in the target's primary metric: what "learned nothing"
+    scores, to read the table against."""
+    sys.path.insert(0, str(ROOT))
+    from attemptctl.data import load_task
+    from attemptctl.metrics import compute_metrics, primary_metric
+    from attemptctl.tasks import get_task
+
+    limit = int(part["budget"]["--test-limit"])
+    scores = {}
+    for target in part["targets"]:
+        task, metric, per_seed = get_task(target), primary_metric(get_task(target)), []
+        for seed in part["seeds"]:
+            rows = load_task(task, data_dir=data_dir, seed=seed, train_limit=1, test_limit=limit).test
+            per_seed.append(max(compute_metrics(task, [label] * len(rows), rows)[metric] for label in task.labels))
+        scores[target] = sum(per_seed) / len(per_seed)
+    return scores
+
+
+def baselines(args) -> None:
+    part = PARTS[args.part]
+    scores = constant_answers(part, args.data_dir)
+    average = sum(scores.values()) / len(scores)
+    print("| constant answer | 0 | " + " | ".join(f"{100 * v:.1f}" for v in scores.values()) + f" | {100 * average:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train the part's unfinished cells")
+    p.add_argument("part", choices=PARTS)
+    p.add_argument("--data-dir", required=True)
+    p = sub.add_parser("baselines", help="the best constant answer per target, as a table row")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", required=True)
     p = sub.add_parser("status", help="cells done and left")
@@ -158,7 +189,7 @@ def main() -> None:
     p.add_argument("part", choices=PARTS)
     p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
     args = parser.parse_args()
-    {"run": run, "status": status, "table": table}[args.command](args)
+    {"run": run, "status": status, "table": table, "baselines": baselines}[args.command](args)
 
 
 if __name__ == "__main__":

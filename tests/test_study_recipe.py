@@ -69,3 +69,22 @@ def test_each_build_registry_writes_its_own_export(recipe, tmp_path, monkeypatch
     assert (again, same) == (registry, export) and export.parent == recipe.EXPORTS / "six-targets"
     (registry / "export-token").unlink()  # a new machine: a new registry, a new file beside the old
     assert recipe._registry("six-targets")[1] != export
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_constant_answers_score_the_best_single_label_on_the_cells_test_rows(recipe, real_data_dir):
+    from attemptctl.data import load_task
+    from attemptctl.tasks import get_task
+
+    part = {"targets": ("mrpc", "cb"), "seeds": (1, 2), "budget": {"--test-limit": 1000}}
+    scores = recipe.constant_answers(part, str(real_data_dir))
+    expected = {"mrpc": [], "cb": []}
+    for seed in (1, 2):
+        rows = load_task(get_task("mrpc"), data_dir=real_data_dir, seed=seed, train_limit=1, test_limit=1000).test
+        p = sum(e.target == "equivalent" for e in rows) / len(rows)  # always "equivalent": precision p, recall 1
+        expected["mrpc"].append(2 * p / (1 + p))
+        rows = load_task(get_task("cb"), data_dir=real_data_dir, seed=seed, train_limit=1, test_limit=1000).test
+        share = max(sum(e.target == label for e in rows) for label in get_task("cb").labels) / len(rows)
+        expected["cb"].append(2 * share / (1 + share) / 3)  # macro-F1: the one predicted class's F1, over 3
+    assert scores["mrpc"] == pytest.approx(sum(expected["mrpc"]) / 2)
+    assert scores["cb"] == pytest.approx(sum(expected["cb"]) / 2)
