@@ -209,6 +209,17 @@ def test_adding_a_seed_trains_only_new_cells_and_show_needs_no_torch(full_study)
     assert shown["table"] == printed
     text = run("study", "show", "methods-rte+cb", "--registry", path, "--markdown")
     assert "| ATTEMPT-MT |" in text.output and "seeds 7, 42" in text.output
+    # The attention table: one row per ATTEMPT target, its weights those the JSON holds, each row summing to 1.
+    heat = [line for line in text.output.splitlines() if line.startswith(("| ATTEMPT |", "| ATTEMPT-MT |"))
+            and line.split("|")[2].strip() in ("rte", "cb")]
+    assert len(heat) == 4
+    for line in heat:  # the mean over seeds of each cell's stored attention
+        label, target, *weights = [part.strip() for part in line.strip("|").split("|")]
+        method = "attempt" if label == "ATTEMPT" else "attempt-mt"
+        cells = [c["attention"] for c in printed["cells"] if (c["method"], c["target"]) == (method, target)]
+        means = [sum(a[k] for a in cells) / len(cells) for k in ("mnli@1", "qqp@1", "(target)")]
+        assert [float(w) for w in weights] == pytest.approx(means, abs=0.0051)
+        assert sum(map(float, weights)) == pytest.approx(1, abs=0.02)
 
 
 @pytest.mark.parametrize("args,code,words", [

@@ -33,6 +33,6 @@ from attemptctl.studies.table import CellResult, MethodsTable, Summary, methods_
 
 __all__ = ["ATTENTION_METHODS", "BUDGET_KEYS", "METHODS", "SCALED_OPTIONS", "TARGET_COLUMN", "UNCOMPARED_OPTIONS",
            "UNIFORM_SAMPLING", "Cell", "CellResult", "MethodsStudyConfig", "MethodsStudyResult", "MethodsTable", "OnCell",
-           "StudyRow", "Summary", "check_export", "default_name", "finished_cells", "methods_table", "read_export",
+           "StudyRow", "Summary", "attention_markdown", "check_export", "default_name", "finished_cells", "methods_table", "read_export",
            "run_options", "show_study", "stored_attention", "study_methods", "study_names", "study_records",
            "study_sources", "table_csv", "table_from_exports", "table_markdown", "table_rows", "write_export"]

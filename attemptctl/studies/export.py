@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 
 from attemptctl.errors import ConfigError
-from attemptctl.studies.cells import METHODS
+from attemptctl.studies.cells import METHODS, TARGET_COLUMN
 from attemptctl.studies.table import MethodsTable
 
 
@@ -85,7 +85,24 @@ def table_markdown(table: MethodsTable) -> str:
     note = f"\n\nTest scores (%) of study `{table.name}`, mean ± std over seeds {', '.join(map(str, table.seeds))}."
     if table.budget_issues:
         note += " †: a cell whose budget differs from the study's."
-    return "\n\n".join(parts) + note
+    attention = attention_markdown(table)
+    return "\n\n".join(parts) + note + (f"\n\n{attention}" if attention else "")
+
+
+def attention_markdown(table: MethodsTable) -> str:
+    """The mean test attention of every ATTEMPT target as a Markdown table (the heatmap's numbers)."""
+    groups = table.attention()
+    if not groups:
+        return ""
+    columns = list(dict.fromkeys(c for *_, weights in groups for c in weights if c != TARGET_COLUMN))
+    columns.append(TARGET_COLUMN)
+    lines = ["| method | target | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    for method, target, shots, weights in groups:
+        cells = [f"{weights[c]:.2f}" if c in weights else "" for c in columns]
+        lines.append(f"| {METHODS[method][1]} | {target}" + (f" ({shots}-shot)" if shots else "") + " | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + ("\n\nMean attention over each target's test examples, averaged over seeds; "
+                               f"{TARGET_COLUMN} is a_t+1, the target prompt's own weight before the +1.")
 
 
 def table_csv(table: MethodsTable) -> str:
