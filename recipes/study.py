@@ -11,6 +11,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
+    python recipes/study.py transfer --data-dir DIR        # each source prompt on each target, untrained
 
 Resumable across machines: a cell in any committed export is never trained again. A build registry
 lost with its machine only loses the cell that was in training; the next run writes a new export
@@ -175,6 +176,47 @@ def baselines(args) -> None:
     print("| constant answer | 0 | " + " | ".join(f"{100 * v:.1f}" for v in scores.values()) + f" | {100 * average:.1f} |")
 
 
+def transfer(args) -> None:
+    """What each prompt does on a target before any target training: every zoo source and an untrained
+    vocabulary prompt scored on the target's test rows (seed 1 split, the study's input length), with
+    the share of the most predicted label. A source whose knowledge transfers scores above the
+    constant answer here; one that does not is no better a start than vocabulary."""
+    sys.path.insert(0, str(ROOT))
+    from collections import Counter
+
+    from attemptctl.artifacts import load_prompt
+    from attemptctl.backbones import load_backbone
+    from attemptctl.data import load_task
+    from attemptctl.evaluate import evaluate
+    from attemptctl.metrics import primary_metric
+    from attemptctl.mixture import PromptMixture
+    from attemptctl.operations import vocab_prompt
+    from attemptctl.tasks import get_task
+    from attemptctl.zoo import pull_zoo
+    from registry import Registry
+
+    registry_path = Path.home() / ".cache" / "attemptctl" / "study-build" / "transfer"
+    registry = Registry(registry_path)
+    pull_zoo(registry, BACKBONE)
+    backbone = load_backbone(BACKBONE)
+    m = int(BUDGET.get("--prompt-length", 20))
+    prompts = {"vocabulary (untrained)": vocab_prompt(backbone, m, 1)}
+    prompts |= {ref: load_prompt(registry, registry.get("source", ref), backbone) for ref in
+                (r.ref for r in registry.list(kind="source"))}
+    print("| target | prompt | test score | most predicted label (share) |")
+    print("|---|---|---:|---|")
+    for target in args.targets.split(","):
+        task = get_task(target)
+        rows = load_task(task, data_dir=args.data_dir, seed=1, train_limit=1,
+                         test_limit=int(BUDGET["--test-limit"])).test
+        for name, prompt in prompts.items():
+            result = evaluate(backbone, PromptMixture({target: prompt}), {target: rows}, {target: task},
+                              max_length=int(BUDGET["--max-length"]), batch_size=16)[target]
+            label, count = Counter(result.predictions).most_common(1)[0]
+            print(f"| {target} | {name} | {100 * result.metrics[primary_metric(task)]:.1f} | "
+                  f"{label} ({100 * count / len(rows):.0f}%) |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,13 +226,16 @@ def main() -> None:
     p = sub.add_parser("baselines", help="the best constant answer per target, as a table row")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", required=True)
+    p = sub.add_parser("transfer", help="each zoo source (and a vocabulary prompt) scored on targets, untrained")
+    p.add_argument("--targets", default="rte,mrpc,cb,wic,wsc")
+    p.add_argument("--data-dir", required=True)
     p = sub.add_parser("status", help="cells done and left")
     p.add_argument("part", nargs="?", choices=PARTS)
     p = sub.add_parser("table", help="the part's table from its exports")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
     args = parser.parse_args()
-    {"run": run, "status": status, "table": table, "baselines": baselines}[args.command](args)
+    {"run": run, "status": status, "table": table, "baselines": baselines, "transfer": transfer}[args.command](args)
 
 
 if __name__ == "__main__":
