@@ -93,7 +93,7 @@ def _registry(study: str) -> tuple[Path, Path]:
 def _attemptctl(*argv: str, echo: bool = True) -> int:
     if echo:
         print("$ attemptctl " + " ".join(argv), flush=True)
-    return subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv]).returncode
+    return subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv], check=False).returncode
 
 
 def run(args) -> None:
