@@ -170,8 +170,10 @@ def constant_answers(part: dict, data_dir: str) -> dict[str, float]:
 
 def baselines(args) -> None:
     part = PARTS[args.part]
-    seeds = sorted({seed for _, _, seed, _ in _done(part["study"])}) or part["seeds"]
-    scores = constant_answers({**part, "seeds": tuple(seeds)}, args.data_dir)  # the seeds the table has
+    done = _done(part["study"])  # the seeds and targets the table has
+    seeds = sorted({seed for _, _, seed, _ in done}) or part["seeds"]
+    targets = [t for t in part["targets"] if any(target == t for _, target, _, _ in done)] or part["targets"]
+    scores = constant_answers({**part, "seeds": tuple(seeds), "targets": tuple(targets)}, args.data_dir)
     average = sum(scores.values()) / len(scores)
     print("| constant answer | 0 | " + " | ".join(f"{100 * v:.1f}" for v in scores.values()) + f" | {100 * average:.1f} |")
 
