@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attemptctl.zoo import MANIFEST_NAME, zoo_dir  # noqa: E402
+from attemptctl.zoo import MANIFEST_NAME, write_manifest, zoo_dir  # noqa: E402
 
 BACKBONE = "smollm2-135m"
 #: Settings shared by every source (the prompt length was chosen by `lengths`, see docs/registry.md):
@@ -180,9 +180,7 @@ def _note_missing(task: str, why: str) -> None:
     path = zoo_dir(BACKBONE) / MANIFEST_NAME
     manifest = json.loads(path.read_text())
     manifest.setdefault("missing", {})[task] = why
-    staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    staging.replace(path)
+    write_manifest(path, manifest)
 
 
 def _baseline(task_name: str, data_dir: str, examples: int) -> str:

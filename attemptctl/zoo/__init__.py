@@ -92,10 +92,15 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
     (folder / file).write_bytes(payload)
     manifest["prompts"][record.task] = entry
     manifest.setdefault("missing", {}).pop(record.task, None)  # shipped now: no longer missing
-    staging = manifest_path.with_suffix(".tmp")
-    staging.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    staging.replace(manifest_path)
+    write_manifest(manifest_path, manifest)
     return entry
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    """The manifest, whole or not at all: written beside it, then renamed over it."""
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    staging.replace(path)
 
 
 @dataclass(frozen=True)
