@@ -8,6 +8,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run main --data-dir DIR        # 6 targets x pt, spot, attempt, attempt-mt x 2 seeds
     python recipes/study.py run ablations --data-dir DIR   # rte, cb x attempt, no-target, uniform, single
     python recipes/study.py run few-shot --data-dir DIR    # cb, boolq x pt, spot, attempt at k = 4, 16, 32
+    python recipes/study.py run budget --data-dir DIR      # rte, cb x pt, attempt at 4x the main study's steps
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
@@ -42,6 +43,9 @@ PARTS = {
     "ablations": {"study": "ablations-rte-cb", "targets": ("rte", "cb"),
                   "methods": ("attempt", "no-target", "uniform", "single"), "seeds": (1,), "shots": (None,),
                   "budget": BUDGET},
+    # Is BUDGET too small to rank the methods? PT against ATTEMPT at 4x the steps (same rows per step).
+    "budget": {"study": "budget-rte-cb", "targets": ("rte", "cb"), "methods": ("pt", "attempt"), "seeds": (1,),
+               "shots": (None,), "budget": {**BUDGET, "--max-steps": 400, "--warmup-steps": 40, "--eval-every": 100}},
     "few-shot": {"study": "few-shot-cb-boolq", "targets": ("cb", "boolq"), "methods": ("pt", "spot", "attempt"),
                  "seeds": (1, 2), "shots": (4, 16, 32), "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 25}},
 }

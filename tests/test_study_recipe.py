@@ -31,7 +31,7 @@ def _export(recipe, study, name, cells):
     return path
 
 
-@pytest.mark.parametrize("part", ["main", "ablations", "few-shot"])
+@pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget"])
 def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
     spec = recipe.PARTS[part]
     todo = recipe._todo(spec)
@@ -48,6 +48,14 @@ def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, par
     # Each target's methods come together, so the first target shows PT beside ATTEMPT early.
     first = [c for c in todo[:len([m for m in spec["methods"] if m != "attempt-mt"])]]
     assert {c[1] for c in first} == {spec["targets"][0]}
+
+
+def test_the_budget_probe_changes_only_the_step_counts_of_the_main_budget(recipe):
+    main, probe = recipe.PARTS["main"]["budget"], recipe.PARTS["budget"]["budget"]
+    scaled = {"--max-steps", "--warmup-steps", "--eval-every"}
+    assert {k: v for k, v in probe.items() if k not in scaled} == {k: v for k, v in main.items() if k not in scaled}
+    assert all(probe[k] == 4 * main[k] if k != "--eval-every" else probe[k] >= main[k] for k in scaled)
+    assert recipe.PARTS["budget"]["study"] != recipe.PARTS["main"]["study"]  # its own cells, never mixed in
 
 
 def test_cells_in_any_export_are_done_and_status_says_what_is_next(recipe, capsys):
