@@ -13,6 +13,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
     python recipes/study.py transfer --data-dir DIR        # each source prompt on each target, untrained
+    python recipes/study.py transfer --by-index --data-dir DIR  # the same, each source in its own label words
 
 Resumable across machines: a cell in any committed export is never trained again. A build registry
 lost with its machine only loses the cell that was in training; the next run writes a new export
@@ -186,15 +187,21 @@ def transfer(args) -> None:
     """What each prompt does on a target before any target training: every zoo source and an untrained
     vocabulary prompt scored on the target's test rows (seed 1 split, the study's input length), with
     the share of the most predicted label. A source whose knowledge transfers scores above the
-    constant answer here; one that does not is no better a start than vocabulary."""
+    constant answer here; one that does not is no better a start than vocabulary.
+
+    ``--by-index`` asks whether the label words are what stops it: each source prompt then answers in
+    its own task's label words, read as the target label of the same Hugging Face index (QQP's
+    ``duplicate`` as MRPC's ``equivalent``, MNLI's ``neutral`` as RTE's ``not_entailment``), which
+    is the label space ATTEMPT's released code gives every task (labels as index digits)."""
     sys.path.insert(0, str(ROOT))
     from collections import Counter
+    from dataclasses import replace
 
     from attemptctl.artifacts import load_prompt
     from attemptctl.backbones import load_backbone
     from attemptctl.data import load_task
     from attemptctl.evaluate import evaluate
-    from attemptctl.metrics import primary_metric
+    from attemptctl.metrics import compute_metrics, primary_metric
     from attemptctl.mixture import PromptMixture
     from attemptctl.operations import vocab_prompt
     from attemptctl.tasks import get_task
@@ -206,21 +213,31 @@ def transfer(args) -> None:
     pull_zoo(registry, BACKBONE)
     backbone = load_backbone(BACKBONE)
     m = int(BUDGET.get("--prompt-length", 20))
-    prompts = {"vocabulary (untrained)": vocab_prompt(backbone, m, 1)}
-    prompts |= {ref: load_prompt(registry, registry.get("source", ref), backbone) for ref in
-                (r.ref for r in registry.list(kind="source"))}
-    print("| target | prompt | test score | most predicted label (share) |")
-    print("|---|---|---:|---|")
+    prompts = {} if args.by_index else {"vocabulary (untrained)": (vocab_prompt(backbone, m, 1), None)}
+    for record in registry.list(kind="source"):
+        prompts[record.ref] = (load_prompt(registry, registry.get("source", record.ref), backbone), record.task)
+    print("| target | prompt | answers in | test score | most predicted label (share) |")
+    print("|---|---|---|---:|---|")
     for target in args.targets.split(","):
         task = get_task(target)
         rows = load_task(task, data_dir=args.data_dir, seed=1, train_limit=1,
                          test_limit=int(BUDGET["--test-limit"])).test
-        for name, prompt in prompts.items():
-            result = evaluate(backbone, PromptMixture({target: prompt}), {target: rows}, {target: task},
+        for name, (prompt, source) in prompts.items():
+            words = task.labels
+            if args.by_index:
+                words = get_task(source).labels
+                if not words or len(words) < len(task.labels):
+                    continue  # no label of the same index for every target label
+                words = words[:len(task.labels)]
+            scored = replace(task, labels=words)
+            result = evaluate(backbone, PromptMixture({target: prompt}), {target: rows}, {target: scored},
                               max_length=int(BUDGET["--max-length"]), batch_size=16)[target]
-            label, count = Counter(result.predictions).most_common(1)[0]
-            print(f"| {target} | {name} | {100 * result.metrics[primary_metric(task)]:.1f} | "
-                  f"{label} ({100 * count / len(rows):.0f}%) |", flush=True)
+            predictions = [task.labels[words.index(p)] for p in result.predictions]
+            score = compute_metrics(task, predictions, rows)[primary_metric(task)]
+            label, count = Counter(predictions).most_common(1)[0]
+            answers = "/".join(words) if args.by_index else f"{target}'s words"
+            print(f"| {target} | {name} | {answers} | {100 * score:.1f} | {label} ({100 * count / len(rows):.0f}%) |",
+                  flush=True)
 
 
 def main() -> None:
@@ -234,6 +251,8 @@ def main() -> None:
     p.add_argument("--data-dir", required=True)
     p = sub.add_parser("transfer", help="each zoo source (and a vocabulary prompt) scored on targets, untrained")
     p.add_argument("--targets", default="rte,mrpc,cb,wic,wsc")
+    p.add_argument("--by-index", action="store_true",
+                   help="each source answers in its own label words, read as the target label of the same index")
     p.add_argument("--data-dir", required=True)
     p = sub.add_parser("status", help="cells done and left")
     p.add_argument("part", nargs="?", choices=PARTS)
