@@ -16,7 +16,7 @@ from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
 from attemptctl.operations import load_splits
 from attemptctl.targets import MIXING, TargetRun, register_trained
-from attemptctl.tasks import get_task
+from attemptctl.tasks import task_of
 from attemptctl.train import Event, TrainConfig, train
 from attemptctl.variants import RECORDED_VARIANTS
 from attemptctl.workspace import Workspace
@@ -36,6 +36,10 @@ def _new_source_set(registry: Registry, parent: PromptRecord, add: Sequence[str]
             raise ConfigError(f"target {parent.ref} already mixes {record.name}; remove it first to change its version")
         if record.m != parent.m:
             raise ConfigError(f"source {record.ref} has prompt length {record.m}, target {parent.ref} has {parent.m}")
+        theirs, ours = record.config.get("labels", "words"), parent.config.get("labels", "words")
+        if theirs != ours:
+            raise ConfigError(f"source {record.ref} answers in label format '{theirs}', target {parent.ref} in "
+                              f"'{ours}'; add a source trained with --labels {ours}")
         added.append(record.ref)
     if not kept + added:
         raise ConfigError(f"removing {', '.join(remove)} would leave {parent.ref} with no source; keep at least one")
@@ -78,7 +82,7 @@ def compose_target(ws: Workspace, ref: str, *, add: Sequence[str] = (), remove: 
     mixture = _mixture(registry, parent, sources, backbone)
     fields = {k: v for k, v in parent.config.items() if k in TrainConfig.__dataclass_fields__}
     train_config = replace(TrainConfig(**fields), max_steps=train_steps, warmup_steps=0, eval_every=train_steps)
-    task = get_task(parent.task)
+    task = task_of(parent)
     splits = load_splits(ws, task, train_config)
     result = train(backbone, mixture, {task.name: splits.train}, {task.name: splits.dev}, {task.name: task},
                    train_config, on_event=on_event)

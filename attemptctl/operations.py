@@ -18,7 +18,7 @@ from attemptctl.checkpoints import CheckpointPlan
 from attemptctl.data import TaskSplits, load_task
 from attemptctl.mixture import PromptMixture
 from attemptctl.prompts import SoftPrompt
-from attemptctl.tasks import Task, get_task
+from attemptctl.tasks import Task, get_task, labelled
 from attemptctl.train import Event, TrainConfig, TrainResult, make_config, train
 from attemptctl.workspace import Workspace
 from registry import PromptRecord
@@ -56,8 +56,8 @@ def train_source(ws: Workspace, task_name: str, *, preset: str = "cpu", override
                  on_event: Event | None = None, resume: bool = False,
                  force: bool = False) -> tuple[PromptRecord | None, TrainResult]:
     """Prompt-tune a source prompt on ``task_name`` and register it as the next source version."""
-    task = get_task(task_name)
     config = make_config(preset, **(overrides or {}))
+    task = labelled(get_task(task_name), config.labels)
     registry = ws.registry()
     spec = ws.backbone_spec(registry)
     splits = load_splits(ws, task, config)

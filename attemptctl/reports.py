@@ -16,7 +16,7 @@ from attemptctl.backbones import load_backbone
 from attemptctl.errors import ConfigError, DataError
 from attemptctl.evaluate import DECODES, DEFAULT_MAX_NEW_TOKENS, evaluate
 from attemptctl.mixture import PromptBank, PromptMixture
-from attemptctl.tasks import Example, get_task
+from attemptctl.tasks import Example, task_of
 from attemptctl.workspace import Workspace, select_records, split_examples
 from registry import PromptRecord, Registry
 
@@ -140,7 +140,7 @@ def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "inp
         raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
     registry = ws.registry()
     record = registry.find(ref, kinds=("target", "source"))
-    task = get_task(record.task)
+    task = task_of(record)
     examples = []
     for number, row in enumerate(rows, start=1):
         try:

@@ -27,7 +27,7 @@ from attemptctl.backbones import Backbone, load_backbone
 from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
 from attemptctl.operations import checkpoint_plan, load_splits, training_metrics, vocab_prompt
-from attemptctl.tasks import Task, get_task
+from attemptctl.tasks import Task, get_task, labelled
 from attemptctl.train import Event, TrainConfig, TrainResult, make_config, train
 from attemptctl.variants import RECORDED_VARIANTS
 from attemptctl.workspace import Workspace
@@ -67,6 +67,22 @@ def _common_length(records: Sequence[PromptRecord], overrides: dict) -> dict:
     return {**overrides, "prompt_length": m}
 
 
+def _common_labels(records: Sequence[PromptRecord], overrides: dict) -> dict:
+    """Targets answer in their sources' label format: a source's knowledge of what to answer only
+    carries over in the answer space it was trained in."""
+    formats = {r.config.get("labels", "words") for r in records}
+    if len(formats) > 1:
+        raise ConfigError("sources answer in different label formats (" + ", ".join(
+            f"{r.ref}: {r.config.get('labels', 'words')}" for r in records) + "); mix sources trained with one --labels")
+    if not formats:
+        return overrides
+    labels = formats.pop()
+    if overrides.get("labels") not in (None, labels):
+        raise ConfigError(f"--labels {overrides['labels']} differs from the sources' label format {labels}; "
+                          "leave it out, or mix sources trained with --labels " + overrides["labels"])
+    return {**overrides, "labels": labels}
+
+
 def _plan(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str], variant: str, preset: str,
           overrides: dict | None) -> TargetRun:
     if variant not in VARIANTS:
@@ -82,7 +98,8 @@ def _plan(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str], 
     sources = [registry.get("source", ref) for ref in source_refs]  # NotFoundError lists what exists
     if len({r.name for r in sources}) != len(sources):
         raise ConfigError("a source is listed twice; give each source once")
-    config = make_config(preset, **_common_length(sources, dict(overrides or {})))
+    config = make_config(preset, **_common_labels(sources, _common_length(sources, dict(overrides or {}))))
+    tasks = [labelled(task, config.labels) for task in tasks]
     return TargetRun(registry, tasks, sources, config, ws.backbone_spec(registry))
 
 

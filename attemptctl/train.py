@@ -53,6 +53,8 @@ class TrainConfig:
     """G's divisor before e^K: calibrated (measured on the run's prompts and inputs) or paper (d)."""
     attn_pool: str = "standardized-max"
     """G's pooled input: standardized-max (per-dimension standardised max-pool) or max (the paper's)."""
+    labels: str = "words"
+    """How label tasks answer: words (T5's label words) or index (the label's index, ATTEMPT's code)."""
     weight_decay: float = 1e-5
     warmup_steps: int = 500
     epochs: int | None = None
@@ -90,6 +92,10 @@ class TrainConfig:
             raise ConfigError(f"unknown attn-scale '{self.attn_scale}'; choose one of {', '.join(SCALES)}")
         if self.attn_pool not in POOLINGS:
             raise ConfigError(f"unknown attn-pool '{self.attn_pool}'; choose one of {', '.join(POOLINGS)}")
+        from attemptctl.tasks import LABEL_FORMATS
+
+        if self.labels not in LABEL_FORMATS:
+            raise ConfigError(f"unknown labels '{self.labels}'; choose one of {', '.join(LABEL_FORMATS)}")
         if self.sampling_temperature <= 0:
             raise ConfigError(f"sampling-temperature must be positive, got {self.sampling_temperature}")
         if self.warmup_steps < 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 from attemptctl.backbones import DEFAULT_BACKBONE
 from attemptctl.data import load_task
 from attemptctl.errors import AttemptError
-from attemptctl.tasks import Example, Task, get_task
+from attemptctl.tasks import Example, Task, task_of
 from registry import PromptRecord, Registry
 
 REGISTRY_ENV = "ATTEMPTCTL_REGISTRY"
@@ -58,7 +58,7 @@ def select_records(registry: Registry, refs: Sequence[str] | None, kinds: Sequen
 
 def split_examples(ws: Workspace, record: PromptRecord, split: str, limit: int | None) -> tuple[Task, list[Example]]:
     """A prompt's dev or test examples as its training saw them: same seed, same default limit."""
-    task = get_task(record.task)
+    task = task_of(record)
     seed = int(record.config.get("seed", 42))
     limit = limit or record.config.get(f"{split}_limit")
     splits = load_task(task, data_dir=ws.data_dir, seed=seed, dev_limit=limit, test_limit=limit, train_limit=1)

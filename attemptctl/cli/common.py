@@ -47,6 +47,9 @@ AttnScaleOpt = Annotated[str | None, typer.Option(
     "--attn-scale", help="G's divisor: calibrated (measured on this run) or paper (d) (default: calibrated).")]
 AttnPoolOpt = Annotated[str | None, typer.Option(
     "--attn-pool", help="G's pooled input: standardized-max or max (the paper's) (default: standardized-max).")]
+LabelsOpt = Annotated[str | None, typer.Option(
+    "--labels", help="How label tasks answer: words (T5's label words) or index (the label's index, as ATTEMPT's "
+    "code does, one answer space for all tasks) (default: words; targets: their sources').")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs (paper: 5 sources, 20/10 targets).")]
 StepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")]
 WarmupOpt = Annotated[int | None, typer.Option("--warmup-steps", help="Linear warm-up steps.")]

@@ -9,6 +9,7 @@ import typer
 from attemptctl.cli.common import (
     AttnLrOpt,
     AttnPoolOpt,
+    LabelsOpt,
     AttnScaleOpt,
     AttnTemperatureOpt,
     BackboneOpt,
@@ -103,10 +104,10 @@ def source_train(
     task: Annotated[str, typer.Argument(help="Task name, e.g. mnli (see `attemptctl task list`).")],
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
-    lr: LrOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
-    train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
-    eval_every: EvalEveryOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
-    resume: ResumeOpt = False, force: ForceOpt = False,
+    lr: LrOpt = None, labels: LabelsOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None,
+    warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
+    test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
     """Prompt-tune a source prompt on TASK and register it as a new version.
 
@@ -178,10 +179,10 @@ def target_train(
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
     lr: LrOpt = None, attn_lr: AttnLrOpt = None, attn_temperature: AttnTemperatureOpt = None,
-    attn_scale: AttnScaleOpt = None, attn_pool: AttnPoolOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None,
-    warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
-    test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
-    resume: ResumeOpt = False, force: ForceOpt = False,
+    attn_scale: AttnScaleOpt = None, attn_pool: AttnPoolOpt = None, labels: LabelsOpt = None, epochs: EpochsOpt = None,
+    max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None,
+    dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
     """Train a target prompt and attention module G over frozen source prompts.
 

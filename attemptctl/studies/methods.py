@@ -56,18 +56,29 @@ def _pinned_sources(registry: Registry, names: Sequence[str], records: Sequence[
 
 
 def _options(config: MethodsStudyConfig, registry: Registry, sources: Sequence[str]) -> tuple[dict, dict]:
-    """The training options every cell shares, checked; one prompt length for mixing and PT cells alike."""
+    """The training options every cell shares, checked; one prompt length and one label format for
+    mixing and PT cells alike (the sources')."""
     from attemptctl.train import make_config
 
-    lengths = {registry.get("source", ref).m for ref in sources}
+    records = [registry.get("source", ref) for ref in sources]
+    lengths = {record.m for record in records}
     if len(lengths) > 1:
         raise ConfigError("the sources have different prompt lengths; a study compares methods at one length")
+    formats = {record.config.get("labels", "words") for record in records}
+    if len(formats) > 1:
+        raise ConfigError("the sources answer in different label formats; a study compares methods in one "
+                          "(train its sources with one --labels)")
     overrides = dict(config.overrides)
     if lengths:
         m = lengths.pop()
         if overrides.get("prompt_length") not in (None, m):
             raise ConfigError(f"--prompt-length {overrides['prompt_length']} differs from the sources' length {m}")
         overrides["prompt_length"] = m
+    if formats:  # PT cells answer as the mixing cells do, or the methods would not be compared on one task
+        labels = formats.pop()
+        if overrides.get("labels") not in (None, labels):
+            raise ConfigError(f"--labels {overrides['labels']} differs from the sources' label format {labels}")
+        overrides["labels"] = labels
     options = make_config(config.preset, **overrides).to_dict()
     if not options.get("max_steps"):
         raise ConfigError("a study compares methods at one budget of optimizer steps; give --max-steps N")
@@ -91,6 +102,10 @@ def run_options(options: Mapping, tasks: int) -> dict:
     return {**options, **scaled, "sampling_temperature": options.get("sampling_temperature") or UNIFORM_SAMPLING}
 
 
+#: Options that records written before the option existed lack, with the value they were trained with.
+RECORDED_BEFORE = {"labels": "words"}
+
+
 def _check_options(records: Sequence[PromptRecord], options: Mapping, overrides: Mapping, name: str) -> None:
     """A study keeps one budget: a run with other options than its finished cells is refused (a
     multi-task cell is compared with the options this run would give a run over as many targets)."""
@@ -98,7 +113,7 @@ def _check_options(records: Sequence[PromptRecord], options: Mapping, overrides:
         tasks = len(record.config.get("tasks") or [record.task])
         expected = {**options, **{k: v for k, v in run_options(overrides, tasks).items()
                                   if k in (*SCALED_OPTIONS, "sampling_temperature")}}
-        differ = [k for k, v in expected.items() if record.config.get(k) != v]
+        differ = [k for k, v in expected.items() if record.config.get(k, RECORDED_BEFORE.get(k)) != v]
         if differ:
             k = differ[0]
             raise ConfigError(f"study '{name}' trained {record.ref} with {k.replace('_', '-')} {record.config.get(k)}, "

@@ -34,7 +34,7 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
     from attemptctl.evaluate import evaluate
     from attemptctl.mixture import TARGET_COLUMN
     from attemptctl.operations import load_splits
-    from attemptctl.tasks import get_task
+    from attemptctl.tasks import task_of
     from attemptctl.train import TrainConfig
 
     if not order:
@@ -44,7 +44,7 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
     registry = ws.registry()
     parent = _parent(registry, ref)
     refs = [registry.get("source", name).ref for name in order]
-    task = get_task(parent.task)
+    task = task_of(parent)
     limit = limit or parent.config.get(f"{split}_limit")
     splits = load_splits(ws, task, replace(TrainConfig(seed=int(parent.config.get("seed", 42))),
                                            train_limit=1, dev_limit=limit, test_limit=limit))

@@ -12,6 +12,7 @@ from attemptctl.errors import ConfigError
 from attemptctl.metrics import primary_metric
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
+    BUDGET_BEFORE,
     BUDGET_KEYS,
     METHODS,
     Cell,
@@ -172,12 +173,17 @@ def _budget(record: PromptRecord) -> dict:
     """Steps per target (a multi-task run's steps divided among its targets), batch, m and data rows."""
     steps, tasks = record.metrics.get("steps"), len(record.config.get("tasks") or [record.task])
     per_target = None if steps is None else steps // tasks if steps % tasks == 0 else steps / tasks
-    return {"steps": per_target,
-            "batch_size": record.config.get("batch_size"), "prompt_length": record.m, "rows": record.config.get("rows")}
+    return {"steps": per_target, "batch_size": record.config.get("batch_size"), "prompt_length": record.m,
+            "rows": record.config.get("rows"), "labels": record.config.get("labels", "words")}
+
+
+def _spent(cell: CellResult, key: str):
+    """One budget value of a cell (an export written before ``key`` existed has its old value)."""
+    return cell.budget.get(key, BUDGET_BEFORE.get(key))
 
 
 def _budget_issues(cells: Sequence[CellResult]) -> tuple[list[str], set[Cell]]:
-    """Cells whose steps, batch or prompt length differ from the study's usual one (per shot count), or
+    """Cells whose steps, batch, prompt length or label format differ from the study's usual one (per shot count), or
     whose data rows differ from the other cells of their target."""
     issues, flagged = [], set()
     for key in BUDGET_KEYS:
@@ -185,10 +191,11 @@ def _budget_issues(cells: Sequence[CellResult]) -> tuple[list[str], set[Cell]]:
         for c in cells:
             groups[(c.cell.shots,) + ((c.cell.target,) if key == "rows" else ())].append(c)
         for members in groups.values():
-            usual, _ = Counter(json.dumps(c.budget[key], sort_keys=True) for c in members).most_common(1)[0]
+            usual, _ = Counter(json.dumps(_spent(c, key), sort_keys=True) for c in members).most_common(1)[0]
             for c in members:
-                if json.dumps(c.budget[key], sort_keys=True) != usual:
-                    issues.append(f"{c.cell} ({c.ref}): {key.replace('_', ' ')} {c.budget[key]}, the study's {json.loads(usual)}")
+                if json.dumps(_spent(c, key), sort_keys=True) != usual:
+                    issues.append(f"{c.cell} ({c.ref}): {key.replace('_', ' ')} {_spent(c, key)}, "
+                                  f"the study's {json.loads(usual)}")
                     flagged.add(c.cell)
     return issues, flagged
 

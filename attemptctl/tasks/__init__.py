@@ -8,12 +8,21 @@ works everywhere a built-in one does.
 
 from __future__ import annotations
 
-from attemptctl.errors import UnknownTaskError
+from dataclasses import replace
+from typing import Any
+
+from attemptctl.errors import ConfigError, UnknownTaskError
 from attemptctl.tasks import glue, others, qa, superglue
 from attemptctl.tasks.base import Example, Task
 from attemptctl.tasks.custom import custom_task, custom_tasks
 
-__all__ = ["TASKS", "Example", "Task", "all_tasks", "get_task", "task_names"]
+__all__ = ["LABEL_FORMATS", "TASKS", "Example", "Task", "all_tasks", "get_task", "labelled", "task_names", "task_of"]
+
+LABEL_FORMATS = ("words", "index")
+"""How a label task writes its answers: ``words``, T5's label words (``entailment``, ``not_entailment``);
+``index``, the Hugging Face label index as a digit (``0``, ``1``), as ATTEMPT's released code does, which
+gives every task one shared answer space (MNLI's ``0`` is RTE's ``0``, entailment; QQP's ``1`` is MRPC's
+``1``, a paraphrase)."""
 
 
 def _catalogue() -> dict[str, Task]:
@@ -56,3 +65,19 @@ def _custom_names() -> list[str]:
 
     folder = tasks_dir()
     return [p.stem for p in folder.glob("*.toml")] if folder.is_dir() else []
+
+
+def labelled(task: Task, labels: str = "words") -> Task:
+    """``task`` answering in the label format ``labels`` (see :data:`LABEL_FORMATS`); free-form tasks
+    are the same in both."""
+    if labels not in LABEL_FORMATS:
+        raise ConfigError(f"unknown labels '{labels}'; choose one of {', '.join(LABEL_FORMATS)}")
+    if labels == "words" or not task.labels:
+        return task
+    return replace(task, labels=tuple(str(index) for index in range(len(task.labels))))
+
+
+def task_of(record: Any) -> Task:
+    """The task a registered prompt was trained on, in the label format it was trained with (records
+    written before label formats existed answer in words)."""
+    return labelled(get_task(record.task), record.config.get("labels", "words"))
