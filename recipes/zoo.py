@@ -8,6 +8,7 @@ the package (``attemptctl/zoo/<backbone>/<task>.safetensors``) with its manifest
     python recipes/zoo.py rates --data-dir DIR              # check the prompts' lr: MNLI at 0.3 and 0.03
     python recipes/zoo.py train sst2 --data-dir DIR         # train (or resume) one source, then ship it
     python recipes/zoo.py train all --data-dir DIR          # every source not shipped yet, in order
+    python recipes/zoo.py train mnli --labels index --data-dir DIR  # the zoo answering in label indices
     python recipes/zoo.py table [--data-dir DIR]            # the manifest as a Markdown table
 
 A stopped run (Ctrl-C, kill -9, the machine went away) continues from its last checkpoint when the
@@ -54,8 +55,13 @@ RATE_STUDY = {"task": "mnli", "rates": (0.3, 0.03), "--preset": "paper", "--prom
               "--test-limit": 500, "--seed": 42}
 
 
+def _labels(args) -> str:
+    return getattr(args, "labels", "words")
+
+
 def _build_registry(args) -> Path:
-    return Path(args.build_registry or Path.home() / ".cache" / "attemptctl" / "zoo-build" / BACKBONE)
+    suffix = "" if _labels(args) == "words" else f"-{_labels(args)}"
+    return Path(args.build_registry or Path.home() / ".cache" / "attemptctl" / "zoo-build" / (BACKBONE + suffix))
 
 
 def _attemptctl(*argv: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -120,7 +126,7 @@ def rates(args) -> None:
 
 
 def train(args) -> None:
-    manifest_path = zoo_dir(BACKBONE) / MANIFEST_NAME
+    manifest_path = zoo_dir(BACKBONE, labels=_labels(args)) / MANIFEST_NAME
     shipped = json.loads(manifest_path.read_text())["prompts"] if manifest_path.exists() else {}
     tasks = list(SOURCES) if args.task == "all" else [args.task]
     for task in tasks:
@@ -137,7 +143,7 @@ def _train_one(args, task: str) -> None:
     from registry import Registry
 
     registry_path = _build_registry(args)
-    settings = {**COMMON, **SOURCES[task]}
+    settings = {**COMMON, **SOURCES[task], **({} if _labels(args) == "words" else {"--labels": _labels(args)})}
     checkpoint = registry_path / "checkpoints" / f"source-{task}.safetensors"
     before = {r.ref for r in Registry(registry_path).list(kind="source", name=task)} if registry_path.exists() else set()
     command = ["source", "train", task, "--registry", str(registry_path), "--data-dir", args.data_dir,
@@ -151,17 +157,19 @@ def _train_one(args, task: str) -> None:
     metric, floor, basis = _floor(task, args.data_dir, test["examples"])
     score = test["metrics"][metric]
     if score <= floor:  # not shipped: the run is kept, and the manifest says why
-        kept = ROOT / "recipes" / "results" / f"zoo_{task}_{record.metrics['steps']}_steps.json"
+        suffix = "" if _labels(args) == "words" else f"_{_labels(args)}"
+        kept = ROOT / "recipes" / "results" / f"zoo_{task}{suffix}_{record.metrics['steps']}_steps.json"
         kept.write_text(json.dumps({"task": task, "ref": record.ref, "settings": settings, "metrics": record.metrics,
                                     "test": test, "floor": {"metric": metric, "value": floor, "basis": basis}},
                                    indent=1, sort_keys=True) + "\n")
         why = (f"trained {record.metrics['steps']} steps: test {metric} {100 * score:.1f} on {test['examples']:,} rows, "
                f"under its floor {100 * floor:.1f} ({basis}); not shipped ({kept.relative_to(ROOT)})")
-        _note_missing(task, why)
+        _note_missing(task, why, _labels(args))
         print(f"{task}: {why}", flush=True)
         return
     entry = ship_prompt(registry, record, test_metrics=test["metrics"], test_examples=test["examples"],
-                        recipe=f"python recipes/zoo.py train {task} --data-dir DIR")
+                        recipe=f"python recipes/zoo.py train {task}"
+                        + ("" if _labels(args) == "words" else f" --labels {_labels(args)}") + " --data-dir DIR")
     print(f"{task}: shipped {entry['file']} (test {test['metrics']})", flush=True)
 
 
@@ -196,8 +204,14 @@ def _floor(task_name: str, data_dir: str, examples: int) -> tuple[str, float, st
     return "accuracy", majority + 0.15, f"majority {100 * majority:.1f} + 15"
 
 
-def _note_missing(task: str, why: str) -> None:
-    path = zoo_dir(BACKBONE) / MANIFEST_NAME
+def _note_missing(task: str, why: str, labels: str = "words") -> None:
+    path = zoo_dir(BACKBONE, labels=labels) / MANIFEST_NAME
+    if not path.exists():  # the first prompt of a zoo missed its floor: a manifest that ships nothing yet
+        from attemptctl.zoo import MISSING
+
+        fingerprint = json.loads((zoo_dir(BACKBONE) / MANIFEST_NAME).read_text())["fingerprint"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_manifest(path, {"backbone": BACKBONE, "fingerprint": fingerprint, "prompts": {}, "missing": dict(MISSING)})
     manifest = json.loads(path.read_text())
     manifest.setdefault("missing", {})[task] = why
     write_manifest(path, manifest)
@@ -220,7 +234,10 @@ def _baseline(task_name: str, data_dir: str, examples: int) -> str:
 def table(args) -> None:
     """The manifest as the Markdown table docs/registry.md shows (with the constant-answer floors
     when --data-dir is given)."""
-    manifest = json.loads((zoo_dir(BACKBONE) / MANIFEST_NAME).read_text())
+    path = zoo_dir(BACKBONE, labels=_labels(args)) / MANIFEST_NAME
+    if not path.exists():
+        sys.exit(f"no zoo answering in {_labels(args)} yet; `python recipes/zoo.py train all --labels {_labels(args)}` trains it")
+    manifest = json.loads(path.read_text())
     print("| source | m | steps (best) | rows seen | training rows | dev | test | test rows | constant answer | "
           "seconds | bytes |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -241,12 +258,15 @@ def table(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("table", help="print the shipped prompts as a Markdown table").add_argument(
-        "--data-dir", help="also score a constant answer on each test split")
+    p = sub.add_parser("table", help="print the shipped prompts as a Markdown table")
+    p.add_argument("--data-dir", help="also score a constant answer on each test split")
+    p.add_argument("--labels", choices=("words", "index"), default="words", help="the zoo of this label format")
     for name in ("lengths", "rates", "train"):
         p = sub.add_parser(name)
         if name == "train":
             p.add_argument("task", help="a source task, or all")
+            p.add_argument("--labels", choices=("words", "index"), default="words",
+                           help="train the zoo whose prompts answer in this label format [words]")
         p.add_argument("--data-dir", required=True)
         p.add_argument("--build-registry", help="where the recipe trains [~/.cache/attemptctl/zoo-build/BACKBONE]")
         p.add_argument("--again", action="store_true", help="train again what is already done")

@@ -132,3 +132,28 @@ def test_a_shipped_source_beats_its_vocabulary_initialised_start(tmp_path, manif
     metric = next(iter(row["metrics"]))
     assert row["examples"] == 64
     assert row["metrics"][metric] >= start[metric] + 0.15, (row["metrics"], start)
+
+
+def test_each_label_format_has_its_own_zoo_and_pulls_into_its_own_records(tmp_path, manifest):
+    """An index-format zoo (a copy of the shipped one, re-labelled) sits under <backbone>/index/; a
+    pull from it registers prompts that answer by index, beside, not instead of, the word ones."""
+    root = tmp_path / "zoo"
+    shutil.copytree(PACKAGE_ZOO / BACKBONE, root / BACKBONE)
+    index = zoo_dir(BACKBONE, root, "index")
+    assert index == root / BACKBONE / "index"
+    with pytest.raises(AttemptError, match="--labels index"):
+        pull_zoo(Registry(tmp_path / "r"), BACKBONE, root=root, labels="index")
+    index.mkdir()
+    shutil.copy(root / BACKBONE / "mnli.safetensors", index / "mnli.safetensors")
+    entry = {**manifest["prompts"]["mnli"], "config": {**manifest["prompts"]["mnli"]["config"], "labels": "index"}}
+    (index / MANIFEST_NAME).write_text(json.dumps({**manifest, "prompts": {"mnli": entry}, "missing": {}}))
+    registry = Registry(tmp_path / "r")
+    words = pull_zoo(registry, BACKBONE, root=root, tasks=["mnli"]).added
+    digits = pull_zoo(registry, BACKBONE, root=root, tasks=["mnli"], labels="index")
+    assert [r.config["labels"] for r in words] == ["words"]
+    # The same bytes, but another answer format: a record of its own, and a second pull adds nothing.
+    [record] = digits.added
+    assert record.ref == "mnli@2" and record.config["labels"] == "index" and "/index/" in record.config["origin"]["from"]
+    again = pull_zoo(registry, BACKBONE, root=root, tasks=["mnli"], labels="index")
+    assert not again.added and [r.ref for r in again.present] == ["mnli@2"]
+    assert registry.get("source", "mnli@1").config["labels"] == "words"

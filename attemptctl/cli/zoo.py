@@ -13,19 +13,22 @@ from attemptctl.cli.common import BackboneOpt, JsonOpt, RegistryOpt, call, out, 
 @source_app.command("pull")
 def source_pull(
     tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated zoo sources to pull (default: all).")] = "",
+    labels: Annotated[str, typer.Option("--labels", help="The zoo whose prompts answer in this label format: "
+                                        "words or index.")] = "words",
     registry: RegistryOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Register the zoo's trained source prompts for the backbone (default smollm2-135m); verified, idempotent.
 
     Example: attemptctl source pull
              attemptctl target train boolq --sources mnli,qqp
+             attemptctl source pull --labels index
     """
     from attemptctl.zoo import pull_zoo
 
     ws = workspace(registry, None, backbone)
     reg = call(ws.registry)
     names = [part.strip() for part in tasks.split(",") if part.strip()] or None
-    result = call(pull_zoo, reg, call(ws.backbone_spec, reg), tasks=names)
+    result = call(pull_zoo, reg, call(ws.backbone_spec, reg), tasks=names, labels=labels)
     if as_json:
         out.print_json(json.dumps({"added": [r.ref for r in result.added], "present": [r.ref for r in result.present],
                                    "missing": result.missing}))

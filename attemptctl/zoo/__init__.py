@@ -1,7 +1,8 @@
 """The source prompt zoo: trained source prompts that ship inside the package, and pulling them.
 
 Layout: one folder per backbone, ``attemptctl/zoo/<backbone>/``, holding one ``<task>.safetensors``
-per source (exactly the bytes the registry stores for it) and ``manifest.json``, which says for each
+per source (answering in label words; prompts trained with ``--labels index`` live in the same
+layout under ``<backbone>/index/``) (exactly the bytes the registry stores for it) and ``manifest.json``, which says for each
 prompt how it was made (task, backbone fingerprint, m, steps and rows seen, data files, dev and test
 scores, sha256, the recipe command). ``recipes/zoo.py`` trains and ships them; :func:`pull_zoo`
 registers them into a user's registry.
@@ -27,19 +28,28 @@ FINGERPRINT_KEYS = ("class", "d", "vocab_size", "config_sha256", "embedding_sha2
 PACKAGE_ZOO = Path(__file__).resolve().parent
 
 
-def zoo_dir(backbone: str, root: Path | None = None) -> Path:
-    """The folder of ``backbone``'s zoo, in the package (or under ``root``, a copy of the zoo)."""
-    return (root or PACKAGE_ZOO) / backbone
+def zoo_dir(backbone: str, root: Path | None = None, labels: str = "words") -> Path:
+    """The folder of ``backbone``'s zoo, in the package (or under ``root``, a copy of the zoo), for
+    prompts answering in the label format ``labels``."""
+    from attemptctl.tasks import LABEL_FORMATS
+
+    if labels not in LABEL_FORMATS:
+        raise AttemptError(f"unknown labels '{labels}'; choose one of {', '.join(LABEL_FORMATS)}")
+    folder = (root or PACKAGE_ZOO) / backbone
+    return folder if labels == "words" else folder / labels
 
 
 def available_backbones(root: Path | None = None) -> list[str]:
     return sorted(p.name for p in (root or PACKAGE_ZOO).iterdir() if (p / MANIFEST_NAME).is_file())
 
 
-def load_manifest(backbone: str, root: Path | None = None) -> dict:
+def load_manifest(backbone: str, root: Path | None = None, labels: str = "words") -> dict:
     """The manifest of ``backbone``'s zoo; a clear error when there is none or it is damaged."""
-    path = zoo_dir(backbone, root) / MANIFEST_NAME
+    path = zoo_dir(backbone, root, labels) / MANIFEST_NAME
     if not path.is_file():
+        if labels != "words":
+            raise AttemptError(f"no source prompt zoo answering in label format '{labels}' for backbone '{backbone}'; "
+                               f"train sources with `attemptctl source train TASK --labels {labels}`")
         have = ", ".join(available_backbones(root)) or "none"
         raise AttemptError(f"no source prompt zoo for backbone '{backbone}' (zoos ship for: {have}); "
                            "train sources with `attemptctl source train TASK`")
@@ -68,7 +78,7 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
                 recipe: str) -> dict:
     """Copy a trained source prompt out of ``registry`` into the zoo and enter it in the manifest."""
     payload = registry.load_payload(record)  # verified against its sha256
-    folder = zoo_dir(record.backbone)
+    folder = zoo_dir(record.backbone, labels=record.config.get("labels", "words"))
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / MANIFEST_NAME
     if manifest_path.exists():
@@ -113,31 +123,36 @@ class PullResult:
     """Paper sources with no prompt in this zoo, and why (e.g. ReCoRD, whose data is not available)."""
 
 
-def pull_zoo(registry: Registry, backbone: str, *, tasks: list[str] | None = None, root: Path | None = None) -> PullResult:
-    """Register the zoo's source prompts for ``backbone`` into ``registry``: verified, idempotent.
+def pull_zoo(registry: Registry, backbone: str, *, tasks: list[str] | None = None, root: Path | None = None,
+             labels: str = "words") -> PullResult:
+    """Register the zoo's source prompts for ``backbone`` (answering in ``labels``) into ``registry``:
+    verified, idempotent.
 
     Refused, with the registry unchanged, when the registry already holds prompts of another
     backbone (or of another build of this one: the fingerprints differ).
     """
-    manifest = load_manifest(backbone, root)
+    manifest = load_manifest(backbone, root, labels)
     prompts = manifest["prompts"]
     unknown = [t for t in (tasks or []) if t not in prompts]
     if unknown:
         raise AttemptError(f"the {backbone} zoo has no prompt for {', '.join(unknown)}; it has {', '.join(sorted(prompts))}")
     _check_backbone(registry, backbone, manifest["fingerprint"])
     chosen = {t: prompts[t] for t in (tasks or sorted(prompts))}
-    payloads = {task: _verified_payload(zoo_dir(backbone, root) / entry["file"], entry) for task, entry in chosen.items()}  # all checked before any write
+    folder = zoo_dir(backbone, root, labels)
+    payloads = {task: _verified_payload(folder / entry["file"], entry) for task, entry in chosen.items()}  # all checked before any write
     added, present = [], []
     for task, entry in chosen.items():
-        have = [r for r in registry.list(kind="source", name=task) if r.sha256 == entry["sha256"]]
+        have = [r for r in registry.list(kind="source", name=task)
+                if r.sha256 == entry["sha256"] and r.config.get("labels", "words") == labels]
         if have:
             present.append(have[-1])
             continue
-        origin = {"type": "zoo", "from": f"attemptctl zoo {backbone}/{entry['file']}", "recipe": entry.get("recipe")}
+        where = f"{backbone}/{entry['file']}" if labels == "words" else f"{backbone}/{labels}/{entry['file']}"
+        origin = {"type": "zoo", "from": f"attemptctl zoo {where}", "recipe": entry.get("recipe")}
         added.append(registry.register(
             kind="source", name=task, task=task, backbone=backbone, fingerprint=manifest["fingerprint"], d=entry["d"],
             m=entry["m"], payload=payloads[task], variant="prompt-tuning",
-            config={**entry.get("config", {}), "data": entry.get("data"), "origin": origin},
+            config={**entry.get("config", {}), "labels": labels, "data": entry.get("data"), "origin": origin},
             metrics={k: entry.get(k) for k in ("dev", "steps", "best_step", "train_rows", "seconds", "history", "test")}))
     return PullResult(added, present, dict(manifest.get("missing", {})) if tasks is None else {})
 
