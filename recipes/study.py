@@ -9,6 +9,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run ablations --data-dir DIR   # rte, cb x attempt, no-target, uniform, single
     python recipes/study.py run few-shot --data-dir DIR    # cb, boolq x pt, spot, attempt at k = 4, 16, 32
     python recipes/study.py run budget --data-dir DIR      # rte, cb x pt, attempt at 4x the main study's steps
+    python recipes/study.py run index --data-dir DIR       # the main study, every task answering by label index
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
@@ -47,6 +48,11 @@ PARTS = {
     # Is BUDGET too small to rank the methods? PT against ATTEMPT at 4x the steps (same rows per step).
     "budget": {"study": "budget-rte-cb", "targets": ("rte", "cb"), "methods": ("pt", "attempt"), "seeds": (1,),
                "shots": (None,), "budget": {**BUDGET, "--max-steps": 400, "--warmup-steps": 40, "--eval-every": 100}},
+    # The main study's budget and methods with every task answering by label index (ATTEMPT's code), over
+    # the index zoo's sources: does a shared answer space let the sources' knowledge through?
+    "index": {"study": "six-targets-index", "targets": ("rte", "mrpc", "cb", "boolq", "wic", "wsc"),
+              "methods": ("pt", "spot", "attempt", "attempt-mt"), "seeds": (1, 2), "shots": (None,), "budget": BUDGET,
+              "labels": "index"},
     "few-shot": {"study": "few-shot-cb-boolq", "targets": ("cb", "boolq"), "methods": ("pt", "spot", "attempt"),
                  "seeds": (1, 2), "shots": (4, 16, 32), "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 25}},
 }
@@ -105,8 +111,10 @@ def run(args) -> None:
     part = PARTS[args.part]
     study = part["study"]
     registry, export = _registry(study)
-    if _attemptctl("source", "pull", "--registry", str(registry), "--backbone", BACKBONE) != 0:
-        sys.exit("could not register the zoo's sources")
+    labels = part.get("labels", "words")
+    if _attemptctl("source", "pull", "--registry", str(registry), "--backbone", BACKBONE, "--labels", labels) != 0:
+        sys.exit(f"could not register the zoo's sources (labels {labels}); "
+                 f"`python recipes/zoo.py train TASK --labels {labels}` trains them")
     pending = [c for c in _todo(part) if c not in _done(study)]
     while pending:
         method, target, seed, shots = pending[0]

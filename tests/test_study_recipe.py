@@ -31,7 +31,7 @@ def _export(recipe, study, name, cells):
     return path
 
 
-@pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget"])
+@pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index"])
 def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
     spec = recipe.PARTS[part]
     todo = recipe._todo(spec)
@@ -96,3 +96,10 @@ def test_constant_answers_score_the_best_single_label_on_the_cells_test_rows(rec
         expected["cb"].append(2 * share / (1 + share) / 3)  # macro-F1: the one predicted class's F1, over 3
     assert scores["mrpc"] == pytest.approx(sum(expected["mrpc"]) / 2)
     assert scores["cb"] == pytest.approx(sum(expected["cb"]) / 2)
+
+
+def test_the_index_part_is_the_main_study_in_the_other_label_format(recipe):
+    main, index = recipe.PARTS["main"], recipe.PARTS["index"]
+    assert index["labels"] == "index" and main.get("labels", "words") == "words"
+    assert {k: v for k, v in index.items() if k not in ("study", "labels")} == {k: v for k, v in main.items() if k != "study"}
+    assert index["study"] != main["study"]
