@@ -162,6 +162,13 @@ def test_import_name_and_listing(backbones, tiny_causal_dir, tmp_path):
     assert record.task == "qqp" and record.config["peft"]["num_virtual_tokens"] == M
     listed = run("registry", "list", "--registry", registry_dir)
     assert listed.exit_code == 0 and "qqp-peft@1" in listed.output
+    assert record.config["labels"] == "words"  # what a PEFT adapter answers unless told otherwise
+    assert run("source", "import", adapter, "--task", "qqp", "--name", "qqp-index", "--labels", "index",
+               *common).exit_code == 0
+    assert Registry(registry_dir).get("source", "qqp-index").config["labels"] == "index"
+    refused = run("source", "import", adapter, "--task", "qqp", "--name", "qqp-x", "--labels", "digits", *common)
+    assert refused.exit_code == 1 and "unknown labels 'digits'" in refused.output
+    assert sorted(r.name for r in Registry(registry_dir).list(kind="source")) == ["qqp-index", "qqp-peft"]
 
 
 # -- out: our prompts as PEFT adapters -----------------------------------------------------------

@@ -131,6 +131,7 @@ def source_import(
     adapter: Annotated[str, typer.Argument(help="PEFT prompt-tuning adapter: a folder saved with save_pretrained, or a hub id.")],
     task: Annotated[str, typer.Option("--task", help="The task the prompt was trained for (see `attemptctl task list`).")],
     name: Annotated[str | None, typer.Option("--name", help="Register it as source NAME (default: the task).")] = None,
+    labels: Annotated[str, typer.Option("--labels", help="How the prompt was trained to answer: words or index.")] = "words",
     registry: RegistryOpt = None, backbone: BackboneOpt = None,
 ) -> None:
     """Register a PEFT prompt-tuning adapter as a source prompt; its record says where it came from.
@@ -139,7 +140,7 @@ def source_import(
     """
     from attemptctl.interop.peft import import_peft
 
-    record = call(import_peft, workspace(registry, backbone=backbone), adapter, task, name=name)
+    record = call(import_peft, workspace(registry, backbone=backbone), adapter, task, name=name, labels=labels)
     out.print(f"registered source [bold]{record.ref}[/] (m={record.m}, d={record.d}) from PEFT adapter "
               f"{record.config['origin']['from']}", highlight=False, soft_wrap=True)
 

@@ -71,16 +71,17 @@ class ExportResult:
 
 # -- in ---------------------------------------------------------------------------------------------
 
-def import_peft(ws: Workspace, source: str, task_name: str, *, name: str | None = None) -> PromptRecord:
+def import_peft(ws: Workspace, source: str, task_name: str, *, name: str | None = None,
+                labels: str = "words") -> PromptRecord:
     """Register the PEFT prompt-tuning adapter ``source`` (folder or hub id) as a source prompt for ``task_name``.
 
     The record's ``config["origin"]`` is ``{"type": "imported", "from": origin, "format": "peft"}``;
     records without it were trained here.
     """
-    from attemptctl.tasks import get_task
+    from attemptctl.tasks import get_task, labelled
     from registry.records import check_name
 
-    task = get_task(task_name)
+    task = labelled(get_task(task_name), labels)  # an unknown format fails here, before anything is read
     check_name(name or task.name)
     adapter = read_adapter(source)
     prompt = read_prompt(adapter)
@@ -95,7 +96,7 @@ def import_peft(ws: Workspace, source: str, task_name: str, *, name: str | None 
     return registry.register(
         kind="source", name=name or task.name, task=task.name, backbone=spec, fingerprint=backbone.fingerprint,
         d=backbone.d, m=prompt.shape[0], payload=artifacts.prompt_payload(prompt), variant="prompt-tuning",
-        config={"origin": {"type": "imported", "from": adapter.origin, "format": "peft"},
+        config={"labels": labels, "origin": {"type": "imported", "from": adapter.origin, "format": "peft"},
                 "peft": {"base_model_name_or_path": adapter.base_model, "task_type": adapter.task_type,
                          "num_virtual_tokens": adapter.m, "peft_version": adapter.peft_version}},
         metrics={},
