@@ -29,26 +29,35 @@ def manifest() -> dict:
     return load_manifest(BACKBONE)
 
 
-def test_every_shipped_prompt_matches_its_manifest(manifest, smollm2_dir):
+#: The label formats the package ships a zoo for (words always; index once its recipe has shipped a prompt).
+SHIPPED_FORMATS = [f for f in ("words", "index") if (zoo_dir(BACKBONE, labels=f) / MANIFEST_NAME).is_file()]
+
+
+@pytest.mark.parametrize("labels", SHIPPED_FORMATS)
+def test_every_shipped_prompt_matches_its_manifest(labels, smollm2_dir):
     from attemptctl.backbones import load_backbone
 
+    manifest = load_manifest(BACKBONE, labels=labels)
+    folder = zoo_dir(BACKBONE, labels=labels)
     fingerprint = load_backbone(str(smollm2_dir)).fingerprint
     for key in ("class", "d", "vocab_size", "config_sha256", "embedding_sha256"):
         assert manifest["fingerprint"][key] == fingerprint[key], key
-    assert manifest["prompts"], "the zoo ships no prompt"
+    assert manifest["prompts"] or labels != "words", "the zoo ships no prompt"
     total = 0
     for task, entry in manifest["prompts"].items():
-        payload = (zoo_dir(BACKBONE) / entry["file"]).read_bytes()
+        payload = (folder / entry["file"]).read_bytes()
         assert hashlib.sha256(payload).hexdigest() == entry["sha256"], task
         assert safetensors_shape(payload) == [entry["m"], 576] and entry["d"] == 576
         assert entry["task"] == task and entry["steps"] > 0 and entry["rows_seen"] == entry["steps"] * entry["config"]["batch_size"]
         assert entry["test"]["metrics"] and entry["dev"] and entry["data"]
+        assert entry["config"].get("labels", "words") == labels  # each zoo holds prompts of its own format
         total += len(payload)
-    assert len({e["m"] for e in manifest["prompts"].values()}) == 1  # targets mix them: one length
+    assert len({e["m"] for e in manifest["prompts"].values()}) <= 1  # targets mix them: one length
     assert total < 1_000_000  # small enough to ship in the package
     assert "record" in manifest["missing"]
-    # Nothing in the folder that the manifest does not account for.
-    assert {p.name for p in zoo_dir(BACKBONE).iterdir()} == {MANIFEST_NAME, *(e["file"] for e in manifest["prompts"].values())}
+    # Nothing in the folder that the manifest does not account for (the word zoo holds the other formats' folders).
+    others = {f for f in SHIPPED_FORMATS if f != "words"} if labels == "words" else set()
+    assert {p.name for p in folder.iterdir()} == {MANIFEST_NAME, *others, *(e["file"] for e in manifest["prompts"].values())}
 
 
 def test_pull_twice_adds_once_and_says_where_prompts_came_from(tmp_path, manifest):
