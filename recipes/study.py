@@ -107,6 +107,26 @@ def _attemptctl(*argv: str, echo: bool = True) -> int:
     return subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv], check=False).returncode
 
 
+def _cell_command(name: str, cell: tuple, registry: Path, export: Path, data_dir: str) -> list[str]:
+    """The `attemptctl study methods` call that trains one cell of part ``name`` (attempt-mt: the one run
+    over every target of the cell's seed and shot count)."""
+    part, (method, target, seed, shots) = PARTS[name], cell
+    study, labels = part["study"], part.get("labels", "words")
+    targets = part["targets"] if method == "attempt-mt" else (target,)
+    extra = []
+    if method == "single":  # the most attended source of the same seed's attempt cell, from any export
+        attempt = _done(study).get(("attempt", target, seed, shots))
+        if attempt is None:
+            sys.exit(f"single on {target} needs the attempt cell of seed {seed} first")
+        weights = {ref: w for ref, w in attempt["attention"].items() if ref != "(target)"}
+        extra = ["--single-source", max(weights, key=weights.get).split("@")[0]]
+    return ["study", "methods", ",".join(targets), "--name", study, "--methods", method, "--seeds", str(seed),
+            *(["--shots", str(shots)] if shots else []), *extra, *([] if method == "pt" else ["--sources", SOURCES]),
+            *([] if labels == "words" else ["--labels", labels]),  # PT mixes no source to take it from
+            "--registry", str(registry), "--data-dir", data_dir, "--backbone", BACKBONE,
+            *_flags(part["budget"]), "--export", str(export), "--resume"]
+
+
 def run(args) -> None:
     part = PARTS[args.part]
     study = part["study"]
@@ -117,22 +137,7 @@ def run(args) -> None:
                  f"`python recipes/zoo.py train TASK --labels {labels}` trains them")
     pending = [c for c in _todo(part) if c not in _done(study)]
     while pending:
-        method, target, seed, shots = pending[0]
-        if method == "attempt-mt":  # one run over every target of the seed and shot count
-            targets = part["targets"]
-        else:
-            targets = (target,)
-        extra = []
-        if method == "single":  # the most attended source of the same seed's attempt cell, from any export
-            attempt = _done(study).get(("attempt", target, seed, shots))
-            if attempt is None:
-                sys.exit(f"single on {target} needs the attempt cell of seed {seed} first")
-            weights = {ref: w for ref, w in attempt["attention"].items() if ref != "(target)"}
-            extra = ["--single-source", max(weights, key=weights.get).split("@")[0]]
-        command = ["study", "methods", ",".join(targets), "--name", study, "--methods", method, "--seeds", str(seed),
-                   *(["--shots", str(shots)] if shots else []), *extra, *([] if method == "pt" else ["--sources", SOURCES]),
-                   "--registry", str(registry), "--data-dir", args.data_dir, "--backbone", BACKBONE,
-                   *_flags(part["budget"]), "--export", str(export), "--resume"]
+        command = _cell_command(args.part, pending[0], registry, export, args.data_dir)
         code = _attemptctl(*command)
         if code != 0:
             sys.exit(f"stopped (exit {code}); run the same command again to continue")

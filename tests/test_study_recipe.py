@@ -103,3 +103,19 @@ def test_the_index_part_is_the_main_study_in_the_other_label_format(recipe):
     assert index["labels"] == "index" and main.get("labels", "words") == "words"
     assert {k: v for k, v in index.items() if k not in ("study", "labels")} == {k: v for k, v in main.items() if k != "study"}
     assert index["study"] != main["study"]
+
+
+def test_every_cell_of_the_index_part_answers_by_index_and_pt_mixes_nothing(recipe, tmp_path):
+    def command(part, cell):
+        return recipe._cell_command(part, cell, tmp_path / "r", tmp_path / "e.json", "DATA")
+
+    pt = command("index", ("pt", "rte", 1, None))
+    assert pt[pt.index("--labels") + 1] == "index" and "--sources" not in pt
+    attempt = command("index", ("attempt", "cb", 2, None))
+    assert attempt[attempt.index("--labels") + 1] == "index" and attempt[attempt.index("--sources") + 1] == recipe.SOURCES
+    assert attempt[attempt.index("--seeds") + 1] == "2" and attempt[2] == "cb"
+    mt = command("index", ("attempt-mt", "cb", 1, None))
+    assert mt[2] == ",".join(recipe.PARTS["index"]["targets"])  # one run over every target
+    assert "--labels" not in command("main", ("pt", "rte", 1, None))  # the word study: the default format
+    main = command("main", ("spot", "rte", 1, None))
+    assert main[main.index("--max-steps") + 1] == str(recipe.BUDGET["--max-steps"]) and main[-1] == "--resume"
