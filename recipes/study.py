@@ -15,6 +15,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
     python recipes/study.py transfer --data-dir DIR        # each source prompt on each target, untrained
     python recipes/study.py transfer --by-index --data-dir DIR  # the same, each source in its own label words
+    python recipes/study.py transfer --labels index --prompts-from REG --data-dir DIR  # index prompts, index targets
 
 Resumable across machines: a cell in any committed export is never trained again. A build registry
 lost with its machine only loses the cell that was in training; the next run writes a new export
@@ -205,7 +206,11 @@ def transfer(args) -> None:
     ``--by-index`` asks whether the label words are what stops it: each source prompt then answers in
     its own task's label words, read as the target label of the same Hugging Face index (QQP's
     ``duplicate`` as MRPC's ``equivalent``, MNLI's ``neutral`` as RTE's ``not_entailment``), which
-    is the label space ATTEMPT's released code gives every task (labels as index digits)."""
+    is the label space ATTEMPT's released code gives every task (labels as index digits).
+
+    ``--labels index`` scores prompts trained to answer by index (the index zoo, or with
+    ``--prompts-from`` a registry's sources of that format, such as a zoo build registry whose prompt
+    missed its floor) on the targets answering by index."""
     sys.path.insert(0, str(ROOT))
     from collections import Counter
     from dataclasses import replace
@@ -217,22 +222,27 @@ def transfer(args) -> None:
     from attemptctl.metrics import compute_metrics, primary_metric
     from attemptctl.mixture import PromptMixture
     from attemptctl.operations import vocab_prompt
-    from attemptctl.tasks import get_task
+    from attemptctl.tasks import get_task, labelled
     from attemptctl.zoo import pull_zoo
     from registry import Registry
 
-    registry_path = Path.home() / ".cache" / "attemptctl" / "study-build" / "transfer"
-    registry = Registry(registry_path)
-    pull_zoo(registry, BACKBONE)
+    if args.by_index and args.labels != "words":
+        sys.exit("--by-index reads word-format prompts by index; leave out --labels")
+    if args.prompts_from:
+        registry = Registry(Path(args.prompts_from))
+    else:
+        registry = Registry(Path.home() / ".cache" / "attemptctl" / "study-build" / f"transfer-{args.labels}")
+        pull_zoo(registry, BACKBONE, labels=args.labels)
     backbone = load_backbone(BACKBONE)
     m = int(BUDGET.get("--prompt-length", 20))
     prompts = {} if args.by_index else {"vocabulary (untrained)": (vocab_prompt(backbone, m, 1), None)}
     for record in registry.list(kind="source"):
-        prompts[record.ref] = (load_prompt(registry, registry.get("source", record.ref), backbone), record.task)
+        if record.config.get("labels", "words") == args.labels:
+            prompts[record.ref] = (load_prompt(registry, record, backbone), record.task)
     print("| target | prompt | answers in | test score | most predicted label (share) |")
     print("|---|---|---|---:|---|")
     for target in args.targets.split(","):
-        task = get_task(target)
+        task = labelled(get_task(target), args.labels)
         rows = load_task(task, data_dir=args.data_dir, seed=1, train_limit=1,
                          test_limit=int(BUDGET["--test-limit"])).test
         for name, (prompt, source) in prompts.items():
@@ -248,7 +258,7 @@ def transfer(args) -> None:
             predictions = [task.labels[words.index(p)] for p in result.predictions]
             score = compute_metrics(task, predictions, rows)[primary_metric(task)]
             label, count = Counter(predictions).most_common(1)[0]
-            answers = "/".join(words) if args.by_index else f"{target}'s words"
+            answers = "/".join(words) if args.by_index else f"{target}'s {'words' if args.labels == 'words' else 'indices'}"
             print(f"| {target} | {name} | {answers} | {100 * score:.1f} | {label} ({100 * count / len(rows):.0f}%) |",
                   flush=True)
 
@@ -264,6 +274,9 @@ def main() -> None:
     p.add_argument("--data-dir", required=True)
     p = sub.add_parser("transfer", help="each zoo source (and a vocabulary prompt) scored on targets, untrained")
     p.add_argument("--targets", default="rte,mrpc,cb,wic,wsc")
+    p.add_argument("--labels", choices=("words", "index"), default="words",
+                   help="score prompts trained in this label format, the targets answering in it")
+    p.add_argument("--prompts-from", help="a registry whose sources to score (default: the zoo of --labels)")
     p.add_argument("--by-index", action="store_true",
                    help="each source answers in its own label words, read as the target label of the same index")
     p.add_argument("--data-dir", required=True)
