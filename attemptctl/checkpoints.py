@@ -96,12 +96,18 @@ def load(path: Path) -> Checkpoint:
 
 def check_identity(path: Path, stored: dict[str, str], current: dict[str, str], force: bool) -> None:
     """Refuse to resume a run whose configuration, data or backbone changed, naming what changed."""
+    from attemptctl.tasks import CONFIG_BEFORE
+
     changed = [key for key in current if stored.get(key) != current[key]]
+    if "config" in changed and "config" in stored:  # a checkpoint from before a config field existed
+        old, new = json.loads(stored["config"]), json.loads(current["config"])
+        if {**CONFIG_BEFORE, **old} == new:
+            changed.remove("config")
     if changed and not force:
         detail = changed[0]
         if detail == "config":
             old, new = json.loads(stored["config"]), json.loads(current["config"])
-            fields = [k for k in new if old.get(k) != new.get(k)]
+            fields = [k for k in new if old.get(k, CONFIG_BEFORE.get(k)) != new.get(k)]
             detail = "config field " + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in fields)
         elif detail == "mixture":
             detail = f"prompt mixture ({stored.get('mixture')} -> {current['mixture']})"

@@ -103,3 +103,16 @@ def test_a_study_scores_every_method_in_its_sources_format(index_sources, tmp_pa
     result = run("study", "methods", "rte", "--methods", "pt", "--sources", "qqp", "--seeds", "1", "--name", "digits",
                  *common, *TINY)
     assert result.exit_code == 1 and "labels" in result.output, result.output
+
+
+def test_a_checkpoint_from_before_label_formats_resumes_as_words(tmp_path):
+    from attemptctl.checkpoints import check_identity
+    from attemptctl.train import make_config
+
+    config = make_config("cpu").to_dict()
+    before = {k: v for k, v in config.items() if k != "labels"}
+    stored = {"config": json.dumps(before, sort_keys=True), "data": "d"}
+    check_identity(tmp_path / "c.safetensors", stored, {"config": json.dumps(config, sort_keys=True), "data": "d"}, False)
+    index = json.dumps({**config, "labels": "index"}, sort_keys=True)
+    with pytest.raises(ConfigError, match=r"labels \(None -> 'index'\)"):
+        check_identity(tmp_path / "c.safetensors", stored, {"config": index, "data": "d"}, False)

@@ -19,8 +19,6 @@ ATTENTION_METHODS = ("attempt", "attempt-mt")
 """Methods whose mean test attention is stored with the cell (the heatmap; ``single`` reads attempt's)."""
 TARGET_COLUMN = "(target)"  # = attemptctl.mixture.TARGET_COLUMN, which imports torch
 BUDGET_KEYS = ("steps", "batch_size", "prompt_length", "rows", "labels")
-#: What a budget recorded before a key existed had: cells exported before label formats answered in words.
-BUDGET_BEFORE = {"labels": "words"}
 UNCOMPARED_OPTIONS = ("seed", "shots", "checkpoint_every")
 """Training options that may differ between the cells of one study: the rest must be equal."""
 SCALED_OPTIONS = ("max_steps", "warmup_steps", "eval_every")

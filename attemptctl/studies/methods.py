@@ -26,7 +26,7 @@ from attemptctl.studies.cells import (
     study_records,
 )
 from attemptctl.studies.table import MethodsTable, methods_table
-from attemptctl.tasks import get_task
+from attemptctl.tasks import CONFIG_BEFORE, get_task
 from attemptctl.workspace import Workspace
 from registry import PromptRecord, Registry
 
@@ -102,10 +102,6 @@ def run_options(options: Mapping, tasks: int) -> dict:
     return {**options, **scaled, "sampling_temperature": options.get("sampling_temperature") or UNIFORM_SAMPLING}
 
 
-#: Options that records written before the option existed lack, with the value they were trained with.
-RECORDED_BEFORE = {"labels": "words"}
-
-
 def _check_options(records: Sequence[PromptRecord], options: Mapping, overrides: Mapping, name: str) -> None:
     """A study keeps one budget: a run with other options than its finished cells is refused (a
     multi-task cell is compared with the options this run would give a run over as many targets)."""
@@ -113,7 +109,7 @@ def _check_options(records: Sequence[PromptRecord], options: Mapping, overrides:
         tasks = len(record.config.get("tasks") or [record.task])
         expected = {**options, **{k: v for k, v in run_options(overrides, tasks).items()
                                   if k in (*SCALED_OPTIONS, "sampling_temperature")}}
-        differ = [k for k, v in expected.items() if record.config.get(k, RECORDED_BEFORE.get(k)) != v]
+        differ = [k for k, v in expected.items() if record.config.get(k, CONFIG_BEFORE.get(k)) != v]
         if differ:
             k = differ[0]
             raise ConfigError(f"study '{name}' trained {record.ref} with {k.replace('_', '-')} {record.config.get(k)}, "

@@ -12,7 +12,6 @@ from attemptctl.errors import ConfigError
 from attemptctl.metrics import primary_metric
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
-    BUDGET_BEFORE,
     BUDGET_KEYS,
     METHODS,
     Cell,
@@ -22,7 +21,7 @@ from attemptctl.studies.cells import (
     study_names,
     study_records,
 )
-from attemptctl.tasks import get_task
+from attemptctl.tasks import CONFIG_BEFORE, get_task
 from attemptctl.workspace import Workspace
 from registry import PromptRecord, Registry
 
@@ -174,12 +173,12 @@ def _budget(record: PromptRecord) -> dict:
     steps, tasks = record.metrics.get("steps"), len(record.config.get("tasks") or [record.task])
     per_target = None if steps is None else steps // tasks if steps % tasks == 0 else steps / tasks
     return {"steps": per_target, "batch_size": record.config.get("batch_size"), "prompt_length": record.m,
-            "rows": record.config.get("rows"), "labels": record.config.get("labels", "words")}
+            "rows": record.config.get("rows"), "labels": record.config.get("labels", CONFIG_BEFORE["labels"])}
 
 
 def _spent(cell: CellResult, key: str):
     """One budget value of a cell (an export written before ``key`` existed has its old value)."""
-    return cell.budget.get(key, BUDGET_BEFORE.get(key))
+    return cell.budget.get(key, CONFIG_BEFORE.get(key))
 
 
 def _budget_issues(cells: Sequence[CellResult]) -> tuple[list[str], set[Cell]]:

@@ -16,7 +16,7 @@ from attemptctl.tasks import glue, others, qa, superglue
 from attemptctl.tasks.base import Example, Task
 from attemptctl.tasks.custom import custom_task, custom_tasks
 
-__all__ = ["LABEL_FORMATS", "TASKS", "Example", "Task", "all_tasks", "get_task", "labelled", "task_names", "task_of"]
+__all__ = ["CONFIG_BEFORE", "LABEL_FORMATS", "TASKS", "Example", "Task", "all_tasks", "get_task", "labelled", "task_names", "task_of"]
 
 LABEL_FORMATS = ("words", "index")
 """How a label task writes its answers: ``words``, T5's label words (``entailment``, ``not_entailment``);
@@ -67,6 +67,11 @@ def _custom_names() -> list[str]:
     return [p.stem for p in folder.glob("*.toml")] if folder.is_dir() else []
 
 
+#: Config fields that records, checkpoints and exports written before the field existed lack, with the
+#: value they were trained with: a prompt from before label formats answers in words.
+CONFIG_BEFORE = {"labels": "words"}
+
+
 def labelled(task: Task, labels: str = "words") -> Task:
     """``task`` answering in the label format ``labels`` (see :data:`LABEL_FORMATS`); free-form tasks
     are the same in both."""
@@ -80,4 +85,4 @@ def labelled(task: Task, labels: str = "words") -> Task:
 def task_of(record: Any) -> Task:
     """The task a registered prompt was trained on, in the label format it was trained with (records
     written before label formats existed answer in words)."""
-    return labelled(get_task(record.task), record.config.get("labels", "words"))
+    return labelled(get_task(record.task), record.config.get("labels", CONFIG_BEFORE["labels"]))
