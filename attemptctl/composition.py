@@ -16,7 +16,7 @@ from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
 from attemptctl.operations import load_splits
 from attemptctl.targets import MIXING, TargetRun, register_trained
-from attemptctl.tasks import task_of
+from attemptctl.tasks import labels_of, task_of
 from attemptctl.train import Event, TrainConfig, train
 from attemptctl.variants import RECORDED_VARIANTS
 from attemptctl.workspace import Workspace
@@ -36,7 +36,7 @@ def _new_source_set(registry: Registry, parent: PromptRecord, add: Sequence[str]
             raise ConfigError(f"target {parent.ref} already mixes {record.name}; remove it first to change its version")
         if record.m != parent.m:
             raise ConfigError(f"source {record.ref} has prompt length {record.m}, target {parent.ref} has {parent.m}")
-        theirs, ours = record.config.get("labels", "words"), parent.config.get("labels", "words")
+        theirs, ours = labels_of(record), labels_of(parent)
         if theirs != ours:
             raise ConfigError(f"source {record.ref} answers in label format '{theirs}', target {parent.ref} in "
                               f"'{ours}'; add a source trained with --labels {ours}")

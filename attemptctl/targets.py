@@ -27,7 +27,7 @@ from attemptctl.backbones import Backbone, load_backbone
 from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
 from attemptctl.operations import checkpoint_plan, load_splits, training_metrics, vocab_prompt
-from attemptctl.tasks import Task, get_task, labelled
+from attemptctl.tasks import Task, get_task, labelled, labels_of
 from attemptctl.train import Event, TrainConfig, TrainResult, make_config, train
 from attemptctl.variants import RECORDED_VARIANTS
 from attemptctl.workspace import Workspace
@@ -70,10 +70,10 @@ def _common_length(records: Sequence[PromptRecord], overrides: dict) -> dict:
 def _common_labels(records: Sequence[PromptRecord], overrides: dict) -> dict:
     """Targets answer in their sources' label format: a source's knowledge of what to answer only
     carries over in the answer space it was trained in."""
-    formats = {r.config.get("labels", "words") for r in records}
+    formats = {labels_of(r) for r in records}
     if len(formats) > 1:
         raise ConfigError("sources answer in different label formats (" + ", ".join(
-            f"{r.ref}: {r.config.get('labels', 'words')}" for r in records) + "); mix sources trained with one --labels")
+            f"{r.ref}: {labels_of(r)}" for r in records) + "); mix sources trained with one --labels")
     if not formats:
         return overrides
     labels = formats.pop()

@@ -222,7 +222,7 @@ def transfer(args) -> None:
     from attemptctl.metrics import compute_metrics, primary_metric
     from attemptctl.mixture import PromptMixture
     from attemptctl.operations import vocab_prompt
-    from attemptctl.tasks import get_task, labelled
+    from attemptctl.tasks import get_task, labelled, labels_of
     from attemptctl.zoo import pull_zoo
     from registry import Registry
 
@@ -237,7 +237,7 @@ def transfer(args) -> None:
     m = int(BUDGET.get("--prompt-length", 20))
     prompts = {} if args.by_index else {"vocabulary (untrained)": (vocab_prompt(backbone, m, 1), None)}
     for record in registry.list(kind="source"):
-        if record.config.get("labels", "words") == args.labels:
+        if labels_of(record) == args.labels:
             prompts[record.ref] = (load_prompt(registry, record, backbone), record.task)
     print("| target | prompt | answers in | test score | most predicted label (share) |")
     print("|---|---|---|---:|---|")

@@ -147,7 +147,7 @@ def test_each_label_format_has_its_own_zoo_and_pulls_into_its_own_records(tmp_pa
     """An index-format zoo (a copy of the shipped one, re-labelled) sits under <backbone>/index/; a
     pull from it registers prompts that answer by index, beside, not instead of, the word ones."""
     root = tmp_path / "zoo"
-    shutil.copytree(PACKAGE_ZOO / BACKBONE, root / BACKBONE)
+    shutil.copytree(PACKAGE_ZOO / BACKBONE, root / BACKBONE, ignore=shutil.ignore_patterns("index"))
     index = zoo_dir(BACKBONE, root, "index")
     assert index == root / BACKBONE / "index"
     with pytest.raises(AttemptError, match="--labels index"):

@@ -9,7 +9,6 @@ import typer
 from attemptctl.cli.common import (
     AttnLrOpt,
     AttnPoolOpt,
-    LabelsOpt,
     AttnScaleOpt,
     AttnTemperatureOpt,
     BackboneOpt,
@@ -20,6 +19,7 @@ from attemptctl.cli.common import (
     EpochsOpt,
     EvalEveryOpt,
     ForceOpt,
+    LabelsOpt,
     LrOpt,
     MaxLengthOpt,
     PresetOpt,

@@ -26,7 +26,7 @@ from attemptctl.studies.cells import (
     study_records,
 )
 from attemptctl.studies.table import MethodsTable, methods_table
-from attemptctl.tasks import CONFIG_BEFORE, get_task
+from attemptctl.tasks import CONFIG_BEFORE, get_task, labels_of
 from attemptctl.workspace import Workspace
 from registry import PromptRecord, Registry
 
@@ -64,7 +64,7 @@ def _options(config: MethodsStudyConfig, registry: Registry, sources: Sequence[s
     lengths = {record.m for record in records}
     if len(lengths) > 1:
         raise ConfigError("the sources have different prompt lengths; a study compares methods at one length")
-    formats = {record.config.get("labels", "words") for record in records}
+    formats = {labels_of(record) for record in records}
     if len(formats) > 1:
         raise ConfigError("the sources answer in different label formats; a study compares methods in one "
                           "(train its sources with one --labels)")

@@ -16,7 +16,8 @@ from attemptctl.tasks import glue, others, qa, superglue
 from attemptctl.tasks.base import Example, Task
 from attemptctl.tasks.custom import custom_task, custom_tasks
 
-__all__ = ["CONFIG_BEFORE", "LABEL_FORMATS", "TASKS", "Example", "Task", "all_tasks", "get_task", "labelled", "task_names", "task_of"]
+__all__ = ["CONFIG_BEFORE", "LABEL_FORMATS", "TASKS", "Example", "Task", "all_tasks", "get_task", "labelled", "labels_of",
+           "task_names", "task_of"]
 
 LABEL_FORMATS = ("words", "index")
 """How a label task writes its answers: ``words``, T5's label words (``entailment``, ``not_entailment``);
@@ -82,7 +83,11 @@ def labelled(task: Task, labels: str = "words") -> Task:
     return replace(task, labels=tuple(str(index) for index in range(len(task.labels))))
 
 
+def labels_of(record: Any) -> str:
+    """The label format a registered prompt answers in (records written before formats existed: words)."""
+    return record.config.get("labels", CONFIG_BEFORE["labels"])
+
+
 def task_of(record: Any) -> Task:
-    """The task a registered prompt was trained on, in the label format it was trained with (records
-    written before label formats existed answer in words)."""
-    return labelled(get_task(record.task), record.config.get("labels", CONFIG_BEFORE["labels"]))
+    """The task a registered prompt was trained on, in the label format it was trained with."""
+    return labelled(get_task(record.task), labels_of(record))

@@ -1,11 +1,11 @@
 """The source prompt zoo: trained source prompts that ship inside the package, and pulling them.
 
 Layout: one folder per backbone, ``attemptctl/zoo/<backbone>/``, holding one ``<task>.safetensors``
-per source (answering in label words; prompts trained with ``--labels index`` live in the same
-layout under ``<backbone>/index/``) (exactly the bytes the registry stores for it) and ``manifest.json``, which says for each
+per source (exactly the bytes the registry stores for it) and ``manifest.json``, which says for each
 prompt how it was made (task, backbone fingerprint, m, steps and rows seen, data files, dev and test
 scores, sha256, the recipe command). ``recipes/zoo.py`` trains and ships them; :func:`pull_zoo`
-registers them into a user's registry.
+registers them into a user's registry. These prompts answer in label words; prompts trained with
+``--labels index`` ship in the same layout under ``<backbone>/index/``.
 
 Torch-free: pulling is reading files, checking hashes and writing rows, so it takes a second.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attemptctl.errors import AttemptError, BackboneError
+from attemptctl.tasks import LABEL_FORMATS, labels_of
 from registry import PromptRecord, Registry
 
 MANIFEST_NAME = "manifest.json"
@@ -31,8 +32,6 @@ PACKAGE_ZOO = Path(__file__).resolve().parent
 def zoo_dir(backbone: str, root: Path | None = None, labels: str = "words") -> Path:
     """The folder of ``backbone``'s zoo, in the package (or under ``root``, a copy of the zoo), for
     prompts answering in the label format ``labels``."""
-    from attemptctl.tasks import LABEL_FORMATS
-
     if labels not in LABEL_FORMATS:
         raise AttemptError(f"unknown labels '{labels}'; choose one of {', '.join(LABEL_FORMATS)}")
     folder = (root or PACKAGE_ZOO) / backbone
@@ -78,7 +77,7 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
                 recipe: str) -> dict:
     """Copy a trained source prompt out of ``registry`` into the zoo and enter it in the manifest."""
     payload = registry.load_payload(record)  # verified against its sha256
-    folder = zoo_dir(record.backbone, labels=record.config.get("labels", "words"))
+    folder = zoo_dir(record.backbone, labels=labels_of(record))
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / MANIFEST_NAME
     if manifest_path.exists():
@@ -143,7 +142,7 @@ def pull_zoo(registry: Registry, backbone: str, *, tasks: list[str] | None = Non
     added, present = [], []
     for task, entry in chosen.items():
         have = [r for r in registry.list(kind="source", name=task)
-                if r.sha256 == entry["sha256"] and r.config.get("labels", "words") == labels]
+                if r.sha256 == entry["sha256"] and labels_of(r) == labels]
         if have:
             present.append(have[-1])
             continue
