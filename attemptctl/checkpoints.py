@@ -35,6 +35,7 @@ class Checkpoint:
     identity: dict[str, str]
     best_state: dict[str, torch.Tensor] | None = None
     best: dict = field(default_factory=dict)  # score, dev, step, history
+    seconds: float = 0.0                  # training seconds spent before this checkpoint, over every resume
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
             tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     meta = {"step": checkpoint.step, "epoch": checkpoint.epoch, "batches_done": checkpoint.batches_done,
             "param_groups": checkpoint.optimizer["param_groups"], "scheduler": checkpoint.scheduler,
-            "identity": checkpoint.identity, "best": checkpoint.best}
+            "identity": checkpoint.identity, "best": checkpoint.best, "seconds": checkpoint.seconds}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -91,6 +92,7 @@ def load(path: Path) -> Checkpoint:
         optimizer={"state": state, "param_groups": meta["param_groups"]}, scheduler=meta["scheduler"],
         rng=tensors["rng.torch"], identity=meta["identity"], best=meta["best"],
         best_state={k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None,
+        seconds=float(meta.get("seconds", 0.0)),  # checkpoints from before it was kept: unknown, 0
     )
 
 

@@ -242,7 +242,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                _identity(config, items, task_ids, backbone, accelerator.unwrap_model(mixture)))
     if checkpoint and checkpoint.resume:
         run.restore(checkpoint)
-    started, interrupted = time.perf_counter(), False
+    run.started, interrupted = time.perf_counter(), False
     notify("start", total=total, examples=len(items), resumed_at=run.step)
     with _stop_requests() as stop:
         try:
@@ -286,7 +286,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     if best.state is None:  # interrupted before the first dev evaluation: keep what we have
         best.state, best.step = _trainable_state(run.mixture), run.step
     return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=run.step,
-                       seconds=time.perf_counter() - started, interrupted=interrupted, history=best.history,
+                       seconds=run.seconds(), interrupted=interrupted, history=best.history,
                        train_rows=len(items), max_new_tokens=limits, main_process=main)
 
 
@@ -339,6 +339,13 @@ class _Run:
     epoch: int = 0
     batches_done: int = 0
     best: "_Best" = field(default_factory=lambda: _Best())
+    seconds_before: float = 0.0
+    """Training seconds of the segments before this one (a resumed run's earlier processes)."""
+    started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        """Training seconds so far, over every segment of the run."""
+        return self.seconds_before + time.perf_counter() - self.started
 
     def evaluation_due(self, eval_every: int, total: int) -> bool:
         """Whether the step just trained needs its dev evaluation (and has not had it yet)."""
@@ -351,7 +358,7 @@ class _Run:
             step=self.step, epoch=self.epoch, batches_done=self.batches_done,
             trainable=_trainable_state(self.mixture), optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(), rng=torch.get_rng_state(), identity=self.identity,
-            best_state=self.best.state, best=best))
+            best_state=self.best.state, best=best, seconds=self.seconds()))
 
     def restore(self, plan: CheckpointPlan) -> None:
         if not plan.path.exists():
@@ -369,6 +376,7 @@ class _Run:
         self.scheduler.load_state_dict(saved.scheduler)
         torch.set_rng_state(saved.rng)
         self.step, self.epoch, self.batches_done = saved.step, saved.epoch, saved.batches_done
+        self.seconds_before = saved.seconds
         self.best = _Best(state=saved.best_state, score=saved.best["score"] if saved.best_state is not None else -math.inf,
                           dev=saved.best["dev"], step=saved.best["step"], history=saved.best["history"],
                           history_step=saved.best["history_step"])

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from attemptctl.backbones import load_backbone
+from attemptctl import checkpoints
 from attemptctl.checkpoints import CheckpointPlan
 from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
@@ -59,8 +60,11 @@ def test_interrupt_and_resume_gives_the_straight_result(backbone, straight, tmp_
     plan = CheckpointPlan(tmp_path / "run.safetensors")
     first = _run(backbone, plan, stop_at=stop_at)
     assert first.interrupted and first.steps == stop_at and plan.path.exists()
+    spent = checkpoints.load(plan.path).seconds  # the first segment's training time goes with the run
+    assert 0 < spent <= first.seconds
     resumed = _run(backbone, CheckpointPlan(plan.path, resume=True))
     assert not resumed.interrupted and resumed.steps == CONFIG.max_steps
+    assert resumed.seconds > spent  # both segments, not only the last one
     assert _digest(resumed.state) == straight[0]
     assert resumed.best_step == straight[1].best_step and resumed.dev == straight[1].dev
     assert not plan.path.exists()  # a finished run removes its checkpoint
