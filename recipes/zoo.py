@@ -207,11 +207,11 @@ def _floor(task_name: str, data_dir: str, examples: int) -> tuple[str, float, st
 def _note_missing(task: str, why: str, labels: str = "words") -> None:
     path = zoo_dir(BACKBONE, labels=labels) / MANIFEST_NAME
     if not path.exists():  # the first prompt of a zoo missed its floor: a manifest that ships nothing yet
-        from attemptctl.zoo import MISSING
+        from attemptctl.zoo import new_manifest
 
         fingerprint = json.loads((zoo_dir(BACKBONE) / MANIFEST_NAME).read_text())["fingerprint"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_manifest(path, {"backbone": BACKBONE, "fingerprint": fingerprint, "prompts": {}, "missing": dict(MISSING)})
+        write_manifest(path, new_manifest(BACKBONE, fingerprint))
     manifest = json.loads(path.read_text())
     manifest.setdefault("missing", {})[task] = why
     write_manifest(path, manifest)

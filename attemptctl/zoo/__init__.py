@@ -85,8 +85,7 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
         if any(manifest["fingerprint"].get(k) != record.fingerprint.get(k) for k in FINGERPRINT_KEYS):
             raise BackboneError(f"{record.label} was trained on another build of {record.backbone} than the zoo's prompts")
     else:
-        manifest = {"backbone": record.backbone, "fingerprint": dict(record.fingerprint), "prompts": {},
-                    "missing": MISSING}
+        manifest = new_manifest(record.backbone, record.fingerprint)
     config = dict(record.config)
     file = f"{record.task}.safetensors"
     entry = {
@@ -103,6 +102,11 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
     manifest.setdefault("missing", {}).pop(record.task, None)  # shipped now: no longer missing
     write_manifest(manifest_path, manifest)
     return entry
+
+
+def new_manifest(backbone: str, fingerprint: dict) -> dict:
+    """The manifest of a zoo that ships nothing yet: its backbone, and the paper sources it cannot hold."""
+    return {"backbone": backbone, "fingerprint": dict(fingerprint), "prompts": {}, "missing": dict(MISSING)}
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
