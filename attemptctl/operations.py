@@ -57,7 +57,7 @@ def train_source(ws: Workspace, task_name: str, *, preset: str = "cpu", override
                  force: bool = False) -> tuple[PromptRecord | None, TrainResult]:
     """Prompt-tune a source prompt on ``task_name`` and register it as the next source version."""
     config = make_config(preset, **(overrides or {}))
-    task = labelled(get_task(task_name), config.labels)
+    task = labelled(get_task(task_name), config.labels, config.label_words)
     registry = ws.registry()
     spec = ws.backbone_spec(registry)
     splits = load_splits(ws, task, config)

@@ -99,7 +99,7 @@ def _plan(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str], 
     if len({r.name for r in sources}) != len(sources):
         raise ConfigError("a source is listed twice; give each source once")
     config = make_config(preset, **_common_labels(sources, _common_length(sources, dict(overrides or {}))))
-    tasks = [labelled(task, config.labels) for task in tasks]
+    tasks = [labelled(task, config.labels, config.label_words) for task in tasks]
     return TargetRun(registry, tasks, sources, config, ws.backbone_spec(registry))
 
 

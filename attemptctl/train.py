@@ -55,6 +55,9 @@ class TrainConfig:
     """G's pooled input: standardized-max (per-dimension standardised max-pool) or max (the paper's)."""
     labels: str = "words"
     """How label tasks answer: words (T5's label words) or index (the label's index, ATTEMPT's code)."""
+    label_words: str | None = None
+    """Targets answering in another task's label words: ``TASK=SOURCE`` pairs and at most one bare ``SOURCE``
+    (canonical form of :func:`attemptctl.tasks.parse_label_words`); None: each task in its own."""
     weight_decay: float = 1e-5
     warmup_steps: int = 500
     epochs: int | None = None
@@ -92,10 +95,14 @@ class TrainConfig:
             raise ConfigError(f"unknown attn-scale '{self.attn_scale}'; choose one of {', '.join(SCALES)}")
         if self.attn_pool not in POOLINGS:
             raise ConfigError(f"unknown attn-pool '{self.attn_pool}'; choose one of {', '.join(POOLINGS)}")
-        from attemptctl.tasks import LABEL_FORMATS
+        from attemptctl.tasks import LABEL_FORMATS, parse_label_words
 
         if self.labels not in LABEL_FORMATS:
             raise ConfigError(f"unknown labels '{self.labels}'; choose one of {', '.join(LABEL_FORMATS)}")
+        self.label_words = parse_label_words(self.label_words)
+        if self.label_words and self.labels != "words":
+            raise ConfigError(f"--label-words borrows label words, and labels '{self.labels}' answers without "
+                              "them; use it with word-format sources (--labels words)")
         if self.sampling_temperature <= 0:
             raise ConfigError(f"sampling-temperature must be positive, got {self.sampling_temperature}")
         if self.warmup_steps < 0:

@@ -31,7 +31,7 @@ def _export(recipe, study, name, cells):
     return path
 
 
-@pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index"])
+@pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index", "borrowed"])
 def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
     spec = recipe.PARTS[part]
     todo = recipe._todo(spec)
@@ -119,3 +119,18 @@ def test_every_cell_of_the_index_part_answers_by_index_and_pt_mixes_nothing(reci
     assert "--labels" not in command("main", ("pt", "rte", 1, None))  # the word study: the default format
     main = command("main", ("spot", "rte", 1, None))
     assert main[main.index("--max-steps") + 1] == str(recipe.BUDGET["--max-steps"]) and main[-1] == "--resume"
+
+
+def test_every_cell_of_the_borrowed_part_answers_in_the_named_words_pt_included(recipe, tmp_path):
+    from attemptctl.tasks import borrowed_from, get_task, labelled, parse_label_words
+
+    part = recipe.PARTS["borrowed"]
+    assert part["budget"] == recipe.BUDGET  # the main study's budget: its CB cells read beside these
+    for cell in recipe._todo(part):
+        command = recipe._cell_command("borrowed", cell, tmp_path / "r", tmp_path / "e.json", "DATA")
+        words = command[command.index("--label-words") + 1]
+        assert parse_label_words(words) == words  # the canonical spelling a study compares
+        source = borrowed_from(words, cell[1])
+        assert source in recipe.SOURCES.split(",")  # a zoo source's words, so its prompt keeps its meaning
+        assert labelled(get_task(cell[1]), "words", words).labels != get_task(cell[1]).labels
+        assert ("--sources" in command) == (cell[0] != "pt")

@@ -50,6 +50,9 @@ AttnPoolOpt = Annotated[str | None, typer.Option(
 LabelsOpt = Annotated[str | None, typer.Option(
     "--labels", help="How label tasks answer: words (T5's label words) or index (the label's index, as ATTEMPT's "
     "code does, one answer space for all tasks) (default: words; targets: their sources').")]
+LabelWordsOpt = Annotated[str | None, typer.Option(
+    "--label-words", help="Targets answer in another task's label words, so a source's answers keep their meaning: "
+    "TASK=SOURCE pairs or one SOURCE for all, e.g. rte=mnli (RTE answers entailment / neutral).")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Epochs (paper: 5 sources, 20/10 targets).")]
 StepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")]
 WarmupOpt = Annotated[int | None, typer.Option("--warmup-steps", help="Linear warm-up steps.")]

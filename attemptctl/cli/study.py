@@ -19,6 +19,7 @@ from attemptctl.cli.common import (
     EvalEveryOpt,
     JsonOpt,
     LabelsOpt,
+    LabelWordsOpt,
     LrOpt,
     MaxLengthOpt,
     PresetOpt,
@@ -155,6 +156,8 @@ def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
         for row in rows:
             rendered.add_row(*row)
         out.print(rendered)
+    if table.borrowed_note():
+        out.print(table.borrowed_note(), highlight=False)
     attention = table.attention()
     if attention:
         from attemptctl.studies import METHODS
@@ -192,7 +195,8 @@ def study_methods(
                                                   "run again to continue.")] = None,
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
-    lr: LrOpt = None, attn_lr: AttnLrOpt = None, labels: LabelsOpt = None, max_steps: StepsOpt = None,
+    lr: LrOpt = None, attn_lr: AttnLrOpt = None, labels: LabelsOpt = None, label_words: LabelWordsOpt = None,
+    max_steps: StepsOpt = None,
     warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None,
     test_limit: TestLimitOpt = None,
     eval_every: EvalEveryOpt = None, checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False,

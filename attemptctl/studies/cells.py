@@ -18,7 +18,9 @@ METHODS = {"pt": ("pt", "PT"), "spot": ("spot", "SPoT"), "attempt": ("attempt", 
 ATTENTION_METHODS = ("attempt", "attempt-mt")
 """Methods whose mean test attention is stored with the cell (the heatmap; ``single`` reads attempt's)."""
 TARGET_COLUMN = "(target)"  # = attemptctl.mixture.TARGET_COLUMN, which imports torch
-BUDGET_KEYS = ("steps", "batch_size", "prompt_length", "rows", "labels")
+BUDGET_KEYS = ("steps", "batch_size", "prompt_length", "rows", "labels", "label_words")
+PER_TARGET_BUDGET = ("rows", "label_words")
+"""Budget keys compared among the cells of one target only (each target has its own data and answer words)."""
 UNCOMPARED_OPTIONS = ("seed", "shots", "checkpoint_every")
 """Training options that may differ between the cells of one study: the rest must be equal."""
 SCALED_OPTIONS = ("max_steps", "warmup_steps", "eval_every")

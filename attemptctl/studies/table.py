@@ -14,6 +14,7 @@ from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     BUDGET_KEYS,
     METHODS,
+    PER_TARGET_BUDGET,
     Cell,
     _cell_of,
     finished_cells,
@@ -21,7 +22,7 @@ from attemptctl.studies.cells import (
     study_names,
     study_records,
 )
-from attemptctl.tasks import CONFIG_BEFORE, get_task
+from attemptctl.tasks import CONFIG_BEFORE, get_task, label_words_of
 from attemptctl.workspace import Workspace
 from registry import PromptRecord, Registry
 
@@ -114,6 +115,16 @@ class MethodsTable:
         return [(m, t, k, {col: statistics.fmean(a.get(col, 0.0) for a in rows) for col in rows[0]})
                 for (m, t, k), rows in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], self.targets.index(kv[0][1])))]
 
+    def borrowed_words(self) -> dict[str, str]:
+        """Target -> the task whose label words its cells answer in, for targets not answering in their own."""
+        words = {c.cell.target: c.budget["label_words"] for c in self.cells if c.budget.get("label_words")}
+        return {t: words[t] for t in self.targets if t in words}
+
+    def borrowed_note(self) -> str:
+        """One sentence naming the borrowed label words, or ``""``."""
+        words = self.borrowed_words()
+        return ("Label words: " + "; ".join(f"{t} answers in {s}'s" for t, s in words.items()) + ".") if words else ""
+
     @property
     def seconds(self) -> float:
         """Training time (a shared run once) plus evaluation time of every finished cell."""
@@ -173,7 +184,8 @@ def _budget(record: PromptRecord) -> dict:
     steps, tasks = record.metrics.get("steps"), len(record.config.get("tasks") or [record.task])
     per_target = None if steps is None else steps // tasks if steps % tasks == 0 else steps / tasks
     return {"steps": per_target, "batch_size": record.config.get("batch_size"), "prompt_length": record.m,
-            "rows": record.config.get("rows"), "labels": record.config.get("labels", CONFIG_BEFORE["labels"])}
+            "rows": record.config.get("rows"), "labels": record.config.get("labels", CONFIG_BEFORE["labels"]),
+            "label_words": label_words_of(record)}
 
 
 def _spent(cell: CellResult, key: str):
@@ -183,12 +195,12 @@ def _spent(cell: CellResult, key: str):
 
 def _budget_issues(cells: Sequence[CellResult]) -> tuple[list[str], set[Cell]]:
     """Cells whose steps, batch, prompt length or label format differ from the study's usual one (per shot count), or
-    whose data rows differ from the other cells of their target."""
+    whose data rows or borrowed label words differ from the other cells of their target."""
     issues, flagged = [], set()
     for key in BUDGET_KEYS:
         groups: dict[tuple, list[CellResult]] = defaultdict(list)
         for c in cells:
-            groups[(c.cell.shots,) + ((c.cell.target,) if key == "rows" else ())].append(c)
+            groups[(c.cell.shots,) + ((c.cell.target,) if key in PER_TARGET_BUDGET else ())].append(c)
         for members in groups.values():
             usual, _ = Counter(json.dumps(_spent(c, key), sort_keys=True) for c in members).most_common(1)[0]
             for c in members:
