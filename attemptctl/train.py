@@ -72,6 +72,9 @@ class TrainConfig:
     test_limit: int | None = None
     eval_every: int | None = None
     """Evaluate on dev every N steps (and at the end); None: once per epoch."""
+    eval_start: bool = False
+    """Score dev before the first step too, so that a start better than every trained state is the one kept
+    (a target started from a source prompt that training then spoils)."""
     checkpoint_every: int | None = None
     """Save a resumable checkpoint every N steps; None: at every dev evaluation (and always on Ctrl-C)."""
     sampling_temperature: float = 1.0
@@ -255,6 +258,8 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
         try:
             if main and run.evaluation_due(eval_every, total):  # stopped after a step, before its dev evaluation
                 _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify, limits)
+            if main and config.eval_start and run.step == 0 and not run.best.history:  # the start is a candidate
+                _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, 0, run.best, notify, limits)
             while run.step < total and not stop.is_set():
                 rows = epoch_rows(task_ids, config.sampling_temperature, config.seed + run.epoch)
                 batches = length_grouped_batches([len(items[i]) for i in rows], config.batch_size, shuffle=True,

@@ -64,6 +64,9 @@ TrainLimitOpt = Annotated[int | None, typer.Option("--train-limit", help="Use th
 DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", help="Use the first N dev rows.")]
 TestLimitOpt = Annotated[int | None, typer.Option("--test-limit", help="Use the first N test rows.")]
 EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", help="Dev evaluation every N steps.")]
+EvalStartOpt = Annotated[bool | None, typer.Option(
+    "--eval-start/--no-eval-start", help="Score dev before the first step too, and keep the start if no trained "
+    "state beats it (default: off).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (data splits, init, order).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

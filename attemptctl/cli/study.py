@@ -17,6 +17,7 @@ from attemptctl.cli.common import (
     DataDirOpt,
     DevLimitOpt,
     EvalEveryOpt,
+    EvalStartOpt,
     JsonOpt,
     LabelsOpt,
     LabelWordsOpt,
@@ -199,7 +200,7 @@ def study_methods(
     max_steps: StepsOpt = None,
     warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None,
     test_limit: TestLimitOpt = None,
-    eval_every: EvalEveryOpt = None, checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False,
+    eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False,
     as_json: JsonOpt = False, as_csv: CsvOpt = False, markdown: MarkdownOpt = False,
     export: Annotated[Path | None, typer.Option("--export", help="Write the study's JSON to FILE after every "
                                                "finished cell (`study show --from FILE` reads it).")] = None,

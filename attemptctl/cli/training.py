@@ -18,6 +18,7 @@ from attemptctl.cli.common import (
     DevLimitOpt,
     EpochsOpt,
     EvalEveryOpt,
+    EvalStartOpt,
     ForceOpt,
     LabelsOpt,
     LabelWordsOpt,
@@ -107,7 +108,7 @@ def source_train(
     prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
     lr: LrOpt = None, labels: LabelsOpt = None, epochs: EpochsOpt = None, max_steps: StepsOpt = None,
     warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
-    test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
+    test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None,
     checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
     """Prompt-tune a source prompt on TASK and register it as a new version.
@@ -184,7 +185,7 @@ def target_train(
     attn_scale: AttnScaleOpt = None, attn_pool: AttnPoolOpt = None, labels: LabelsOpt = None, label_words: LabelWordsOpt = None,
     epochs: EpochsOpt = None,
     max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None,
-    dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, seed: SeedOpt = None,
+    dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None,
     checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
     """Train a target prompt and attention module G over frozen source prompts.
@@ -236,7 +237,7 @@ def attn_pretrain(
     attn_temperature: AttnTemperatureOpt = None, attn_scale: AttnScaleOpt = None, attn_pool: AttnPoolOpt = None,
     epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
     train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
-    eval_every: EvalEveryOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
+    eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
     resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
     """Learn an attention prior: train G on the source tasks, each with a fresh task prompt.
