@@ -59,6 +59,12 @@ PARTS = {
     # RTE's). CB needs no part of its own: its words are MNLI's.
     "borrowed": {"study": "borrowed-words-rte-mrpc", "targets": ("rte", "mrpc"), "methods": ("pt", "spot", "attempt"),
                  "seeds": (1, 2), "shots": (None,), "budget": BUDGET, "label_words": "mrpc=qqp,rte=mnli"},
+    # Does target training keep what the source brings? The borrowed part's RTE cells with the start on dev
+    # as a candidate (--eval-start), at the zoo's prompt rate and at a tenth of it.
+    "start": {"study": "rte-start-lr0.3", "targets": ("rte",), "methods": ("spot", "attempt"), "seeds": (1,),
+              "shots": (None,), "budget": {**BUDGET, "--eval-start": None}, "label_words": "rte=mnli"},
+    "start-lr": {"study": "rte-start-lr0.03", "targets": ("rte",), "methods": ("pt", "spot", "attempt"), "seeds": (1,),
+                 "shots": (None,), "budget": {**BUDGET, "--lr": 0.03, "--eval-start": None}, "label_words": "rte=mnli"},
     "few-shot": {"study": "few-shot-cb-boolq", "targets": ("cb", "boolq"), "methods": ("pt", "spot", "attempt"),
                  "seeds": (1, 2), "shots": (4, 16, 32), "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 25}},
 }
@@ -67,7 +73,8 @@ METHOD_ORDER = ("pt", "spot", "attempt", "no-target", "uniform", "single")
 
 
 def _flags(settings: dict) -> list[str]:
-    return [str(part) for key, value in settings.items() for part in (key, value)]
+    """Command-line flags from ``{"--flag": value}``; a value of None is a switch given alone."""
+    return [str(part) for key, value in settings.items() for part in ((key,) if value is None else (key, value))]
 
 
 def _exports(study: str) -> list[Path]:

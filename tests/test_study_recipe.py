@@ -31,7 +31,8 @@ def _export(recipe, study, name, cells):
     return path
 
 
-@pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index", "borrowed"])
+@pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index", "borrowed", "start",
+                                  "start-lr"])
 def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
     spec = recipe.PARTS[part]
     todo = recipe._todo(spec)
@@ -134,3 +135,14 @@ def test_every_cell_of_the_borrowed_part_answers_in_the_named_words_pt_included(
         assert source in recipe.SOURCES.split(",")  # a zoo source's words, so its prompt keeps its meaning
         assert labelled(get_task(cell[1]), "words", words).labels != get_task(cell[1]).labels
         assert ("--sources" in command) == (cell[0] != "pt")
+
+
+def test_the_start_parts_score_the_start_and_differ_from_the_borrowed_part_only_as_named(recipe, tmp_path):
+    borrowed = recipe._cell_command("borrowed", ("attempt", "rte", 1, None), tmp_path / "r", tmp_path / "e.json", "D")
+    for part, lr in (("start", None), ("start-lr", "0.03")):
+        command = recipe._cell_command(part, ("attempt", "rte", 1, None), tmp_path / "r", tmp_path / "e.json", "D")
+        assert "--eval-start" in command and command[command.index("--eval-start") + 1].startswith("--")
+        assert command[command.index("--label-words") + 1] == "rte=mnli"
+        assert (command[command.index("--lr") + 1] if "--lr" in command else None) == lr
+        flags = {a for a in command if a.startswith("--")} - {"--eval-start", "--lr"}
+        assert flags == {a for a in borrowed if a.startswith("--")}
