@@ -74,3 +74,25 @@ def test_a_checkpoint_from_before_the_option_resumes_without_it(tmp_path):
     asked = json.dumps({**config, "eval_start": True}, sort_keys=True)
     with pytest.raises(ConfigError, match=r"eval_start \(None -> True\)"):
         check_identity(tmp_path / "c.safetensors", stored, {"config": asked, "data": "d"}, False)
+
+
+def test_a_study_starts_its_mixing_targets_where_asked_and_keeps_one_start(registry, tmp_path):
+    import shutil
+
+    path, common = registry
+    copy = tmp_path / "registry"
+    shutil.copytree(path, copy)
+    common = ["--registry", copy, *common[2:]]
+    study = ["study", "methods", "rte", "--methods", "pt,attempt", "--sources", "mnli", "--name", "zeros", *common, *TINY]
+    result = run(*study, "--seeds", "1", "--target-init", "zeros")
+    assert result.exit_code == 0, result.output
+    records = {r.config["study"]["method"]: r for r in Registry(copy).list(kind="target") if "study" in r.config}
+    assert records["attempt"].config["init"] == "zeros" and records["attempt"].config["study"]["target_init"] == "zeros"
+    assert records["pt"].config["init"] == "vocab" and "target_init" not in records["pt"].config["study"]
+    before = len(Registry(copy).list())
+    for extra, message in ((["--seeds", "2"], f"started {records['attempt'].ref}'s target prompt at zeros, this run asks auto"),
+                           (["--seeds", "2", "--target-init", "source:qqp"], "unknown --target-init 'source:qqp'")):
+        result = run(*study, *extra)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert len(Registry(copy).list()) == before

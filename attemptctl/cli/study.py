@@ -190,6 +190,8 @@ def study_methods(
     single_source: Annotated[str | None, typer.Option("--single-source", help="single: this source for every target "
                              "(default: the most attended source of the target's attempt cell).")] = None,
     attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
+    target_init: Annotated[str, typer.Option("--target-init", help="Where the mixing methods' target prompt starts: "
+                           "auto (MNLI's prompt for classification, as the paper), vocab, zeros or source:NAME.")] = "auto",
     sampling_temperature: Annotated[float | None, typer.Option(
         "--sampling-temperature", help="attempt-mt sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
     max_cells: Annotated[int | None, typer.Option("--max-cells", min=1, help="Train at most N cells, then stop; "
@@ -220,7 +222,7 @@ def study_methods(
     config = call(MethodsStudyConfig, tuple(_names(targets)), tuple(_names(sources)),
                   tuple(_names(methods)) or tuple(METHODS), tuple(_integers(seeds, "--seeds")),
                   tuple(_integers(shots, "--shots")) or (None,), name, preset, _training_overrides(options),
-                  single_source, attn_prior)
+                  single_source, attn_prior, target_init)
     started = time.perf_counter()
     ws = workspace(registry, data_dir, backbone)
     on_cell = None

@@ -25,6 +25,10 @@ UNCOMPARED_OPTIONS = ("seed", "shots", "checkpoint_every")
 """Training options that may differ between the cells of one study: the rest must be equal."""
 SCALED_OPTIONS = ("max_steps", "warmup_steps", "eval_every")
 """Step counts a multi-task run multiplies by its number of targets (see :func:`run_options`)."""
+TARGET_INITS = ("auto", "vocab", "zeros")
+"""Starts of a mixing method's target prompt besides source:NAME (see ``MethodsStudyConfig.target_init``)."""
+MIXING_METHODS = ("attempt", "attempt-mt", "no-target", "uniform", "single")
+"""Methods whose target prompt starts at ``target_init`` (PT and SPoT have starts of their own)."""
 UNIFORM_SAMPLING = 1e6
 """attempt-mt's sampling temperature: size^(1/1e6) is 1 for every task, so the shares are equal."""
 
@@ -78,6 +82,10 @@ class MethodsStudyConfig:
     """``single``: this source for every target instead of the attempt cell's most attended one."""
     attn_prior: str | None = None
     """Initialise G of the attention methods from this attention prior."""
+    target_init: str = "auto"
+    """Where the mixing methods' target prompt starts (``target train --init``): auto (MNLI's prompt for a
+    classification target, as the paper), vocab, zeros or source:NAME. PT starts from vocabulary, SPoT
+    from its chosen source."""
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -97,6 +105,11 @@ class MethodsStudyConfig:
             raise ConfigError("--single-source names the source of the `single` method; add it to --methods")
         for target in self.targets:
             get_task(target)  # an unknown task fails here, before anything trains
+        names = [ref.split("@")[0] for ref in self.sources]
+        if self.target_init not in TARGET_INITS and not (self.target_init.startswith("source:")
+                                                        and self.target_init[7:] in names):
+            raise ConfigError(f"unknown --target-init '{self.target_init}'; use {', '.join(TARGET_INITS)} or "
+                              f"source:NAME with NAME one of the sources ({', '.join(names) or 'none given'})")
 
     @property
     def study(self) -> str:

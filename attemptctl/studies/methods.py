@@ -12,6 +12,7 @@ from attemptctl.metrics import primary_metric
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     METHODS,
+    MIXING_METHODS,
     SCALED_OPTIONS,
     TARGET_COLUMN,
     UNCOMPARED_OPTIONS,
@@ -116,6 +117,21 @@ def _check_options(records: Sequence[PromptRecord], options: Mapping, overrides:
                               f"this run asks {expected[k]}; give the study's options or another --name")
 
 
+def _init_tag(config: MethodsStudyConfig, method: str) -> dict:
+    """What a mixing cell's tag keeps of its target prompt's start (a study's cells share one)."""
+    return {"target_init": config.target_init} if method in MIXING_METHODS else {}
+
+
+def _check_init(records: Sequence[PromptRecord], config: MethodsStudyConfig) -> None:
+    """A study's mixing cells start their target prompts one way; cells from before the option started at auto."""
+    for record in records:
+        tag = record.config["study"]
+        if tag["method"] in MIXING_METHODS and tag.get("target_init", "auto") != config.target_init:
+            raise ConfigError(f"study '{config.study}' started {record.ref}'s target prompt at "
+                              f"{tag.get('target_init', 'auto')}, this run asks {config.target_init}; give the "
+                              "study's --target-init or another --name")
+
+
 def _jobs(todo: Sequence[Cell], targets: Sequence[str]) -> list[list[Cell]]:
     """One training run per cell, except attempt-mt: one run over every target of a seed and shot count."""
     jobs: list[list[Cell]] = []
@@ -172,6 +188,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
     overrides, options = _options(config, registry, [*sources, *single])
     done = finished_cells(registry, records)
     _check_options([record for record, _ in done.values()], options, overrides, name)
+    _check_init([record for record, _ in done.values()], config)
     cells = config.cells()
     skipped = sum(c in done for c in cells)
     if "single" in config.methods and not config.single_source and "attempt" not in config.methods:
@@ -195,10 +212,11 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
             checkpoint = ws.registry_path / "checkpoints" / f"target-{'+'.join(c.target for c in job)}.safetensors"
             ready, result = train_target(
                 ws, [c.target for c in job], mixes, variant=variant, init_from="auto" if method == "spot" else None,
+                init=config.target_init if method in MIXING_METHODS else "auto",
                 attn_prior=config.attn_prior if variant in ("attempt", "no-target") else None, preset=config.preset,
                 overrides=run_options(overrides, len(job)) | {"seed": seed, "shots": shots}, on_event=on_event,
                 resume=resume and not trained and checkpoint.exists(),
-                record_config={c.target: {"study": {"name": name, **c.tag}} for c in job})
+                record_config={c.target: {"study": {"name": name, **c.tag, **_init_tag(config, method)}} for c in job})
             if not result.main_process:
                 continue
             if result.interrupted:
