@@ -65,6 +65,11 @@ PARTS = {
               "shots": (None,), "budget": {**BUDGET, "--eval-start": None}, "label_words": "rte=mnli"},
     "start-lr": {"study": "rte-start-lr0.03", "targets": ("rte",), "methods": ("pt", "spot", "attempt"), "seeds": (1,),
                  "shots": (None,), "budget": {**BUDGET, "--lr": 0.03, "--eval-start": None}, "label_words": "rte=mnli"},
+    # ATTEMPT's start is P_target + the mix; with P_target at MNLI's prompt that is about twice MNLI's prompt.
+    # From zeros, the start is the mix alone.
+    "start-zeros": {"study": "rte-start-zeros", "targets": ("rte",), "methods": ("attempt",), "seeds": (1,),
+                    "shots": (None,), "budget": {**BUDGET, "--eval-start": None, "--target-init": "zeros"},
+                    "label_words": "rte=mnli"},
     "few-shot": {"study": "few-shot-cb-boolq", "targets": ("cb", "boolq"), "methods": ("pt", "spot", "attempt"),
                  "seeds": (1, 2), "shots": (4, 16, 32), "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 25}},
 }

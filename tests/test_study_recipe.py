@@ -32,7 +32,7 @@ def _export(recipe, study, name, cells):
 
 
 @pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index", "borrowed", "start",
-                                  "start-lr"])
+                                  "start-lr", "start-zeros"])
 def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
     spec = recipe.PARTS[part]
     todo = recipe._todo(spec)
