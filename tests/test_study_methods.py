@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attemptctl.studies import METHODS, MethodsStudyConfig, methods_table, study_methods, study_records
+from attemptctl.studies.cells import MIXING_METHODS
 from attemptctl.targets import train_target
 from attemptctl.workspace import Workspace
 from registry import Registry
@@ -69,7 +70,8 @@ def test_the_table_has_every_cell(full_study):
     records = study_records(registry, "methods-rte+cb")
     assert len(records) == 2 * len(METHODS)
     for record, cell in zip(sorted(records, key=lambda r: r.ref), sorted(table["cells"], key=lambda c: c["prompt"])):
-        assert set(record.config["study"]) == TAG_KEYS and record.ref == cell["prompt"]
+        mixing = {"target_init"} if record.config["study"]["method"] in MIXING_METHODS else set()
+        assert set(record.config["study"]) == TAG_KEYS | mixing and record.ref == cell["prompt"]
         evaluation = next(e for e in registry.evaluations("target", record.ref) if e.split == "test")
         assert evaluation.examples == 4 and evaluation.metrics[cell["metric"]] == cell["score"]
     # Trainable parameters per task: a prompt is m·d; ATTEMPT adds G; ATTEMPT-MT shares one G over 2 targets.
