@@ -15,6 +15,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
     python recipes/study.py transfer --data-dir DIR        # each source prompt on each target, untrained
     python recipes/study.py transfer --by-index --data-dir DIR  # the same, each source in its own label words
+    python recipes/study.py transfer --by-index --split all --data-dir DIR  # on dev and test halves together
     python recipes/study.py transfer --labels index --prompts-from REG --data-dir DIR  # index prompts, index targets
 
 Resumable across machines: a cell in any committed export is never trained again. A build registry
@@ -257,12 +258,13 @@ def transfer(args) -> None:
     for record in registry.list(kind="source"):
         if labels_of(record) == args.labels:
             prompts[record.ref] = (load_prompt(registry, record, backbone), record.task)
-    print("| target | prompt | answers in | test score | most predicted label (share) |")
+    print(f"| target | prompt | answers in | {args.split} score | most predicted label (share) |")
     print("|---|---|---|---:|---|")
     for target in args.targets.split(","):
         task = labelled(get_task(target), args.labels)
-        rows = load_task(task, data_dir=args.data_dir, seed=1, train_limit=1,
-                         test_limit=int(BUDGET["--test-limit"])).test
+        splits = load_task(task, data_dir=args.data_dir, seed=1, train_limit=1,
+                           test_limit=int(BUDGET["--test-limit"]))
+        rows = {"test": splits.test, "dev": splits.dev, "all": [*splits.dev, *splits.test]}[args.split]
         for name, (prompt, source) in prompts.items():
             words = task.labels
             if args.by_index:
@@ -297,6 +299,8 @@ def main() -> None:
     p.add_argument("--prompts-from", help="a registry whose sources to score (default: the zoo of --labels)")
     p.add_argument("--by-index", action="store_true",
                    help="each source answers in its own label words, read as the target label of the same index")
+    p.add_argument("--split", choices=("test", "dev", "all"), default="test",
+                   help="the seed-1 split's test half (the cells' test rows), its dev half, or both")
     p.add_argument("--data-dir", required=True)
     p = sub.add_parser("status", help="cells done and left")
     p.add_argument("part", nargs="?", choices=PARTS)
