@@ -6,6 +6,7 @@ first targets show PT, SPoT and ATTEMPT side by side early), every finished cell
 finishes to ``recipes/results/studies/<study>/<export>.json``.
 
     python recipes/study.py run main --data-dir DIR        # 6 targets x pt, spot, attempt, attempt-mt x 2 seeds
+    python recipes/study.py run start-lr --data-dir DIR    # the same at lr 0.03 with --eval-start, RTE in MNLI's words
     python recipes/study.py run ablations --data-dir DIR   # rte, cb x attempt, no-target, uniform, single
     python recipes/study.py run few-shot --data-dir DIR    # cb, boolq x pt, spot, attempt at k = 4, 16, 32
     python recipes/study.py run budget --data-dir DIR      # rte, cb x pt, attempt at 4x the main study's steps
@@ -64,9 +65,11 @@ PARTS = {
     # as a candidate (--eval-start), at the zoo's prompt rate and at a tenth of it.
     "start": {"study": "rte-start-lr0.3", "targets": ("rte",), "methods": ("spot", "attempt"), "seeds": (1,),
               "shots": (None,), "budget": {**BUDGET, "--eval-start": None}, "label_words": "rte=mnli"},
-    # (CB, whose words are MNLI's, was added once RTE showed the lower rate keeping MNLI's knowledge.)
-    "start-lr": {"study": "rte-start-lr0.03", "targets": ("rte", "cb"), "methods": ("pt", "spot", "attempt"),
-                 "seeds": (1, 2),
+    # (CB, whose words are MNLI's, was added once RTE showed the lower rate keeping MNLI's knowledge; then the
+    # other four targets and ATTEMPT-MT, which makes it the main study at this setting: its first 12 cells
+    # are the RTE and CB probe's. MRPC keeps its own words: untrained, QQP's prompt scores 0 F1 on it in QQP's.)
+    "start-lr": {"study": "rte-start-lr0.03", "targets": ("rte", "mrpc", "cb", "boolq", "wic", "wsc"),
+                 "methods": ("pt", "spot", "attempt", "attempt-mt"), "seeds": (1, 2),
                  "shots": (None,), "budget": {**BUDGET, "--lr": 0.03, "--eval-start": None},
                  "label_words": "rte=mnli"},
     # ATTEMPT's start is P_target + the mix; with P_target at MNLI's prompt that is about twice MNLI's prompt.
