@@ -77,8 +77,11 @@ PARTS = {
     "start-zeros": {"study": "rte-start-zeros", "targets": ("rte",), "methods": ("attempt",), "seeds": (1,),
                     "shots": (None,), "budget": {**BUDGET, "--eval-start": None, "--target-init": "zeros"},
                     "label_words": "rte=mnli"},
+    # At the start-lr part's settings (lr 0.03, the start on dev as a candidate), the ones under which a
+    # target keeps what its source brings; half its steps, since K rows per class are few.
     "few-shot": {"study": "few-shot-cb-boolq", "targets": ("cb", "boolq"), "methods": ("pt", "spot", "attempt"),
-                 "seeds": (1, 2), "shots": (4, 16, 32), "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 25}},
+                 "seeds": (1, 2), "shots": (4, 16, 32),
+                 "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 25, "--lr": 0.03, "--eval-start": None}},
 }
 METHOD_ORDER = ("pt", "spot", "attempt", "no-target", "uniform", "single")
 """Single-target methods, in the order each target trains them (attempt before the single that reads it)."""
