@@ -190,12 +190,21 @@ def status(args) -> None:
               f"{len(_exports(part['study']))} export(s)" + (f"; next: {left[0]}" if left else ""))
 
 
+def _targets_done(part: dict) -> list[str]:
+    """The part's targets that have a finished cell, in the part's order: the table's columns and the
+    constant-answer row's, whatever order the cells were trained in."""
+    done = {target for _, target, _, _ in _done(part["study"])}
+    return [t for t in part["targets"] if t in done]
+
+
 def table(args) -> None:
-    study = PARTS[args.part]["study"]
-    files = [part for path in _exports(study) for part in ("--from", str(path))]
+    part = PARTS[args.part]
+    study = part["study"]
+    files = [arg for path in _exports(study) for arg in ("--from", str(path))]
     if not files:
         sys.exit(f"no export of {study} yet; `python recipes/study.py run {args.part} --data-dir DIR` makes them")
-    sys.exit(_attemptctl("study", "show", study, *files, "--json" if args.json else "--markdown", echo=False))
+    sys.exit(_attemptctl("study", "show", study, *files, "--targets", ",".join(_targets_done(part)),
+                         "--json" if args.json else "--markdown", echo=False))
 
 
 def constant_answers(part: dict, data_dir: str) -> dict[str, float]:
@@ -220,9 +229,8 @@ def constant_answers(part: dict, data_dir: str) -> dict[str, float]:
 
 def baselines(args) -> None:
     part = PARTS[args.part]
-    done = _done(part["study"])  # the seeds and targets the table has
-    seeds = sorted({seed for _, _, seed, _ in done}) or part["seeds"]
-    targets = [t for t in part["targets"] if any(target == t for _, target, _, _ in done)] or part["targets"]
+    seeds = sorted({seed for _, _, seed, _ in _done(part["study"])}) or part["seeds"]  # the table's seeds
+    targets = _targets_done(part) or part["targets"]  # and its columns, in its order
     scores = constant_answers({**part, "seeds": tuple(seeds), "targets": tuple(targets)}, args.data_dir)
     average = sum(scores.values()) / len(scores)
     print("| constant answer | 0 | " + " | ".join(f"{100 * v:.1f}" for v in scores.values()) + f" | {100 * average:.1f} |")

@@ -247,6 +247,22 @@ def test_show_of_an_unknown_study_names_the_known_ones(full_study):
     assert result.exit_code == 1 and "methods-rte+cb" in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_show_puts_the_named_targets_first_with_the_same_numbers(full_study):
+    """`--targets cb,rte` reorders the columns only: each target's scores and the average stay as they were."""
+    path, _ = full_study
+    trained = json.loads(run("study", "show", "methods-rte+cb", "--registry", path, "--json").output)
+    result = run("study", "show", "methods-rte+cb", "--registry", path, "--json", "--targets", "cb,rte")
+    assert result.exit_code == 0, result.output
+    reordered = json.loads(result.output)
+    assert trained["targets"] == ["rte", "cb"] and reordered["targets"] == ["cb", "rte"]
+    assert reordered["rows"] == trained["rows"]
+    header = run("study", "show", "methods-rte+cb", "--registry", path, "--markdown", "--targets", "cb").output
+    assert "| method | params/task | cb | rte | avg |" in header
+    result = run("study", "show", "methods-rte+cb", "--registry", path, "--targets", "cb,wsc")
+    assert result.exit_code == 1 and "'wsc'" in result.output and "rte, cb" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_export_after_each_cell_and_show_joins_exports_of_two_registries(sources, tmp_path, tiny_causal_dir):
     """A study run in two registries (two machines) is one table: `--export` writes each registry's cells as
     they finish, `study show --from A --from B` joins them, and a file of another registry is never overwritten."""

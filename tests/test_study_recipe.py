@@ -146,3 +146,12 @@ def test_the_start_parts_score_the_start_and_differ_from_the_borrowed_part_only_
         assert (command[command.index("--lr") + 1] if "--lr" in command else None) == lr
         flags = {a for a in command if a.startswith("--")} - {"--eval-start", "--lr"}
         assert flags == {a for a in borrowed if a.startswith("--")}
+
+
+def test_table_columns_follow_the_part_not_the_training_order(recipe):
+    """A study resumed in a second registry exports its targets in another order; the table and the
+    constant-answer row both take the part's order, over the targets that have a cell."""
+    study = recipe.PARTS["start-lr"]["study"]
+    _export(recipe, study, "a", [("pt", "wsc", 1, None), ("pt", "mrpc", 1, None)])
+    _export(recipe, study, "b", [("pt", "rte", 2, None)])
+    assert recipe._targets_done(recipe.PARTS["start-lr"]) == ["rte", "mrpc", "wsc"]

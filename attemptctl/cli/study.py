@@ -258,6 +258,9 @@ def study_show(
     registry: RegistryOpt = None, as_json: JsonOpt = False, as_csv: CsvOpt = False, markdown: MarkdownOpt = False,
     exports: Annotated[list[Path] | None, typer.Option("--from", help="Read the cells from these `--json` exports "
                                                        "instead of the registry (repeat for several).")] = None,
+    targets: Annotated[str | None, typer.Option("--targets", help="Comma-separated targets to put first, in "
+                                                "this order, e.g. rte,mrpc,cb (default: the order they "
+                                                "were trained in).")] = None,
 ) -> None:
     """Print a methods study's table from the registry alone, in about a second (no torch, no data).
 
@@ -267,10 +270,12 @@ def study_show(
     Example: attemptctl study show methods-rte+mrpc+cb --markdown
              attemptctl study show six-targets --from part-1.json --from part-2.json
     """
-    from attemptctl.studies import read_export, show_study, table_from_exports
+    from attemptctl.studies import in_order, read_export, show_study, table_from_exports
 
     if exports:
         table = call(table_from_exports, name, [(str(p), call(read_export, p)) for p in exports])
     else:
         table = call(show_study, workspace(registry), name)
+    if targets:
+        table = call(in_order, table, _names(targets))
     _print_table(table, as_json, as_csv, markdown)

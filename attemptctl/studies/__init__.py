@@ -29,10 +29,18 @@ from attemptctl.studies.cells import (
 from attemptctl.studies.export import check_export, read_export, table_csv, table_markdown, table_rows, write_export
 from attemptctl.studies.methods import MethodsStudyResult, OnCell, run_options, study_methods
 from attemptctl.studies.sources import StudyRow, study_sources
-from attemptctl.studies.table import CellResult, MethodsTable, Summary, methods_table, show_study, table_from_exports
+from attemptctl.studies.table import (
+                                      CellResult,
+                                      MethodsTable,
+                                      Summary,
+                                      in_order,
+                                      methods_table,
+                                      show_study,
+                                      table_from_exports,
+)
 
 __all__ = ["ATTENTION_METHODS", "BUDGET_KEYS", "METHODS", "SCALED_OPTIONS", "TARGET_COLUMN", "UNCOMPARED_OPTIONS",
            "UNIFORM_SAMPLING", "Cell", "CellResult", "MethodsStudyConfig", "MethodsStudyResult", "MethodsTable", "OnCell",
-           "StudyRow", "Summary", "attention_markdown", "check_export", "default_name", "finished_cells", "methods_table", "read_export",
-           "run_options", "show_study", "stored_attention", "study_methods", "study_names", "study_records",
+           "StudyRow", "Summary", "attention_markdown", "check_export", "default_name", "finished_cells", "in_order",
+           "methods_table", "read_export", "run_options", "show_study", "stored_attention", "study_methods", "study_names", "study_records",
            "study_sources", "table_csv", "table_from_exports", "table_markdown", "table_rows", "write_export"]

@@ -6,7 +6,7 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attemptctl.errors import ConfigError
 from attemptctl.metrics import primary_metric
@@ -277,6 +277,17 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
     if not found:
         raise ConfigError(f"no finished cell of study '{name}' in {', '.join(o for o, _ in exports) or 'no file'}")
     return _table(name, [result for _, result in found.values()], order, 0)
+
+
+def in_order(table: MethodsTable, targets: Sequence[str]) -> MethodsTable:
+    """The table with ``targets`` as its first columns, in that order (the rest follow as they were);
+    a target the study has no cell of is refused, naming the ones it has."""
+    unknown = [t for t in targets if t not in table.targets]
+    if unknown:
+        raise ConfigError(f"study '{table.name}' has no cell of target '{unknown[0]}'; "
+                          f"its targets: {', '.join(table.targets)}")
+    rest = tuple(t for t in table.targets if t not in targets)
+    return replace(table, targets=tuple(dict.fromkeys(targets)) + rest)
 
 
 def show_study(ws: Workspace, name: str) -> MethodsTable:
