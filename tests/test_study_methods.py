@@ -263,6 +263,26 @@ def test_show_puts_the_named_targets_first_with_the_same_numbers(full_study):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_each_cell_exports_its_kept_step_and_the_table_counts_kept_starts(full_study, tmp_path):
+    """The step kept on dev travels with every exported cell; a cell whose start was kept (step 0) is
+    counted under the table, and an export written before the step was recorded is counted apart."""
+    path, _ = full_study
+    export = json.loads(run("study", "show", "methods-rte+cb", "--registry", path, "--json").output)
+    for cell in export["cells"]:
+        shown = json.loads(run("registry", "show", cell["prompt"], "--registry", path).output)
+        assert cell["best_step"] == shown["metrics"]["best_step"] and isinstance(cell["best_step"], int)
+    plain = run("study", "show", "methods-rte+cb", "--registry", path, "--markdown").output
+    assert ("Kept the untrained start" in plain) == any(c["best_step"] == 0 for c in export["cells"])
+    pt = [c for c in export["cells"] if c["method"] == "pt"]
+    pt[0]["best_step"] = 0  # as --eval-start records a start that training did not beat
+    del pt[-1]["best_step"]  # as an export written before the kept step was recorded
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(export))
+    text = run("study", "show", "methods-rte+cb", "--from", edited, "--markdown").output
+    kept = sum(c.get("best_step") == 0 for c in pt)
+    assert f"PT {kept} of {len(pt) - 1} cells" in text and "1 cells were exported before" in text
+
+
 def test_export_after_each_cell_and_show_joins_exports_of_two_registries(sources, tmp_path, tiny_causal_dir):
     """A study run in two registries (two machines) is one table: `--export` writes each registry's cells as
     they finish, `study show --from A --from B` joins them, and a file of another registry is never overwritten."""

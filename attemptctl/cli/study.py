@@ -157,8 +157,9 @@ def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
         for row in rows:
             rendered.add_row(*row)
         out.print(rendered)
-    if table.borrowed_note():
-        out.print(table.borrowed_note(), highlight=False)
+    for note in (table.borrowed_note(), table.kept_start_note()):
+        if note:
+            out.print(note, highlight=False)
     attention = table.attention()
     if attention:
         from attemptctl.studies import METHODS

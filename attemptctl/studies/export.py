@@ -85,8 +85,8 @@ def table_markdown(table: MethodsTable) -> str:
     note = f"\n\nTest scores (%) of study `{table.name}`, mean ± std over seeds {', '.join(map(str, table.seeds))}."
     if table.budget_issues:
         note += " †: a cell whose budget differs from the study's."
-    if table.borrowed_note():
-        note += " " + table.borrowed_note()
+    for extra in (table.borrowed_note(), table.kept_start_note()):
+        note += f" {extra}" if extra else ""
     attention = attention_markdown(table)
     return "\n\n".join(parts) + note + (f"\n\n{attention}" if attention else "")
 

@@ -45,6 +45,9 @@ class CellResult:
     run: str
     """The training run (cells of one attempt-mt run share it)."""
     attention: dict[str, float] | None
+    best_step: int | None = None
+    """The step whose state was kept on dev: 0 is the untrained start (``--eval-start``); None for an
+    export written before it was recorded."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,18 @@ class MethodsTable:
         words = self.borrowed_words()
         return ("Label words: " + "; ".join(f"{t} answers in {s}'s" for t, s in words.items()) + ".") if words else ""
 
+    def kept_start_note(self) -> str:
+        """One sentence counting, per method, the cells that kept their untrained start (best dev step 0,
+        so what was scored is the initial prompt and an untrained G), or ``""`` when none did."""
+        kept = Counter(c.cell.method for c in self.cells if c.best_step == 0)
+        if not kept:
+            return ""
+        known = Counter(c.cell.method for c in self.cells if c.best_step is not None)
+        unknown = sum(c.best_step is None for c in self.cells)
+        return ("Kept the untrained start (dev best at step 0): "
+                + ", ".join(f"{METHODS[m][1]} {kept[m]} of {known[m]} cells" for m in self.methods if known[m]) + "."
+                + (f" {unknown} cells were exported before the kept step was recorded." if unknown else ""))
+
     @property
     def seconds(self) -> float:
         """Training time (a shared run once) plus evaluation time of every finished cell."""
@@ -144,7 +159,7 @@ class MethodsTable:
         cells = [{**c.cell.tag, "prompt": c.ref, "sources": list(c.sources), "metric": c.metric, "score": c.score,
                   "params": c.params, "budget": c.budget, "train_seconds": c.train_seconds,
                   "eval_seconds": c.eval_seconds, "run": c.run, "attention": c.attention,
-                  "budget_differs": c.cell in self.flagged} for c in self.cells]
+                  "best_step": c.best_step, "budget_differs": c.cell in self.flagged} for c in self.cells]
         return {"study": self.name, "targets": list(self.targets), "seeds": list(self.seeds), "shots": list(self.shots),
                 "rows": rows, "cells": cells, "budget_issues": list(self.budget_issues), "seconds": self.seconds,
                 "unfinished": self.unfinished}
@@ -223,7 +238,8 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
                                 _trainable(registry, record, seen), _budget(record),
                                 float(record.metrics.get("seconds", 0.0)), float(evaluation.seconds),
                                 record.attention or record.ref,
-                                stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None))
+                                stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None,
+                                record.metrics.get("best_step")))
     unfinished = len({_cell_of(r) for r in records} - set(done))
     return _table(name, cells, [_cell_of(r).target for r in records], unfinished)
 
@@ -261,7 +277,8 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                 cell = Cell(row["method"], row["target"], int(row["seed"]), row["shots"])
                 result = CellResult(cell, row["prompt"], tuple(row["sources"]), row["metric"], float(row["score"]),
                                     int(row["params"]), dict(row["budget"]), float(row["train_seconds"]),
-                                    float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"])
+                                    float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"],
+                                row.get("best_step"))
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
                     from None
