@@ -14,6 +14,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
+    python recipes/study.py per-seed PART --data-dir DIR   # every cell's score seed by seed, each seed's constant
     python recipes/study.py transfer --data-dir DIR        # each source prompt on each target, untrained
     python recipes/study.py transfer --by-index --data-dir DIR  # the same, each source in its own label words
     python recipes/study.py transfer --by-index --split all --data-dir DIR  # on dev and test halves together
@@ -207,10 +208,10 @@ def table(args) -> None:
                          "--json" if args.json else "--markdown", echo=False))
 
 
-def constant_answers(part: dict, data_dir: str) -> dict[str, float]:
-    """Per target: the best score a constant answer gets on the cells' test rows (the same split and
-    limit, averaged over the part's seeds), in the target's primary metric: what "learned nothing"
-    scores, to read the table against."""
+def constant_answers(part: dict, data_dir: str) -> dict[str, list[float]]:
+    """Per target and seed (in the part's seed order): the best score a constant answer gets on the
+    cells' test rows (the same split and limit), in the target's primary metric: what "learned
+    nothing" scores, to read the table against."""
     sys.path.insert(0, str(ROOT))
     from attemptctl.data import load_task
     from attemptctl.metrics import compute_metrics, primary_metric
@@ -223,17 +224,44 @@ def constant_answers(part: dict, data_dir: str) -> dict[str, float]:
         for seed in part["seeds"]:
             rows = load_task(task, data_dir=data_dir, seed=seed, train_limit=1, test_limit=limit).test
             per_seed.append(max(compute_metrics(task, [label] * len(rows), rows)[metric] for label in task.labels))
-        scores[target] = sum(per_seed) / len(per_seed)
+        scores[target] = per_seed
     return scores
+
+
+def _table_shape(part: dict) -> tuple[dict, list[int], list[str]]:
+    """The part's finished cells, and the seeds and targets (in the part's order) the table has."""
+    done = _done(part["study"])
+    seeds = sorted({seed for _, _, seed, _ in done}) or list(part["seeds"])
+    return done, seeds, _targets_done(part) or list(part["targets"])
 
 
 def baselines(args) -> None:
     part = PARTS[args.part]
-    seeds = sorted({seed for _, _, seed, _ in _done(part["study"])}) or part["seeds"]  # the table's seeds
-    targets = _targets_done(part) or part["targets"]  # and its columns, in its order
+    _, seeds, targets = _table_shape(part)
     scores = constant_answers({**part, "seeds": tuple(seeds), "targets": tuple(targets)}, args.data_dir)
-    average = sum(scores.values()) / len(scores)
-    print("| constant answer | 0 | " + " | ".join(f"{100 * v:.1f}" for v in scores.values()) + f" | {100 * average:.1f} |")
+    means = [sum(v) / len(v) for v in scores.values()]
+    print("| constant answer | 0 | " + " | ".join(f"{100 * v:.1f}" for v in means)
+          + f" | {100 * sum(means) / len(means):.1f} |")
+
+
+def per_seed(args) -> None:
+    """Every cell's test score, seed by seed (``a / b``), per method and target, with the constant answer
+    of each seed's split: the numbers behind the table's means (no-shot cells only)."""
+    part = PARTS[args.part]
+    done, seeds, targets = _table_shape(part)
+    methods = [m for m in (*METHOD_ORDER, "attempt-mt") if any(c[0] == m for c in done)]
+    labels = {"pt": "PT", "spot": "SPoT", "attempt": "ATTEMPT", "attempt-mt": "ATTEMPT-MT", "no-target": "no target",
+              "uniform": "uniform", "single": "single source"}
+    print(f"| method (seed {' / '.join(map(str, seeds))}) | " + " | ".join(targets) + " |")
+    print("|---|" + "---|" * len(targets))
+    for method in methods:
+        cells = [" / ".join(f"{100 * done[(method, t, s, None)]['score']:.1f}" if (method, t, s, None) in done
+                            else "—" for s in seeds) for t in targets]
+        print(f"| {labels[method]} | " + " | ".join(cells) + " |")
+    if args.data_dir:
+        scores = constant_answers({**part, "seeds": tuple(seeds), "targets": tuple(targets)}, args.data_dir)
+        print("| constant answer | " + " | ".join(" / ".join(f"{100 * v:.1f}" for v in scores[t]) for t in targets)
+              + " |")
 
 
 def transfer(args) -> None:
@@ -312,6 +340,9 @@ def main() -> None:
     p = sub.add_parser("baselines", help="the best constant answer per target, as a table row")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", required=True)
+    p = sub.add_parser("per-seed", help="each cell's test score, seed by seed, and each seed's constant answer")
+    p.add_argument("part", choices=PARTS)
+    p.add_argument("--data-dir", help="also print the constant answer of each seed's test rows")
     p = sub.add_parser("transfer", help="each zoo source (and a vocabulary prompt) scored on targets, untrained")
     p.add_argument("--targets", default="rte,mrpc,cb,wic,wsc")
     p.add_argument("--labels", choices=("words", "index"), default="words",
@@ -328,7 +359,8 @@ def main() -> None:
     p.add_argument("part", choices=PARTS)
     p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
     args = parser.parse_args()
-    {"run": run, "status": status, "table": table, "baselines": baselines, "transfer": transfer}[args.command](args)
+    {"run": run, "status": status, "table": table, "baselines": baselines, "per-seed": per_seed,
+     "transfer": transfer}[args.command](args)
 
 
 if __name__ == "__main__":
