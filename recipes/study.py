@@ -10,6 +10,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run ablations --data-dir DIR   # rte, cb x attempt, no-target, uniform, single (lr 0.03)
     python recipes/study.py run few-shot --data-dir DIR    # cb, boolq x pt, spot, attempt at k = 4, 16, 32
     python recipes/study.py run budget --data-dir DIR      # rte, cb x pt, attempt at 4x the main study's steps
+    python recipes/study.py run budget-lr --data-dir DIR   # rte, cb x pt, spot, attempt: start-lr at 4x the steps
     python recipes/study.py run index --data-dir DIR       # the main study, every task answering by label index
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
@@ -81,6 +82,13 @@ PARTS = {
     "start-zeros": {"study": "rte-start-zeros", "targets": ("rte",), "methods": ("attempt",), "seeds": (1,),
                     "shots": (None,), "budget": {**BUDGET, "--eval-start": None, "--target-init": "zeros"},
                     "label_words": "rte=mnli"},
+    # Is the main study's budget too small to rank the methods? Its settings at 4x the steps, with the whole
+    # dev half as the dev check (100 rows chose among noise: 11 of 36 cells kept their start).
+    "budget-lr": {"study": "budget-lr0.03-rte-cb", "targets": ("rte", "cb"), "methods": ("pt", "spot", "attempt"),
+                  "seeds": (1, 2), "shots": (None,),
+                  "budget": {**BUDGET, "--max-steps": 400, "--warmup-steps": 40, "--eval-every": 100,
+                             "--dev-limit": 1000, "--lr": 0.03, "--eval-start": None},
+                  "label_words": "rte=mnli"},
     # At the start-lr part's settings (lr 0.03, the start on dev as a candidate), the ones under which a
     # target keeps what its source brings; half its steps, since K rows per class are few.
     "few-shot": {"study": "few-shot-cb-boolq", "targets": ("cb", "boolq"), "methods": ("pt", "spot", "attempt"),

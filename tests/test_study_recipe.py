@@ -32,7 +32,7 @@ def _export(recipe, study, name, cells):
 
 
 @pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index", "borrowed", "start",
-                                  "start-lr", "start-zeros"])
+                                  "start-lr", "start-zeros", "budget-lr"])
 def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
     spec = recipe.PARTS[part]
     todo = recipe._todo(spec)
@@ -169,3 +169,13 @@ def test_table_columns_follow_the_part_not_the_training_order(recipe):
     _export(recipe, study, "a", [("pt", "wsc", 1, None), ("pt", "mrpc", 1, None)])
     _export(recipe, study, "b", [("pt", "rte", 2, None)])
     assert recipe._targets_done(recipe.PARTS["start-lr"]) == ["rte", "mrpc", "wsc"]
+
+
+def test_the_budget_probe_at_the_main_settings_changes_only_steps_and_dev_rows(recipe):
+    main, probe = recipe.PARTS["start-lr"], recipe.PARTS["budget-lr"]
+    changed = {"--max-steps", "--warmup-steps", "--eval-every", "--dev-limit"}
+    assert {k: v for k, v in probe["budget"].items() if k not in changed} == \
+        {k: v for k, v in main["budget"].items() if k not in changed}
+    assert probe["budget"]["--max-steps"] == 4 * main["budget"]["--max-steps"]
+    assert probe["budget"]["--dev-limit"] > main["budget"]["--dev-limit"]
+    assert probe["label_words"] == main["label_words"] and probe["study"] != main["study"]
