@@ -271,6 +271,9 @@ def test_each_cell_exports_its_kept_step_and_the_table_counts_kept_starts(full_s
     for cell in export["cells"]:
         shown = json.loads(run("registry", "show", cell["prompt"], "--registry", path).output)
         assert cell["best_step"] == shown["metrics"]["best_step"] and isinstance(cell["best_step"], int)
+        assert cell["start"] == shown["config"]["init"]  # SPoT's pick, MNLI for the mixing methods, vocab for PT
+    assert {c["start"] for c in export["cells"] if c["method"] == "pt"} == {"vocab"}
+    assert all(c["start"].startswith("source:") for c in export["cells"] if c["method"] == "spot")
     plain = run("study", "show", "methods-rte+cb", "--registry", path, "--markdown").output
     assert ("Kept the untrained start" in plain) == any(c["best_step"] == 0 for c in export["cells"])
     pt = [c for c in export["cells"] if c["method"] == "pt"]

@@ -149,7 +149,8 @@ def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
 
     seeds = ", ".join(map(str, table.seeds))
     for shots, header, rows in table_rows(table):
-        title = f"Study {table.name}: test scores (%), mean ± std over seeds {seeds}" + (f", {shots}-shot" if shots else "")
+        over = f"mean ± std over seeds {seeds}" if len(table.seeds) > 1 else f"seed {seeds}"
+        title = f"Study {table.name}: test scores (%), {over}" + (f", {shots}-shot" if shots else "")
         out.print(title, highlight=False)  # a line of its own: a table title wraps to the table's width
         rendered = Table()
         for i, name in enumerate(header):

@@ -48,6 +48,9 @@ class CellResult:
     best_step: int | None = None
     """The step whose state was kept on dev: 0 is the untrained start (``--eval-start``); None for an
     export written before it was recorded."""
+    start: str | None = None
+    """Where the prompt started (the record's ``init``: ``vocab``, ``source:mnli@1``, …), so SPoT's pick
+    is on record; None for an export written before it was recorded."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ class MethodsTable:
         cells = [{**c.cell.tag, "prompt": c.ref, "sources": list(c.sources), "metric": c.metric, "score": c.score,
                   "params": c.params, "budget": c.budget, "train_seconds": c.train_seconds,
                   "eval_seconds": c.eval_seconds, "run": c.run, "attention": c.attention,
-                  "best_step": c.best_step, "budget_differs": c.cell in self.flagged} for c in self.cells]
+                  "best_step": c.best_step, "start": c.start, "budget_differs": c.cell in self.flagged} for c in self.cells]
         return {"study": self.name, "targets": list(self.targets), "seeds": list(self.seeds), "shots": list(self.shots),
                 "rows": rows, "cells": cells, "budget_issues": list(self.budget_issues), "seconds": self.seconds,
                 "unfinished": self.unfinished}
@@ -239,7 +242,7 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
                                 float(record.metrics.get("seconds", 0.0)), float(evaluation.seconds),
                                 record.attention or record.ref,
                                 stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None,
-                                record.metrics.get("best_step")))
+                                record.metrics.get("best_step"), record.config.get("init")))
     unfinished = len({_cell_of(r) for r in records} - set(done))
     return _table(name, cells, [_cell_of(r).target for r in records], unfinished)
 
@@ -278,7 +281,7 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                 result = CellResult(cell, row["prompt"], tuple(row["sources"]), row["metric"], float(row["score"]),
                                     int(row["params"]), dict(row["budget"]), float(row["train_seconds"]),
                                     float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"],
-                                row.get("best_step"))
+                                row.get("best_step"), row.get("start"))
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
                     from None
