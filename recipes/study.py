@@ -16,6 +16,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
     python recipes/study.py per-seed PART --data-dir DIR   # every cell's score seed by seed, each seed's constant
+    python recipes/study.py docs --data-dir DIR            # rewrite docs/results.md's tables from the exports
     python recipes/study.py transfer --data-dir DIR        # each source prompt on each target, untrained
     python recipes/study.py transfer --by-index --data-dir DIR  # the same, each source in its own label words
     python recipes/study.py transfer --by-index --split all --data-dir DIR  # on dev and test halves together
@@ -272,6 +273,40 @@ def per_seed(args) -> None:
               + " |")
 
 
+DOC_BLOCK = r"<!-- (results-table|per-seed): ([\w-]+) -->\n(.*?)\n<!-- /\1 -->"
+"""A quoted table in docs/results.md: the recipe's output for a part, between two HTML comments."""
+
+
+def _printed(*argv: str) -> str:
+    return subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def docs(args) -> None:
+    """Rewrite every quoted table of docs/results.md from the committed exports: ``results-table: PART``
+    is ``table PART`` with ``baselines PART`` under its first table, ``per-seed: PART`` is ``per-seed PART``
+    with each seed's constant answer. tests/test_results_doc.py checks the page against the same output."""
+    import re
+
+    page = ROOT / "docs" / "results.md"
+
+    def block(match) -> str:
+        kind, name = match.group(1), match.group(2)
+        if kind == "per-seed":
+            text = _printed("per-seed", name, "--data-dir", args.data_dir)
+        else:
+            lines = _printed("table", name).splitlines()
+            end = next(i for i, line in enumerate(lines) if i and not line.startswith("|"))
+            text = "\n".join([*lines[:end], _printed("baselines", name, "--data-dir", args.data_dir), *lines[end:]])
+        return f"<!-- {kind}: {name} -->\n{text}\n<!-- /{kind} -->"
+
+    before = page.read_text()
+    after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
+    page.write_text(after)
+    print(f"{page.relative_to(ROOT)}: {len(re.findall(DOC_BLOCK, after, flags=re.DOTALL))} tables, "
+          + ("changed" if after != before else "unchanged"))
+
+
 def transfer(args) -> None:
     """What each prompt does on a target before any target training: every zoo source and an untrained
     vocabulary prompt scored on the target's test rows (seed 1 split, the study's input length), with
@@ -351,6 +386,8 @@ def main() -> None:
     p = sub.add_parser("per-seed", help="each cell's test score, seed by seed, and each seed's constant answer")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", help="also print the constant answer of each seed's test rows")
+    p = sub.add_parser("docs", help="rewrite docs/results.md's quoted tables from the committed exports")
+    p.add_argument("--data-dir", required=True)
     p = sub.add_parser("transfer", help="each zoo source (and a vocabulary prompt) scored on targets, untrained")
     p.add_argument("--targets", default="rte,mrpc,cb,wic,wsc")
     p.add_argument("--labels", choices=("words", "index"), default="words",
@@ -368,7 +405,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
     args = parser.parse_args()
     {"run": run, "status": status, "table": table, "baselines": baselines, "per-seed": per_seed,
-     "transfer": transfer}[args.command](args)
+     "docs": docs, "transfer": transfer}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""docs/results.md quotes the committed study exports; these tests keep every quoted table equal to what
-the recipe prints from those exports now (torch-free), so the page cannot drift from the numbers.
+"""docs/results.md quotes the committed study exports (`python recipes/study.py docs --data-dir DIR` writes
+the quotes); these tests keep every quoted table equal to what the recipe prints from those exports now
+(torch-free), so the page cannot drift from the numbers.
 
 The constant-answer rows need the data folder (`baselines`, `per-seed --data-dir`) and are checked by
 test_study_recipe.py's constant-answer test instead; they are left out of the comparison here."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -15,7 +17,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "results.md"
-BLOCK = re.compile(r"<!-- (results-table|per-seed): ([\w-]+) -->\n(.*?)\n<!-- /\1 -->", re.S)
+_SPEC = importlib.util.spec_from_file_location("study_recipe", ROOT / "recipes" / "study.py")
+_RECIPE = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_RECIPE)
+BLOCK = re.compile(_RECIPE.DOC_BLOCK, re.DOTALL)  # the blocks `python recipes/study.py docs` writes
 COMMAND = {"results-table": "table", "per-seed": "per-seed"}
 
 
