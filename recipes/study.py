@@ -273,7 +273,7 @@ def per_seed(args) -> None:
               + " |")
 
 
-DOC_BLOCK = r"<!-- (results-table|per-seed): ([\w-]+) -->\n(.*?)\n<!-- /\1 -->"
+DOC_BLOCK = r"<!-- (results-table|per-seed): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
 """A quoted table in docs/results.md: the recipe's output for a part, between two HTML comments."""
 
 
@@ -301,6 +301,9 @@ def docs(args) -> None:
         return f"<!-- {kind}: {name} -->\n{text}\n<!-- /{kind} -->"
 
     before = page.read_text()
+    opened = len(re.findall(r"<!-- (?:results-table|per-seed): ", before))
+    if len(re.findall(DOC_BLOCK, before, flags=re.DOTALL)) != opened:
+        sys.exit(f"{page}: a quoted table's closing comment is missing; nothing rewritten")
     after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
     page.write_text(after)
     print(f"{page.relative_to(ROOT)}: {len(re.findall(DOC_BLOCK, after, flags=re.DOTALL))} tables, "

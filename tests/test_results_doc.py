@@ -28,8 +28,11 @@ def _blocks() -> list[tuple[str, str, str]]:
     return BLOCK.findall(PAGE.read_text())
 
 
-def test_the_page_quotes_the_main_study_and_its_seeds():
+def test_the_page_quotes_the_main_study_and_its_seeds_and_closes_every_quote():
     assert {(kind, part) for kind, part, _ in _blocks()} >= {("results-table", "start-lr"), ("per-seed", "start-lr")}
+    text = PAGE.read_text()  # a quote left open would make `docs` swallow the prose up to the next one
+    assert len(_blocks()) == text.count("<!-- results-table: ") + text.count("<!-- per-seed: ")
+    assert all(body.strip() for _, _, body in _blocks())
 
 
 @pytest.mark.parametrize("kind,part", [(kind, part) for kind, part, _ in _blocks()])
