@@ -255,18 +255,18 @@ def baselines(args) -> None:
 
 def per_seed(args) -> None:
     """Every cell's test score, seed by seed (``a / b``), per method and target, with the constant answer
-    of each seed's split: the numbers behind the table's means (no-shot cells only)."""
+    of each seed's split: the numbers behind the table's means (one row per method and shot count)."""
     part = PARTS[args.part]
     done, seeds, targets = _table_shape(part)
-    methods = [m for m in (*METHOD_ORDER, "attempt-mt") if any(c[0] == m for c in done)]
     labels = {"pt": "PT", "spot": "SPoT", "attempt": "ATTEMPT", "attempt-mt": "ATTEMPT-MT", "no-target": "no target",
               "uniform": "uniform", "single": "single source"}
     print(f"| method (seed {' / '.join(map(str, seeds))}) | " + " | ".join(targets) + " |")
     print("|---|" + "---|" * len(targets))
-    for method in methods:
-        cells = [" / ".join(f"{100 * done[(method, t, s, None)]['score']:.1f}" if (method, t, s, None) in done
-                            else "—" for s in seeds) for t in targets]
-        print(f"| {labels[method]} | " + " | ".join(cells) + " |")
+    for shots in part["shots"]:
+        for method in (m for m in (*METHOD_ORDER, "attempt-mt") if any(c[0] == m and c[3] == shots for c in done)):
+            cells = [" / ".join(f"{100 * done[(method, t, s, shots)]['score']:.1f}" if (method, t, s, shots) in done
+                                else "—" for s in seeds) for t in targets]
+            print(f"| {labels[method]}" + (f" ({shots}-shot)" if shots else "") + " | " + " | ".join(cells) + " |")
     if args.data_dir:
         scores = constant_answers({**part, "seeds": tuple(seeds), "targets": tuple(targets)}, args.data_dir)
         print("| constant answer | " + " | ".join(" / ".join(f"{100 * v:.1f}" for v in scores[t]) for t in targets)

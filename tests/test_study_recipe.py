@@ -179,3 +179,15 @@ def test_the_budget_probe_at_the_main_settings_changes_only_steps_and_dev_rows(r
     assert probe["budget"]["--max-steps"] == 4 * main["budget"]["--max-steps"]
     assert probe["budget"]["--dev-limit"] > main["budget"]["--dev-limit"]
     assert probe["label_words"] == main["label_words"] and probe["study"] != main["study"]
+
+
+def test_per_seed_gives_each_shot_count_its_own_rows(recipe, capsys):
+    study = recipe.PARTS["few-shot"]["study"]
+    path = _export(recipe, study, "a", [("pt", "cb", 1, 4), ("pt", "cb", 2, 16)])
+    doc = json.loads(path.read_text())
+    for cell, score in zip(doc["cells"], (0.5, 0.75)):
+        cell["score"] = score
+    path.write_text(json.dumps(doc))
+    recipe.per_seed(type("Args", (), {"part": "few-shot", "data_dir": None})())
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2:] == ["| PT (4-shot) | 50.0 / — |", "| PT (16-shot) | — / 75.0 |"]
