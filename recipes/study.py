@@ -256,17 +256,18 @@ def baselines(args) -> None:
 def per_seed(args) -> None:
     """Every cell's test score, seed by seed (``a / b``), per method and target, with the constant answer
     of each seed's split: the numbers behind the table's means (one row per method and shot count)."""
+    sys.path.insert(0, str(ROOT))
+    from attemptctl.studies.cells import METHODS  # the table's labels and order (no torch)
+
     part = PARTS[args.part]
     done, seeds, targets = _table_shape(part)
-    labels = {"pt": "PT", "spot": "SPoT", "attempt": "ATTEMPT", "attempt-mt": "ATTEMPT-MT", "no-target": "no target",
-              "uniform": "uniform", "single": "single source"}
     print(f"| method (seed {' / '.join(map(str, seeds))}) | " + " | ".join(targets) + " |")
     print("|---|" + "---|" * len(targets))
     for shots in part["shots"]:
-        for method in (m for m in (*METHOD_ORDER, "attempt-mt") if any(c[0] == m and c[3] == shots for c in done)):
+        for method in (m for m in METHODS if any(c[0] == m and c[3] == shots for c in done)):
             cells = [" / ".join(f"{100 * done[(method, t, s, shots)]['score']:.1f}" if (method, t, s, shots) in done
                                 else "—" for s in seeds) for t in targets]
-            print(f"| {labels[method]}" + (f" ({shots}-shot)" if shots else "") + " | " + " | ".join(cells) + " |")
+            print(f"| {METHODS[method][1]}" + (f" ({shots}-shot)" if shots else "") + " | " + " | ".join(cells) + " |")
     if args.data_dir:
         scores = constant_answers({**part, "seeds": tuple(seeds), "targets": tuple(targets)}, args.data_dir)
         print("| constant answer | " + " | ".join(" / ".join(f"{100 * v:.1f}" for v in scores[t]) for t in targets)
@@ -278,8 +279,13 @@ DOC_BLOCK = r"<!-- (results-table|per-seed): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
 
 
 def _printed(*argv: str) -> str:
-    return subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    """What this recipe prints for ``argv``; a failure stops with its last error line, nothing rewritten."""
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        reason = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()[-1]
+        sys.exit(f"`python recipes/study.py {' '.join(argv)}` failed: {reason}; nothing rewritten")
+    return done.stdout.strip()
 
 
 def docs(args) -> None:
@@ -301,9 +307,15 @@ def docs(args) -> None:
         return f"<!-- {kind}: {name} -->\n{text}\n<!-- /{kind} -->"
 
     before = page.read_text()
-    opened = len(re.findall(r"<!-- (?:results-table|per-seed): ", before))
-    if len(re.findall(DOC_BLOCK, before, flags=re.DOTALL)) != opened:
-        sys.exit(f"{page}: a quoted table's closing comment is missing; nothing rewritten")
+    matched = {m.start() for m in re.finditer(DOC_BLOCK, before, flags=re.DOTALL)}
+    for opening in re.finditer(r"<!-- (?:results-table|per-seed): ", before):
+        if opening.start() not in matched:
+            line = before.count("\n", 0, opening.start()) + 1
+            sys.exit(f"{page.relative_to(ROOT)}:{line}: a quote must open with `<!-- KIND: PART -->` on a line of "
+                     "its own and close with `<!-- /KIND -->`; nothing rewritten")
+    unknown = sorted({m.group(2) for m in re.finditer(DOC_BLOCK, before, flags=re.DOTALL)} - set(PARTS))
+    if unknown:
+        sys.exit(f"{page.relative_to(ROOT)} quotes unknown part '{unknown[0]}'; parts: {', '.join(PARTS)}")
     after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
     page.write_text(after)
     print(f"{page.relative_to(ROOT)}: {len(re.findall(DOC_BLOCK, after, flags=re.DOTALL))} tables, "

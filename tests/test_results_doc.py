@@ -2,8 +2,9 @@
 the quotes); these tests keep every quoted table equal to what the recipe prints from those exports now
 (torch-free), so the page cannot drift from the numbers.
 
-The constant-answer rows need the data folder (`baselines`, `per-seed --data-dir`) and are checked by
-test_study_recipe.py's constant-answer test instead; they are left out of the comparison here."""
+The constant-answer rows need the data folder (`baselines`, `per-seed --data-dir`): they are left out of
+the comparison with the committed page, and `docs` is run on a page of its own below to show it writes
+them from the real data."""
 
 from __future__ import annotations
 
@@ -35,11 +36,34 @@ def test_the_page_quotes_the_main_study_and_its_seeds_and_closes_every_quote():
     assert all(body.strip() for _, _, body in _blocks())
 
 
-@pytest.mark.parametrize("kind,part", [(kind, part) for kind, part, _ in _blocks()])
-def test_each_quoted_table_is_what_the_recipe_prints(kind, part):
-    quoted = next(text for k, p, text in _blocks() if (k, p) == (kind, part))
+@pytest.mark.parametrize("index", range(len(_blocks())))
+def test_each_quoted_table_is_what_the_recipe_prints(index):
+    kind, part, quoted = _blocks()[index]
     printed = subprocess.run([sys.executable, str(ROOT / "recipes" / "study.py"), COMMAND[kind], part],
                              capture_output=True, text=True, check=True, cwd=ROOT).stdout
     kept = [line for line in quoted.strip().splitlines() if not line.startswith("| constant answer |")]
     assert kept == printed.strip().splitlines()
     assert len(kept) < len(quoted.strip().splitlines())  # the constant-answer row is there to read against
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_docs_rewrites_each_quote_with_its_constant_row_and_refuses_a_broken_page(tmp_path, monkeypatch,
+                                                                                 real_data_dir):
+    page = tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    page.write_text("# Page\n\n<!-- results-table: ablations -->\nstale\n<!-- /results-table -->\n\nProse stays.\n\n"
+                    "<!-- per-seed: ablations -->\n<!-- /per-seed -->\n")
+    monkeypatch.setattr(_RECIPE, "ROOT", tmp_path)  # the page only: the tables still come from the real exports
+    _RECIPE.docs(type("Args", (), {"data_dir": str(real_data_dir)})())
+    text = page.read_text()
+    [(_, _, table), (_, _, seeds)] = BLOCK.findall(text)
+    lines = table.strip().splitlines()
+    first_end = next(i for i, line in enumerate(lines) if i and not line.startswith("|"))
+    assert lines[first_end - 1].startswith("| constant answer | 0 | ") and "stale" not in text
+    assert "Prose stays." in text and seeds.strip().splitlines()[-1].startswith("| constant answer | ")
+    unclosed = "<!-- results-table: ablations -->\nno end\n\nProse.\n<!-- per-seed: ablations -->\nx\n<!-- /per-seed -->\n"
+    for broken in (unclosed, "<!-- results-table: nosuch -->\nx\n<!-- /results-table -->\n"):
+        page.write_text(broken)
+        with pytest.raises(SystemExit, match="nothing rewritten|unknown part 'nosuch'"):
+            _RECIPE.docs(type("Args", (), {"data_dir": str(real_data_dir)})())
+        assert page.read_text() == broken

@@ -5,6 +5,7 @@ and the single-source choice."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -261,6 +262,8 @@ def test_show_puts_the_named_targets_first_with_the_same_numbers(full_study):
     result = run("study", "show", "methods-rte+cb", "--registry", path, "--targets", "cb,wsc")
     assert result.exit_code == 1 and "'wsc'" in result.output and "rte, cb" in result.output
     assert len(result.output.strip().splitlines()) == 1
+    result = run("study", "show", "methods-rte+cb", "--registry", path, "--targets", ",")
+    assert result.exit_code == 1 and "names no target" in result.output and "rte, cb" in result.output
 
 
 def test_each_cell_exports_its_kept_step_and_the_table_counts_kept_starts(full_study, tmp_path):
@@ -282,8 +285,20 @@ def test_each_cell_exports_its_kept_step_and_the_table_counts_kept_starts(full_s
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(export))
     text = run("study", "show", "methods-rte+cb", "--from", edited, "--markdown").output
-    kept = sum(c.get("best_step") == 0 for c in pt)
-    assert f"PT {kept} of {len(pt) - 1} cells" in text and "1 cells were exported before" in text
+    assert re.search(r"PT 1 of 1 cell\b(?!s)", text) and "1 cell has no kept step on record" in text
+    # The same cells in an older export listed first: the fields come from whichever copy has them.
+    old = json.loads(edited.read_text())
+    for cell in old["cells"]:
+        cell.pop("best_step", None), cell.pop("start")
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(old))
+    joined = json.loads(run("study", "show", "methods-rte+cb", "--from", older, "--from", edited, "--json").output)
+    assert {c["prompt"]: (c.get("best_step"), c["start"]) for c in joined["cells"]} == \
+        {c["prompt"]: (c.get("best_step"), c["start"]) for c in export["cells"]}
+    export["cells"][0]["best_step"] = "step"  # a mangled field is the one-line export error
+    edited.write_text(json.dumps(export))
+    result = run("study", "show", "methods-rte+cb", "--from", edited)
+    assert result.exit_code == 1 and "lacks or mangles" in result.output
 
 
 def test_export_after_each_cell_and_show_joins_exports_of_two_registries(sources, tmp_path, tiny_causal_dir):

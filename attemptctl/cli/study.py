@@ -278,6 +278,6 @@ def study_show(
         table = call(table_from_exports, name, [(str(p), call(read_export, p)) for p in exports])
     else:
         table = call(show_study, workspace(registry), name)
-    if targets:
+    if targets is not None:
         table = call(in_order, table, _names(targets))
     _print_table(table, as_json, as_csv, markdown)

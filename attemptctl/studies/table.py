@@ -139,9 +139,14 @@ class MethodsTable:
             return ""
         known = Counter(c.cell.method for c in self.cells if c.best_step is not None)
         unknown = sum(c.best_step is None for c in self.cells)
+
+        def cells(n: int) -> str:
+            return f"{n} cell" + ("" if n == 1 else "s")
         return ("Kept the untrained start (dev best at step 0): "
-                + ", ".join(f"{METHODS[m][1]} {kept[m]} of {known[m]} cells" for m in self.methods if known[m]) + "."
-                + (f" {unknown} cells were exported before the kept step was recorded." if unknown else ""))
+                + ", ".join(f"{METHODS[m][1]} {kept[m]} of {cells(known[m])}" for m in self.methods if known[m])
+                + (" (a multi-task run's cells share its step)" if known["attempt-mt"] else "") + "."
+                + (f" {cells(unknown)} {'has' if unknown == 1 else 'have'} no kept step on record (trained or "
+                   "exported before it was recorded)." if unknown else ""))
 
     @property
     def seconds(self) -> float:
@@ -281,7 +286,8 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                 result = CellResult(cell, row["prompt"], tuple(row["sources"]), row["metric"], float(row["score"]),
                                     int(row["params"]), dict(row["budget"]), float(row["train_seconds"]),
                                     float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"],
-                                row.get("best_step"), row.get("start"))
+                                None if row.get("best_step") is None else int(row["best_step"]),
+                                None if row.get("start") is None else str(row["start"]))
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
                     from None
@@ -292,6 +298,9 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                 if (seen.ref, seen.score) != (result.ref, result.score):
                     raise ConfigError(f"cell {cell} is in {first} ({seen.ref}, {100 * seen.score:.1f}) and in {origin} "
                                       f"({result.ref}, {100 * result.score:.1f}); keep one of the two files")
+                # The same cell, one copy perhaps exported before best_step and start were recorded.
+                found[cell] = (first, replace(seen, best_step=result.best_step if seen.best_step is None
+                                              else seen.best_step, start=seen.start or result.start))
                 continue
             found[cell] = (origin, result)
     if not found:
@@ -302,10 +311,12 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
 def in_order(table: MethodsTable, targets: Sequence[str]) -> MethodsTable:
     """The table with ``targets`` as its first columns, in that order (the rest follow as they were);
     a target the study has no cell of is refused, naming the ones it has."""
+    if not targets:
+        raise ConfigError(f"--targets names no target; give some of: {', '.join(table.targets)}")
     unknown = [t for t in targets if t not in table.targets]
     if unknown:
         raise ConfigError(f"study '{table.name}' has no cell of target '{unknown[0]}'; "
-                          f"its targets: {', '.join(table.targets)}")
+                          f"give --targets some of: {', '.join(table.targets)}")
     rest = tuple(t for t in table.targets if t not in targets)
     return replace(table, targets=tuple(dict.fromkeys(targets)) + rest)
 
