@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -292,8 +293,6 @@ def docs(args) -> None:
     """Rewrite every quoted table of docs/results.md from the committed exports: ``results-table: PART``
     is ``table PART`` with ``baselines PART`` under its first table, ``per-seed: PART`` is ``per-seed PART``
     with each seed's constant answer. tests/test_results_doc.py checks the page against the same output."""
-    import re
-
     page = ROOT / "docs" / "results.md"
 
     def block(match) -> str:
@@ -307,19 +306,19 @@ def docs(args) -> None:
         return f"<!-- {kind}: {name} -->\n{text}\n<!-- /{kind} -->"
 
     before = page.read_text()
-    matched = {m.start() for m in re.finditer(DOC_BLOCK, before, flags=re.DOTALL)}
+    quotes = list(re.finditer(DOC_BLOCK, before, flags=re.DOTALL))
+    matched = {m.start() for m in quotes}
     for opening in re.finditer(r"<!-- (?:results-table|per-seed): ", before):
         if opening.start() not in matched:
             line = before.count("\n", 0, opening.start()) + 1
             sys.exit(f"{page.relative_to(ROOT)}:{line}: a quote must open with `<!-- KIND: PART -->` on a line of "
                      "its own and close with `<!-- /KIND -->`; nothing rewritten")
-    unknown = sorted({m.group(2) for m in re.finditer(DOC_BLOCK, before, flags=re.DOTALL)} - set(PARTS))
+    unknown = sorted({m.group(2) for m in quotes} - set(PARTS))
     if unknown:
         sys.exit(f"{page.relative_to(ROOT)} quotes unknown part '{unknown[0]}'; parts: {', '.join(PARTS)}")
     after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
     page.write_text(after)
-    print(f"{page.relative_to(ROOT)}: {len(re.findall(DOC_BLOCK, after, flags=re.DOTALL))} tables, "
-          + ("changed" if after != before else "unchanged"))
+    print(f"{page.relative_to(ROOT)}: {len(quotes)} tables, " + ("changed" if after != before else "unchanged"))
 
 
 def transfer(args) -> None:

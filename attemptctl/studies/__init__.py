@@ -42,5 +42,5 @@ from attemptctl.studies.table import (
 __all__ = ["ATTENTION_METHODS", "BUDGET_KEYS", "METHODS", "SCALED_OPTIONS", "TARGET_COLUMN", "UNCOMPARED_OPTIONS",
            "UNIFORM_SAMPLING", "Cell", "CellResult", "MethodsStudyConfig", "MethodsStudyResult", "MethodsTable", "OnCell",
            "StudyRow", "Summary", "attention_markdown", "check_export", "default_name", "finished_cells", "in_order",
-           "methods_table", "read_export", "run_options", "show_study", "stored_attention", "study_methods", "study_names", "study_records",
-           "study_sources", "table_csv", "table_from_exports", "table_markdown", "table_rows", "write_export"]
+           "methods_table", "read_export", "run_options", "show_study", "stored_attention", "study_methods",
+           "study_names", "study_records", "study_sources", "table_csv", "table_from_exports", "table_markdown", "table_rows", "write_export"]

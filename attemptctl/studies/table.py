@@ -167,7 +167,8 @@ class MethodsTable:
         cells = [{**c.cell.tag, "prompt": c.ref, "sources": list(c.sources), "metric": c.metric, "score": c.score,
                   "params": c.params, "budget": c.budget, "train_seconds": c.train_seconds,
                   "eval_seconds": c.eval_seconds, "run": c.run, "attention": c.attention,
-                  "best_step": c.best_step, "start": c.start, "budget_differs": c.cell in self.flagged} for c in self.cells]
+                  "best_step": c.best_step, "start": c.start, "budget_differs": c.cell in self.flagged}
+                 for c in self.cells]
         return {"study": self.name, "targets": list(self.targets), "seeds": list(self.seeds), "shots": list(self.shots),
                 "rows": rows, "cells": cells, "budget_issues": list(self.budget_issues), "seconds": self.seconds,
                 "unfinished": self.unfinished}
@@ -286,8 +287,8 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                 result = CellResult(cell, row["prompt"], tuple(row["sources"]), row["metric"], float(row["score"]),
                                     int(row["params"]), dict(row["budget"]), float(row["train_seconds"]),
                                     float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"],
-                                None if row.get("best_step") is None else int(row["best_step"]),
-                                None if row.get("start") is None else str(row["start"]))
+                                    None if row.get("best_step") is None else int(row["best_step"]),
+                                    None if row.get("start") is None else str(row["start"]))
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
                     from None
