@@ -197,7 +197,7 @@ def _floor(task_name: str, data_dir: str, examples: int) -> tuple[str, float, st
 
     constant = _constant_answers(task_name, data_dir, examples)
     if constant is None:
-        return "f1", 0.30, "F1 30"
+        return "squad_f1", 0.30, "F1 30"
     majority, positive_f1 = constant
     if positive_f1 is not None:
         return "f1", positive_f1, f"all-{get_task(task_name).labels[1]} F1"

@@ -40,7 +40,9 @@ def test_floors_follow_the_constant_answers_of_the_test_rows(recipe, real_data_d
     share = counts["duplicate"] / n
     metric, value, basis = recipe._floor("qqp", str(real_data_dir), 400)
     assert metric == "f1" and value == pytest.approx(2 * share / (1 + share)) and basis == "all-duplicate F1"
-    assert recipe._floor("squad", str(real_data_dir), 50) == ("f1", 0.30, "F1 30")
+    assert recipe._floor("squad", str(real_data_dir), 50) == ("squad_f1", 0.30, "F1 30")
+    for task in recipe.SOURCES:  # the floor's metric is one that the task's evaluation reports
+        assert recipe._floor(task, str(real_data_dir), 50)[0] in get_task(task).metrics
     assert recipe._baseline("qqp", str(real_data_dir), 400).endswith(f"all-duplicate F1 {100 * value:.1f}")
 
 
