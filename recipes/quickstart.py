@@ -4,16 +4,18 @@
     python recipes/quickstart.py --data-dir DIR --print   # run and print it; the docs stay as they are
 
 Each command runs as a user would type it (``attemptctl ...`` through the installed package, 80
-columns, the default ``cpu`` preset) in a registry made for this run; its stdout is kept (progress
-bars go to stderr and are left out) and a ``# N s wall`` line follows it. The transcript replaces
-the fenced block after the ``<!-- quickstart-transcript -->`` marker. Run it with nothing else on the
-machine: the wall times are part of what it reports.
+columns, the default ``cpu`` preset) in a registry made for this run. Its stdout is kept with
+trailing blanks cut, and its dev-check lines from stderr; progress bars are left out. A
+``# N s wall`` line follows each command. The transcript replaces the fenced block after the
+``<!-- quickstart-transcript -->`` marker. Run it with nothing else on the machine: the wall times
+are part of what it reports.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -48,7 +50,10 @@ def transcript(data_dir: str) -> str:
             wall = time.perf_counter() - started
             if done.returncode:
                 sys.exit(f"`attemptctl {command}` exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-            lines += [f"$ attemptctl {command}", *done.stdout.rstrip("\n").splitlines(), f"# {wall:.0f} s wall"]
+            # the dev checks print on stderr beside the progress bar, before the stdout summary
+            checks = [line for line in done.stderr.splitlines() if re.match(r"step \d+: ", line)]
+            lines += [f"$ attemptctl {command}", *checks,
+                      *(line.rstrip() for line in done.stdout.rstrip("\n").splitlines()), f"# {wall:.0f} s wall"]
             print(lines[-1].replace("#", f"attemptctl {command}:", 1), file=sys.stderr, flush=True)
     return "\n".join(lines) + "\n"
 
