@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "quickstart.md"
 MARKER = "<!-- quickstart-transcript -->"
-#: The README's five commands, then two that show the per-task difference.
+#: The README's quick start (and its `--examples` view), then two commands that show the per-task difference.
 COMMANDS = (
     "source pull",
     "target train boolq --sources mnli,qqp",
