@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "quickstart.md"
 MARKER = "<!-- quickstart-transcript -->"
-#: The README's quick start (and its `--examples` view), then two commands that show the per-task difference.
+#: The README's quick start with its `--examples` view, then a second target (RTE), every target's view
+#: and the registry listing.
 COMMANDS = (
     "source pull",
     "target train boolq --sources mnli,qqp",
