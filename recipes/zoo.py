@@ -172,7 +172,8 @@ def _train_one(args, task: str) -> None:
         return
     entry = ship_prompt(registry, record, test_metrics=test["metrics"], test_examples=test["examples"],
                         recipe=f"python recipes/zoo.py train {task}"
-                        + ("" if _labels(args) == "words" else f" --labels {_labels(args)}") + " --data-dir DIR")
+                        + ("" if _labels(args) == "words" else f" --labels {_labels(args)}") + " --data-dir DIR",
+                        data_dir=args.data_dir)
     print(f"{task}: shipped {entry['file']} (test {test['metrics']})", flush=True)
 
 

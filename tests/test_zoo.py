@@ -6,12 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from attemptctl.errors import AttemptError
-from attemptctl.zoo import MANIFEST_NAME, PACKAGE_ZOO, load_manifest, pull_zoo, safetensors_shape, zoo_dir
+from attemptctl.zoo import (
+    MANIFEST_NAME,
+    PACKAGE_ZOO,
+    load_manifest,
+    portable_data_path,
+    pull_zoo,
+    safetensors_shape,
+    zoo_dir,
+)
 from registry import Registry
 
 runner = CliRunner()
@@ -34,7 +43,7 @@ SHIPPED_FORMATS = [f for f in ("words", "index") if (zoo_dir(BACKBONE, labels=f)
 
 
 @pytest.mark.parametrize("labels", SHIPPED_FORMATS)
-def test_every_shipped_prompt_matches_its_manifest(labels, smollm2_dir):
+def test_every_shipped_prompt_matches_its_manifest(labels, smollm2_dir, real_data_dir):
     from attemptctl.backbones import load_backbone
 
     manifest = load_manifest(BACKBONE, labels=labels)
@@ -49,7 +58,9 @@ def test_every_shipped_prompt_matches_its_manifest(labels, smollm2_dir):
         assert hashlib.sha256(payload).hexdigest() == entry["sha256"], task
         assert safetensors_shape(payload) == [entry["m"], 576] and entry["d"] == 576
         assert entry["task"] == task and entry["steps"] > 0 and entry["rows_seen"] == entry["steps"] * entry["config"]["batch_size"]
-        assert entry["test"]["metrics"] and entry["dev"] and entry["data"]
+        assert entry["test"]["metrics"] and entry["dev"]
+        # Its data, named the same on every machine: a task folder under the data directory (--data-dir).
+        assert not Path(entry["data"]).is_absolute() and (real_data_dir / entry["data"] / "train.jsonl").is_file(), task
         assert entry["config"].get("labels", "words") == labels  # each zoo holds prompts of its own format
         total += len(payload)
     assert len({e["m"] for e in manifest["prompts"].values()}) <= 1  # targets mix them: one length
@@ -166,3 +177,14 @@ def test_each_label_format_has_its_own_zoo_and_pulls_into_its_own_records(tmp_pa
     again = pull_zoo(registry, BACKBONE, root=root, tasks=["mnli"], labels="index")
     assert not again.added and [r.ref for r in again.present] == ["mnli@2"]
     assert registry.get("source", "mnli@1").config["labels"] == "words"
+
+
+def test_the_manifest_records_data_relative_to_the_data_directory(tmp_path):
+    folder = tmp_path / "data" / "glue" / "mnli"
+    folder.mkdir(parents=True)
+    assert portable_data_path(str(folder), tmp_path / "data") == "glue/mnli"
+    assert portable_data_path(str(folder), str(tmp_path / "data") + "/") == "glue/mnli"
+    elsewhere = tmp_path / "mine" / "mnli"
+    assert portable_data_path(str(elsewhere), tmp_path / "data") == str(elsewhere)  # not under it: kept as it is
+    assert portable_data_path("hub:nyu-mll/glue/mnli", None) == "hub:nyu-mll/glue/mnli"
+    assert portable_data_path(None, tmp_path) is None

@@ -74,8 +74,12 @@ MISSING = {"record": "ReCoRD's data is not available offline here; train it with
 
 
 def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict, test_examples: int,
-                recipe: str) -> dict:
-    """Copy a trained source prompt out of ``registry`` into the zoo and enter it in the manifest."""
+                recipe: str, data_dir: str | Path | None = None) -> dict:
+    """Copy a trained source prompt out of ``registry`` into the zoo and enter it in the manifest.
+
+    ``data_dir`` is the data directory the prompt was trained from: the manifest records the data
+    folder relative to it (``glue/mnli``), so that it names the same files on every machine.
+    """
     payload = registry.load_payload(record)  # verified against its sha256
     folder = zoo_dir(record.backbone, labels=labels_of(record))
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,7 +97,8 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
         "m": record.m, "d": record.d, "steps": record.metrics.get("steps"), "best_step": record.metrics.get("best_step"),
         "rows_seen": (record.metrics.get("steps") or 0) * int(config.get("batch_size", 0)),
         "train_rows": record.metrics.get("train_rows"), "seconds": record.metrics.get("seconds"),
-        "data": config.get("data"), "config": {k: v for k, v in config.items() if k != "data"},
+        "data": portable_data_path(config.get("data"), data_dir),
+        "config": {k: v for k, v in config.items() if k != "data"},
         "dev": record.metrics.get("dev"), "history": record.metrics.get("history"),
         "test": {"metrics": test_metrics, "examples": test_examples}, "recipe": recipe,
     }
@@ -102,6 +107,16 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
     manifest.setdefault("missing", {}).pop(record.task, None)  # shipped now: no longer missing
     write_manifest(manifest_path, manifest)
     return entry
+
+
+def portable_data_path(source: str | None, data_dir: str | Path | None) -> str | None:
+    """A data source as a manifest records it: a folder under ``data_dir`` relative to it (the layout
+    ``<dataset>/<config>`` that ``--data-dir`` expects, the same on every machine); anything else
+    (a hub dataset, a folder elsewhere) as it is."""
+    if source is None or data_dir is None:
+        return source
+    path, root = Path(source).resolve(), Path(data_dir).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else source
 
 
 def new_manifest(backbone: str, fingerprint: dict) -> dict:
