@@ -156,11 +156,15 @@ def split_path(task: Task, data_dir: Path, split: str) -> Path:
     return task_folder(task, data_dir) / f"{split}.jsonl"
 
 
-def _local_source(task: Task, data_dir: Path) -> tuple[str, _HasSplit, _ReadSplit]:
+def check_data_dir(data_dir: Path) -> Path:
+    """``data_dir`` if it is a folder; else the one-line error every command gives for it."""
     if not data_dir.is_dir():
-        raise DataError(
-            f"{data_dir}: data directory not found (--data-dir or ${DATA_DIR_ENV})"
-        )
+        raise DataError(f"{data_dir}: data directory not found (--data-dir or ${DATA_DIR_ENV})")
+    return data_dir
+
+
+def _local_source(task: Task, data_dir: Path) -> tuple[str, _HasSplit, _ReadSplit]:
+    check_data_dir(data_dir)
 
     def read_split(split: str) -> list[Example]:
         path = split_path(task, data_dir, split)

@@ -116,10 +116,21 @@ def _file(world, name: str, text: str) -> Path:
     return path
 
 
+ADAPTERS = {"malformed": "{\n", "lora": '{"peft_type": "LORA"}\n'}  # adapter_config.json of each bad adapter
+
+
+def _adapter(world, name: str) -> Path:
+    folder = world["root"] / f"adapter-{name}"
+    folder.mkdir(exist_ok=True)
+    (folder / "adapter_config.json").write_text(ADAPTERS[name], encoding="utf-8")
+    return folder
+
+
 # Each case: (args with {placeholders}, expected exit code, fragments of the output).
 # {reg} = the registry, {data} = real data, {bad:NAME} = a data copy from BAD_DATA, {devbad} = a broken
 # dev split, {bom} = BOM + blank lines, {t5} = another backbone, {empty} = a folder without data,
-# {file:NAME} = an input file (see FILES), {backup} = a non-empty folder.
+# {file:NAME} = an input file (see FILES), {adapter:NAME} = a bad PEFT adapter folder (see ADAPTERS),
+# {backup} = a non-empty folder.
 FILES = {
     "malformed.jsonl": ONE + "\n\n" + ONE + "\n{\"sentence1\": \"x\",\n",
     "bom.jsonl": "\ufeff" + ONE + "\n\n   \n" + ONE + "\n",
@@ -128,6 +139,8 @@ FILES = {
     "array.jsonl": ONE + "\n[1, 2]\n",
     "empty.jsonl": "\n\n",
     "task.toml": 'name = "my_task"\n[input\ntemplate = "x"\n',
+    "study.json": '{"cells": [\n',
+    "array.json": "[1, 2]\n",
     "builtin.toml": 'name = "rte"\n',
 }
 TRAIN = ["--registry", "{reg}", "--max-steps", "1", "--train-limit", "8", "--dev-limit", "4", "--test-limit", "4",
@@ -242,6 +255,63 @@ CASES = {
     "study: limit 0": (["study", "sources", "rte", "--sources", "mnli", "--limit", "0", *REG], 2, ["--limit"]),
     "study: malformed dev data": (["study", "sources", "rte", "--sources", "mnli", "--data-dir", "{devbad}", *REG],
                                   1, ["validation.jsonl:2", "malformed JSON"]),
+    # source import
+    "import: folder not found": (["source", "import", "{empty}/nope", "--task", "mnli", *REG], 1,
+                                 ["nope", "no such adapter folder"]),
+    "import: not an adapter": (["source", "import", "{empty}", "--task", "mnli", *REG], 1,
+                               ["adapter_config.json", "missing", "save_pretrained"]),
+    "import: malformed adapter config": (["source", "import", "{adapter:malformed}", "--task", "mnli", *REG], 1,
+                                         ["adapter_config.json:2:1", "not valid JSON"]),
+    "import: not prompt tuning": (["source", "import", "{adapter:lora}", "--task", "mnli", *REG], 1,
+                                  ["LORA adapter", "PROMPT_TUNING"]),
+    "import: unknown task": (["source", "import", "{adapter:lora}", "--task", "nosuchtask", *REG], 1,
+                             ["unknown task 'nosuchtask'"]),
+    "import: unknown labels": (["source", "import", "{adapter:lora}", "--task", "mnli", "--labels", "digits", *REG],
+                               1, ["unknown labels 'digits'", "words, index"]),
+    "import: missing task": (["source", "import", "{adapter:lora}", *REG], 2, ["--task"]),
+    # source pull
+    "pull: registry on another backbone": (["source", "pull", "--backbone", "smollm2-135m", *REG], 1,
+                                           ["holds prompts for backbone", "mnli@1"]),
+    "pull: the registry's backbone has no zoo": (["source", "pull", *REG], 1,
+                                                 ["no source prompt zoo for backbone", "smollm2-135m"]),
+    "pull: unknown zoo source": (["source", "pull", "--tasks", "nosuch", "--backbone", "smollm2-135m", *REG], 1,
+                                 ["no prompt for nosuch", "mnli"]),
+    "pull: unknown labels": (["source", "pull", "--labels", "digits", *REG], 1, ["unknown labels 'digits'"]),
+    "pull: backbone without a zoo": (["source", "pull", "--backbone", "t5-base", *REG], 1,
+                                     ["no source prompt zoo for backbone 't5-base'", "source train"]),
+    # registry export
+    "export: unknown name": (["registry", "export", "nosuch", "-o", "{empty}/out", *REG], 1, ["nosuch"]),
+    "export: unknown version": (["registry", "export", "mnli@9", "-o", "{empty}/out", *REG], 1, ["mnli@9"]),
+    "export: an attempt target": (["registry", "export", "rte", "-o", "{empty}/out", *REG], 1, ["rte@1", "attempt"]),
+    "export: unknown format": (["registry", "export", "mnli", "--format", "onnx", "-o", "{empty}/out", *REG], 1,
+                               ["unknown export format 'onnx'", "peft"]),
+    "export: non-empty output": (["registry", "export", "mnli", "-o", "{backup}", *REG], 1, ["not an empty folder"]),
+    "export: missing output": (["registry", "export", "mnli", *REG], 2, ["--output"]),
+    # study methods
+    "methods: unknown target": (["study", "methods", "nosuchtask", "--sources", "mnli", "--data-dir", "{data}",
+                                 *TRAIN], 1, ["unknown task 'nosuchtask'"]),
+    "methods: unknown method": (["study", "methods", "cb", "--sources", "mnli", "--methods", "magic", "--data-dir",
+                                 "{data}", *TRAIN], 1, ["unknown method 'magic'", "attempt"]),
+    "methods: unknown source": (["study", "methods", "cb", "--sources", "mnli,nosuch", "--data-dir", "{data}", *TRAIN],
+                                1, ["nosuch"]),
+    "methods: no sources": (["study", "methods", "cb", "--data-dir", "{data}", *TRAIN], 1, ["--sources"]),
+    "methods: shots 0": (["study", "methods", "cb", "--sources", "mnli", "--shots", "0", "--data-dir", "{data}",
+                          *TRAIN], 1, ["--shots"]),
+    "methods: seeds not numbers": (["study", "methods", "cb", "--sources", "mnli", "--seeds", "a", "--data-dir",
+                                    "{data}", *TRAIN], 2, ["--seeds", "integers"]),
+    # study show
+    "study show: unknown study": (["study", "show", "nosuch", *REG], 1, ["no finished cell of study 'nosuch'"]),
+    "study show: export not found": (["study", "show", "x", "--from", "{empty}/nope.json", *REG], 1,
+                                     ["nope.json does not exist"]),
+    "study show: malformed export": (["study", "show", "x", "--from", "{file:study.json}", *REG], 1,
+                                     ["study.json is not readable JSON"]),
+    "study show: not a study export": (["study", "show", "x", "--from", "{file:array.json}", *REG], 1,
+                                       ["array.json is not a study export"]),
+    # task list
+    "task list: data directory not found": (["task", "list", "--data-dir", "{empty}/nope"], 1,
+                                            ["nope: data directory not found"]),
+    "task show: data directory not found": (["task", "show", "rte", "--data-dir", "{empty}/nope"], 1,
+                                            ["nope: data directory not found"]),
     # registry list / show / rm / verify / backup
     "registry list: unknown kind": (["registry", "list", "--kind", "prompt", *REG], 1, ["prompt"]),
     "registry show: unknown name": (["registry", "show", "nosuch", *REG], 1, ["nosuch"]),
@@ -293,6 +363,8 @@ def _expand(world, args: list[str]) -> list[str]:
             arg = str(_bad_mnli(world))
         elif arg == "{bom}":
             arg = str(_rte_copy(world, "bom", BOM_BLANK))
+        elif arg.startswith("{adapter:"):
+            arg = str(_adapter(world, arg[9:-1]))
         elif arg.startswith("{file:"):
             name = arg[6:-1]
             arg = str(_file(world, name, FILES[name]))

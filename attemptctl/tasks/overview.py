@@ -35,18 +35,28 @@ class TaskView:
 
 def list_tasks(data_dir: Path | None = None) -> list[TaskSummary]:
     """Every built-in and custom task, with split sizes where its files are local."""
+    _check(data_dir)
     return [_summary(task, data_dir) for task in all_tasks().values()]
 
 
 def show_task(name: str, data_dir: Path | None = None) -> TaskView:
     """The template of ``name`` and its first real validation row (else a placeholder)."""
     task = get_task(name)
+    _check(data_dir)
     for split in (task.validation_split, task.train_split):
         path = _split_file(task, data_dir, split)
         example = _first_example(task, path) if path is not None else None
         if example is not None:
             return TaskView(task, task.template_text(), example, str(path))
     return TaskView(task, task.template_text(), placeholder_example(task), "placeholder")
+
+
+def _check(data_dir: Path | None) -> None:
+    """A data directory that was named must exist: a typo is an error, not a table of blanks."""
+    from attemptctl.data import check_data_dir  # data imports the catalogue: import it late
+
+    if data_dir is not None:
+        check_data_dir(Path(data_dir))
 
 
 def placeholder_example(task: Task) -> Example:
