@@ -157,6 +157,8 @@ CASES = {
                              ["batch-size"]),
     "source: unknown preset": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--preset", "huge"], 1,
                                ["huge"]),
+    "source: negative weight decay": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--weight-decay",
+                                       "-1"], 1, ["weight-decay must not be negative"]),
     "source: lr not a number": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--lr", "fast"], 2,
                                 ["--lr"]),
     "source: unknown option": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--epoch", "3"], 2,

@@ -177,6 +177,21 @@ def test_few_shot_trains_on_k_rows_per_class(tmp_path, real_data_dir, tiny_causa
     assert record.config["shots"] == 3 and record.metrics["train_rows"] == 6  # two classes × 3
 
 
+def test_weight_decay_is_an_option_that_changes_the_trained_prompt(tmp_path, real_data_dir, tiny_causal_dir):
+    """Training is deterministic, so the same run at another --weight-decay gives other bytes only if
+    the option reaches AdamW; the record keeps the value it trained with."""
+    common = ["--registry", tmp_path / "r", "--data-dir", real_data_dir, "--backbone", tiny_causal_dir]
+    for decay in ("0", "0.5", "0"):
+        result = run("source", "train", "rte", "--weight-decay", decay, *common, *TINY)
+        assert result.exit_code == 0, result.output
+    store = Registry(tmp_path / "r")
+    plain, decayed, again = (store.get("source", f"rte@{v}") for v in (1, 2, 3))
+    assert [r.config["weight_decay"] for r in (plain, decayed, again)] == [0.0, 0.5, 0.0]
+    assert plain.sha256 == again.sha256 and decayed.sha256 != plain.sha256
+    negative = run("source", "train", "rte", "--weight-decay", "-1", *common, *TINY)
+    assert negative.exit_code == 1 and "weight-decay must not be negative" in negative.output
+
+
 def _commands(group, path=()):
     for info in group.registered_commands:
         yield (*path, info.name or info.callback.__name__)

@@ -41,6 +41,8 @@ MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", help="Input to
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Examples per step.")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate of the prompts.")]
 AttnLrOpt = Annotated[float | None, typer.Option("--attn-lr", help="Learning rate of the attention module G.")]
+WeightDecayOpt = Annotated[float | None, typer.Option(
+    "--weight-decay", help="AdamW weight decay of every trained parameter (paper: 1e-5).")]
 AttnTemperatureOpt = Annotated[float | None, typer.Option(
     "--attn-temperature", help="K: G's logits are divided by scale·e^K (larger: flatter) (default: 1).")]
 AttnScaleOpt = Annotated[str | None, typer.Option(
