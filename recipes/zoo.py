@@ -217,6 +217,8 @@ def _note_missing(task: str, why: str, labels: str = "words") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_manifest(path, new_manifest(BACKBONE, fingerprint))
     manifest = json.loads(path.read_text())
+    if task in manifest["prompts"]:  # a retrain (--again) under the floor: the shipped prompt stays, unmarked
+        return
     manifest.setdefault("missing", {})[task] = why
     write_manifest(path, manifest)
 

@@ -50,8 +50,13 @@ def test_a_prompt_under_its_floor_is_noted_missing_and_its_file_not_shipped(reci
     shutil.copytree(zoo_package.PACKAGE_ZOO, tmp_path / "zoo")
     monkeypatch.setattr(zoo_package, "PACKAGE_ZOO", tmp_path / "zoo")
     before = {p.name for p in (tmp_path / "zoo" / recipe.BACKBONE).iterdir()}
-    recipe._note_missing("squad", "trained 5 steps: test f1 1.0, under its floor")
-    manifest = json.loads((tmp_path / "zoo" / recipe.BACKBONE / zoo_package.MANIFEST_NAME).read_text())
-    assert manifest["missing"]["squad"] == "trained 5 steps: test f1 1.0, under its floor"
-    assert "squad" not in manifest["prompts"] and {p.name for p in (tmp_path / "zoo" / recipe.BACKBONE).iterdir()} == before
+    path = tmp_path / "zoo" / recipe.BACKBONE / zoo_package.MANIFEST_NAME
+    recipe._note_missing("record", "trained 5 steps: test f1 1.0, under its floor")  # a source the zoo lacks
+    manifest = json.loads(path.read_text())
+    assert manifest["missing"]["record"] == "trained 5 steps: test f1 1.0, under its floor"
+    assert "record" not in manifest["prompts"] and {p.name for p in (tmp_path / "zoo" / recipe.BACKBONE).iterdir()} == before
     assert json.loads((ROOT / "attemptctl" / "zoo" / recipe.BACKBONE / zoo_package.MANIFEST_NAME).read_text()) != manifest
+    # A shipped source retrained under its floor (--again) keeps its prompt and is not marked missing.
+    shipped = next(iter(manifest["prompts"]))
+    recipe._note_missing(shipped, "trained 5 steps: test f1 1.0, under its floor")
+    assert json.loads(path.read_text()) == manifest
