@@ -332,7 +332,8 @@ def _best_dev(metrics: Mapping[str, Any]) -> str:
     if isinstance(value, Mapping):  # {task: {metric: value}}, as training records it
         if not value:
             return ""
-        name, value = next(iter(value.items()))
+        primary = _primary_metric(name)  # the registry stores keys sorted: squad_em before squad_f1
+        name, value = (primary, value[primary]) if primary in value else next(iter(value.items()))
     return f"{name} {_percent(value)}" if isinstance(value, (int, float)) else f"{name} {value}"
 
 
@@ -371,6 +372,17 @@ def records_table(records: Sequence[Any]) -> Table:
                  origin_of(record), record.created_at.strftime("%m-%d %H:%M")]
         table.add_row(*(cell for cell, (header, _) in zip(cells, columns) if not (header == "backbone" and shared)))
     return table
+
+
+def _primary_metric(task_name: str) -> str | None:
+    """The metric ``task_name`` is ranked by (its first), or None for a task no longer in the catalogue."""
+    from attemptctl.errors import AttemptError
+    from attemptctl.tasks import get_task
+
+    try:
+        return get_task(task_name).metrics[0]
+    except (AttemptError, KeyError):
+        return None
 
 
 def _best_dev_value(metrics: Mapping[str, Any]) -> str:

@@ -27,10 +27,10 @@ runner = CliRunner()
 BACKBONE = "smollm2-135m"
 
 
-def _cli(*args):
+def _cli(*args, env=None):
     from attemptctl.cli import app
 
-    return runner.invoke(app, [str(a) for a in args])
+    return runner.invoke(app, [str(a) for a in args], env=env)
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +188,20 @@ def test_the_manifest_records_data_relative_to_the_data_directory(tmp_path):
     assert portable_data_path(str(elsewhere), tmp_path / "data") == str(elsewhere)  # not under it: kept as it is
     assert portable_data_path("hub:nyu-mll/glue/mnli", None) == "hub:nyu-mll/glue/mnli"
     assert portable_data_path(None, tmp_path) is None
+
+
+
+def test_registry_list_shows_each_pulled_source_by_its_primary_metric(tmp_path, manifest):
+    """The registry stores score keys sorted (squad_em before squad_f1, accuracy before f1); the
+    list's dev column is still the metric each task is ranked by: SQuAD's F1, QQP's F1."""
+    from attemptctl.tasks import get_task
+
+    registry = tmp_path / "registry"
+    assert _cli("source", "pull", "--registry", registry).exit_code == 0
+    listed = _cli("registry", "list", "--registry", registry, env={"COLUMNS": "120", "NO_COLOR": "1"}).output
+    cells = {line.split()[1]: line.split()[5] for line in listed.splitlines() if line.startswith("source ")}
+    for task, entry in manifest["prompts"].items():
+        primary = get_task(task).metrics[0]
+        assert cells[f"{task}@1"] == f"{100 * entry['dev'][task][primary]:.1f}", (task, primary, listed)
+    assert any(len(get_task(t).metrics) > 1 and get_task(t).metrics[0] != sorted(get_task(t).metrics)[0]
+               for t in manifest["prompts"])  # a source whose primary metric is not the first key sorted

@@ -23,6 +23,7 @@ def source_pull(
              attemptctl target train boolq --sources mnli,qqp
              attemptctl source pull --labels index
     """
+    from attemptctl.tasks import get_task
     from attemptctl.zoo import pull_zoo
 
     ws = workspace(registry, None, backbone)
@@ -35,7 +36,10 @@ def source_pull(
         return
     for record in result.added:
         test = record.metrics.get("test", {})
-        scores = ", ".join(f"{k} {100 * v:.1f}" for k, v in test.get("metrics", {}).items())
+        metrics = test.get("metrics", {})
+        ranked = get_task(record.task).metrics
+        order = [*(m for m in ranked if m in metrics), *(m for m in metrics if m not in ranked)]
+        scores = ", ".join(f"{k} {100 * metrics[k]:.1f}" for k in order)  # the primary metric first
         out.print(f"pulled source [bold]{record.ref}[/] (m={record.m}; test {scores} on {test.get('examples')} examples)",
                   highlight=False)
     for record in result.present:
