@@ -332,8 +332,7 @@ def _best_dev(metrics: Mapping[str, Any]) -> str:
     if isinstance(value, Mapping):  # {task: {metric: value}}, as training records it
         if not value:
             return ""
-        primary = _primary_metric(name)  # the registry stores keys sorted: squad_em before squad_f1
-        name, value = (primary, value[primary]) if primary in value else next(iter(value.items()))
+        name, value = next(iter(in_metric_order(name, value).items()))
     return f"{name} {_percent(value)}" if isinstance(value, (int, float)) else f"{name} {value}"
 
 
@@ -374,15 +373,17 @@ def records_table(records: Sequence[Any]) -> Table:
     return table
 
 
-def _primary_metric(task_name: str) -> str | None:
-    """The metric ``task_name`` is ranked by (its first), or None for a task no longer in the catalogue."""
+def in_metric_order(task_name: str, scores: Mapping[str, Any]) -> dict[str, Any]:
+    """``scores`` with ``task_name``'s metrics first, in its order (its primary metric leads), then any
+    others. The registry stores score keys sorted (squad_em before squad_f1), so readers reorder."""
     from attemptctl.errors import AttemptError
     from attemptctl.tasks import get_task
 
     try:
-        return get_task(task_name).metrics[0]
-    except (AttemptError, KeyError):
-        return None
+        ranked = get_task(task_name).metrics
+    except (AttemptError, KeyError):  # a task no longer in the catalogue: as stored
+        ranked = ()
+    return {**{m: scores[m] for m in ranked if m in scores}, **{m: v for m, v in scores.items() if m not in ranked}}
 
 
 def _best_dev_value(metrics: Mapping[str, Any]) -> str:

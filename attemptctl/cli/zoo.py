@@ -23,7 +23,7 @@ def source_pull(
              attemptctl target train boolq --sources mnli,qqp
              attemptctl source pull --labels index
     """
-    from attemptctl.tasks import get_task
+    from attemptctl.views import in_metric_order
     from attemptctl.zoo import pull_zoo
 
     ws = workspace(registry, None, backbone)
@@ -36,10 +36,8 @@ def source_pull(
         return
     for record in result.added:
         test = record.metrics.get("test", {})
-        metrics = test.get("metrics", {})
-        ranked = get_task(record.task).metrics
-        order = [*(m for m in ranked if m in metrics), *(m for m in metrics if m not in ranked)]
-        scores = ", ".join(f"{k} {100 * metrics[k]:.1f}" for k in order)  # the primary metric first
+        ranked = in_metric_order(record.task, test.get("metrics", {}))  # the primary metric first
+        scores = ", ".join(f"{k} {100 * v:.1f}" for k, v in ranked.items())
         out.print(f"pulled source [bold]{record.ref}[/] (m={record.m}; test {scores} on {test.get('examples')} examples)",
                   highlight=False)
     for record in result.present:
