@@ -40,10 +40,11 @@ def first_row(data_dir: Path, task: Task, split: str = "train", index: int = 0) 
 
 PAPER_TASKS = (*PAPER_EIGHT, "squad", "record", "wnli", "stsb", "cola", "multirc", "wic", "wsc", "copa",
                "nq", "hotpotqa", "searchqa", "newsqa", "scitail", "yelp_polarity", "winogrande", "paws")
+SENTIMENT_TASKS = ("imdb", "yelp")  # the small sentiment transfer targets of ../shared/data (not the paper's)
 
 
 def test_catalogue_has_every_task_of_the_paper_and_sorted_names():
-    assert set(PAPER_TASKS) == set(TASKS)
+    assert set(PAPER_TASKS) | set(SENTIMENT_TASKS) == set(TASKS)
     assert task_names() == sorted(TASKS)
     assert all(get_task(name).name == name for name in task_names())
 
@@ -264,3 +265,16 @@ def test_custom_template_renders_and_is_checked():
     assert task.render({"text": " fine ", "label": 1}).input == "review: fine =>"
     with pytest.raises(ValueError, match="not in fields"):
         Task("mine", "local", None, ("text",), ("no", "yes"), ("accuracy",), template="{body}")
+
+
+def test_sentiment_targets_render_real_rows_and_halve_validation(data_dir):
+    """IMDB and Yelp (600 train rows each) take the small-set protocol: validation halved into dev and test."""
+    from attemptctl.data import load_task
+
+    yelp = get_task("yelp").render(first_row(data_dir, get_task("yelp")))
+    assert (yelp.input, yelp.target) == ("yelp sentence: Great time - family dinner on a Sunday night.", "positive")
+    imdb = get_task("imdb").render(first_row(data_dir, get_task("imdb"), index=2))
+    assert imdb.target == "negative" and imdb.input.startswith("imdb sentence: Hackneyed writing")
+    for name in SENTIMENT_TASKS:
+        splits = load_task(get_task(name), data_dir=data_dir, seed=42)
+        assert (len(splits.train), len(splits.dev), len(splits.test)) == (600, 200, 200)

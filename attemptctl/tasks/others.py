@@ -1,5 +1,10 @@
 """The paper's other targets, outside GLUE and SuperGLUE.
 
+IMDB and Yelp are the two small sets of "Sentiment Labelled Sentences" (Kotzias et al., KDD 2015):
+1,000 review sentences each, 600 train / 400 validation. They are not on the hub under this name:
+``--data-dir`` must hold ``sentiment_labelled_sentences/{imdb,yelp}``. With the SST-2 source in the
+zoo they are the cleanest transfer targets this project has (a new domain, a known skill).
+
 SciTail and WinoGrande keep string labels on the hub (``"entailment"``, ``"1"``); ``label_map``
 turns them into indices. WinoGrande is a choice between its two options, both shown (the
 paper's code showed option1 twice).
@@ -10,6 +15,8 @@ from __future__ import annotations
 from attemptctl.tasks.base import Task
 
 TASKS = (
+    Task("imdb", "sentiment_labelled_sentences", "imdb", ("sentence",), ("negative", "positive"), ("accuracy",)),
+    Task("yelp", "sentiment_labelled_sentences", "yelp", ("sentence",), ("negative", "positive"), ("accuracy",)),
     Task("yelp_polarity", "yelp_polarity", "plain_text", ("text",),
          ("negative", "positive"), ("accuracy",)),
     Task("paws", "paws", "labeled_final", ("sentence1", "sentence2"),
