@@ -10,6 +10,7 @@ the package (``attemptctl/zoo/<backbone>/<task>.safetensors``) with its manifest
     python recipes/zoo.py train all --data-dir DIR          # every source not shipped yet, in order
     python recipes/zoo.py train mnli --labels index --data-dir DIR  # the zoo answering in label indices
     python recipes/zoo.py table [--data-dir DIR]            # the manifest as a Markdown table
+    python recipes/zoo.py fingerprint                       # complete the manifests' fingerprints (special ids)
 
 A stopped run (Ctrl-C, kill -9, the machine went away) continues from its last checkpoint when the
 same command is run again; a source already in the manifest is skipped (``--again`` retrains it).
@@ -261,12 +262,32 @@ def table(args) -> None:
     print(f"\nTotal: {total:,} bytes in {len(manifest['prompts'])} prompts.")
 
 
+def fingerprint(args) -> None:
+    """Complete every manifest's fingerprint from the loaded backbone: the keys it lacks (the tokenizer's
+    special ids, for a zoo shipped before fingerprints recorded them). Refused when the model differs."""
+    from attemptctl.backbones import load_backbone
+    from attemptctl.zoo import completed_fingerprint
+
+    current = load_backbone(BACKBONE, device="cpu").fingerprint
+    for labels in ("words", "index"):
+        path = zoo_dir(BACKBONE, labels=labels) / MANIFEST_NAME
+        if not path.exists():
+            continue
+        manifest = json.loads(path.read_text())
+        before = dict(manifest["fingerprint"])
+        manifest["fingerprint"] = completed_fingerprint(before, current, f"the loaded {BACKBONE}")
+        write_manifest(path, manifest)
+        added = sorted(set(manifest["fingerprint"]) - set(before))
+        print(f"{path.relative_to(ROOT)}: {'added ' + ', '.join(added) if added else 'complete already'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("table", help="print the shipped prompts as a Markdown table")
     p.add_argument("--data-dir", help="also score a constant answer on each test split")
     p.add_argument("--labels", choices=("words", "index"), default="words", help="the zoo of this label format")
+    sub.add_parser("fingerprint", help="complete the manifests' fingerprints from the loaded backbone")
     for name in ("lengths", "rates", "train"):
         p = sub.add_parser(name)
         if name == "train":
@@ -277,7 +298,7 @@ def main() -> None:
         p.add_argument("--build-registry", help="where the recipe trains [~/.cache/attemptctl/zoo-build/BACKBONE]")
         p.add_argument("--again", action="store_true", help="train again what is already done")
     args = parser.parse_args()
-    {"lengths": lengths, "rates": rates, "train": train, "table": table}[args.command](args)
+    {"lengths": lengths, "rates": rates, "train": train, "table": table, "fingerprint": fingerprint}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from . import maintenance
@@ -173,6 +173,26 @@ class Registry:
             # same lock, so no new row can start using a blob between the check and the unlink.
             self._collect(conn, {r.sha256 for r in removed})
         return removed
+
+    def extend_fingerprint(self, kind: str, ref: str, entries: Mapping[str, Any]) -> PromptRecord:
+        """Add ``entries`` to the fingerprint of one version (a key that newer fingerprints cover); returns
+        the updated record.
+
+        A fingerprint is completed, never changed: an entry it already has must keep its value, so no
+        prompt can be re-labelled for another backbone. One UPDATE in one write transaction.
+        """
+        with self._catalog.transaction(write=True) as conn:
+            row = self._resolve(conn, kind, ref)
+            label = f"{kind_label(row.kind)} {format_ref(row.name, row.version)}"
+            entries = _json_dict(entries, "fingerprint", label)
+            changed = sorted(key for key, value in entries.items()
+                             if key in row.fingerprint and row.fingerprint[key] != value)
+            if changed:
+                raise RegistryError(f"{label}: its fingerprint already records {', '.join(changed)} with another "
+                                    "value; a fingerprint can be completed, not changed (retrain the prompt instead)")
+            conn.execute(update(prompts).where(prompts.c.id == row.id)
+                         .values(fingerprint={**row.fingerprint, **entries}))
+            return _prompt_record(conn.execute(select(prompts).where(prompts.c.id == row.id)).one())
 
     def dependants(self, kind: str, ref: str) -> list[PromptRecord]:
         """Targets that use this version: as a source, as their attention module, or as parent (targets)."""

@@ -314,7 +314,7 @@ CASES = {
                                             ["nope: data directory not found"]),
     "task show: data directory not found": (["task", "show", "rte", "--data-dir", "{empty}/nope"], 1,
                                             ["nope: data directory not found"]),
-    # registry list / show / rm / verify / backup
+    # registry list / show / rm / verify / backup / upgrade
     "registry list: unknown kind": (["registry", "list", "--kind", "prompt", *REG], 1, ["prompt"]),
     "registry show: unknown name": (["registry", "show", "nosuch", *REG], 1, ["nosuch"]),
     "registry show: unknown version": (["registry", "show", "mnli@9", *REG], 1, ["mnli@9"]),
@@ -328,6 +328,7 @@ CASES = {
     "registry backup: non-empty destination": (["registry", "backup", "{backup}", *REG], 1,
                                                ["exists and is not empty"]),
     "registry backup: missing path": (["registry", "backup", *REG], 2, ["Missing argument"]),
+    "registry upgrade: unknown option": (["registry", "upgrade", "--fix", *REG], 2, ["--fix"]),
     # task show / add / rm
     "task show: unknown task": (["task", "show", "nosuchtask"], 1, ["unknown task 'nosuchtask'"]),
     "task show: malformed data": (["task", "show", "rte", "--data-dir", "{bad:first-line}"], 1,

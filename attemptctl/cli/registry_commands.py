@@ -1,4 +1,4 @@
-"""`registry list | show | rm | verify | backup | export`."""
+"""`registry list | show | rm | verify | backup | export | upgrade`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import EXIT_ERROR, JsonOpt, RegistryOpt, call, err, out, registry_app, workspace
+from attemptctl.cli.common import (
+    EXIT_ERROR,
+    BackboneOpt,
+    JsonOpt,
+    RegistryOpt,
+    call,
+    err,
+    out,
+    registry_app,
+    workspace,
+)
 
 # -- registry --------------------------------------------------------------------------------------
 
@@ -112,6 +122,32 @@ def registry_export(
     result = call(export_prompt, workspace(registry), name, output, format=fmt, kind=kind)
     out.print(f"exported {result.record.label} to {result.folder} as a PEFT prompt-tuning adapter "
               f"({result.task_type}, m={result.record.m}, d={result.record.d})", highlight=False, soft_wrap=True)
+
+
+@registry_app.command("upgrade")
+def registry_upgrade(registry: RegistryOpt = None, backbone: BackboneOpt = None) -> None:
+    """Record the tokenizer's special ids (bos, eos, pad) in prompts registered before attemptctl checked them.
+
+    Loads the backbone once; prompts of another backbone are left alone and listed.
+    Example: attemptctl registry upgrade
+    """
+    from attemptctl.upgrade import upgrade_fingerprints
+
+    ws = workspace(registry, None, backbone)
+    reg = call(ws.registry)
+    result = call(upgrade_fingerprints, ws, reg, call(ws.backbone_spec, reg))
+    for record in result.upgraded:
+        ids = ", ".join(f"{token} {value}" for token, value in record.fingerprint["special_ids"].items())
+        out.print(f"upgraded {record.label}: its fingerprint now records {result.backbone}'s special ids ({ids})",
+                  highlight=False, soft_wrap=True)
+    for record in result.other:
+        out.print(f"left alone: {record.label} is for backbone '{record.backbone}', not '{result.backbone}'; "
+                  f"`attemptctl registry upgrade --backbone {record.backbone}` upgrades it",
+                  highlight=False, soft_wrap=True)
+    count = len(result.upgraded)
+    out.print(f"{count} prompt version{'s' * (count != 1)} upgraded, {len(result.current)} already recorded "
+              f"their special ids, {len(result.other)} of another backbone left alone",
+              highlight=False, soft_wrap=True)
 
 
 def _print_report(report, as_json: bool) -> None:

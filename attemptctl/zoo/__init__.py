@@ -18,12 +18,14 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from attemptctl.backbones import MODEL_KEYS
 from attemptctl.errors import AttemptError, BackboneError
 from attemptctl.tasks import LABEL_FORMATS, labels_of
 from registry import PromptRecord, Registry
 
 MANIFEST_NAME = "manifest.json"
-FINGERPRINT_KEYS = ("class", "d", "vocab_size", "config_sha256", "embedding_sha256")
+#: What a zoo prompt and a registry's prompts must share: the model, and the tokenizer's special ids.
+FINGERPRINT_KEYS = (*MODEL_KEYS, "special_ids")
 
 
 PACKAGE_ZOO = Path(__file__).resolve().parent
@@ -86,8 +88,7 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
     manifest_path = folder / MANIFEST_NAME
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        if any(manifest["fingerprint"].get(k) != record.fingerprint.get(k) for k in FINGERPRINT_KEYS):
-            raise BackboneError(f"{record.label} was trained on another build of {record.backbone} than the zoo's prompts")
+        manifest["fingerprint"] = completed_fingerprint(manifest["fingerprint"], record.fingerprint, record.label)
     else:
         manifest = new_manifest(record.backbone, record.fingerprint)
     config = dict(record.config)
@@ -107,6 +108,20 @@ def ship_prompt(registry: Registry, record: PromptRecord, *, test_metrics: dict,
     manifest.setdefault("missing", {}).pop(record.task, None)  # shipped now: no longer missing
     write_manifest(manifest_path, manifest)
     return entry
+
+
+def completed_fingerprint(shipped: dict, fingerprint: dict, what: str) -> dict:
+    """A manifest's fingerprint with the keys ``fingerprint`` (of ``what``, e.g. a prompt to ship) adds
+    to it: the tokenizer's special ids, for a zoo shipped before fingerprints recorded them.
+
+    Refused when the model differs, or when both record special ids and they differ.
+    """
+    differing = [k for k in FINGERPRINT_KEYS if shipped.get(k) != fingerprint.get(k)
+                 and (k in MODEL_KEYS or (k in shipped and k in fingerprint))]
+    if differing:
+        raise BackboneError(f"{what} was trained on another build of {shipped.get('name')} than the zoo's prompts "
+                            f"(differs in {', '.join(differing)})")
+    return {**fingerprint, **shipped}
 
 
 def portable_data_path(source: str | None, data_dir: str | Path | None) -> str | None:
@@ -190,7 +205,8 @@ def _verified_payload(path: Path, entry: dict) -> bytes:
 def _check_backbone(registry: Registry, backbone: str, fingerprint: dict) -> None:
     existing = registry.list()
     other = next((r for r in existing if r.backbone != backbone
-                  or any(r.fingerprint.get(k) != fingerprint.get(k) for k in FINGERPRINT_KEYS if k in r.fingerprint)), None)
+                  or any(r.fingerprint.get(k) != fingerprint.get(k) for k in FINGERPRINT_KEYS
+                         if k in r.fingerprint and k in fingerprint)), None)
     if other is not None:
         raise BackboneError(f"registry {registry.root} holds prompts for backbone '{other.backbone}' ({other.label}); "
                             f"the zoo's prompts are for '{backbone}'; pull into another --registry")
