@@ -196,10 +196,9 @@ def _compute(ws, registry: Registry, jobs, batch_size: int, on_batch: Callable[[
 
     from attemptctl import artifacts
     from attemptctl import model as lm
-    from attemptctl.backbones import load_backbone
     from attemptctl.batching import length_grouped_batches
 
-    backbone = load_backbone(ws.backbone or jobs[0].record.backbone)
+    backbone = ws.load_backbone(ws.backbone or jobs[0].record.backbone)
     results = []
     with torch.no_grad():
         for job in jobs:

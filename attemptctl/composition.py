@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from attemptctl import artifacts
-from attemptctl.backbones import load_backbone
 from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
 from attemptctl.operations import load_splits
@@ -78,7 +77,7 @@ def compose_target(ws: Workspace, ref: str, *, add: Sequence[str] = (), remove: 
                                  fingerprint=parent.fingerprint, d=parent.d, m=parent.m,
                                  payload=registry.load_payload(parent), sources=sources, attention=parent.attention,
                                  variant=parent.variant, parent=parent.ref, config=config, metrics={})
-    backbone = load_backbone(ws.backbone or parent.backbone)
+    backbone = ws.load_backbone(ws.backbone or parent.backbone)
     mixture = _mixture(registry, parent, sources, backbone)
     fields = {k: v for k, v in parent.config.items() if k in TrainConfig.__dataclass_fields__}
     train_config = replace(TrainConfig(**fields), max_steps=train_steps, warmup_steps=0, eval_every=train_steps)

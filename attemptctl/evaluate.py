@@ -95,11 +95,13 @@ def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: 
         names = [name for name, _ in batch_owners]
         limits = [max_new_tokens.get(name, DEFAULT_MAX_NEW_TOKENS) if isinstance(max_new_tokens, Mapping)
                   else max_new_tokens for name in names]
-        texts = _decode_batch(backbone, prompt, batch_items, names, tasks, candidates, limits)
+        with backbone.autocast():  # the LM only: instance prompts and G stay float32
+            texts = _decode_batch(backbone, prompt, batch_items, names, tasks, candidates, limits)
+        rows = _on_host(attn)
         for k, (name, j) in enumerate(batch_owners):
             predictions[name][j] = texts[k]
-            if attn is not None and attn[k] is not None:
-                weights[name][j] = attn[k].cpu().numpy()
+            if rows is not None and rows[k] is not None:
+                weights[name][j] = rows[k]
         if on_batch:
             on_batch(len(indices))
     seconds = time.perf_counter() - started
@@ -113,6 +115,22 @@ def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: 
             seconds=seconds * len(rows) / total,  # shared batches: time is split by rows
         )
     return results
+
+
+def _on_host(attn) -> list | None:
+    """A batch's attention weights as numpy rows, in one transfer per batch (not one per row): a tensor
+    (B, t+1), or a prompt bank's per-row list (rows of one mixture share a width)."""
+    if attn is None:
+        return None
+    if isinstance(attn, torch.Tensor):
+        return list(attn.float().cpu().numpy())
+    present = [w for w in attn if w is not None]
+    if not present:
+        return list(attn)
+    if len({tuple(w.shape) for w in present}) == 1:
+        stacked = iter(torch.stack(present).float().cpu().numpy())
+        return [None if w is None else next(stacked) for w in attn]
+    return [None if w is None else w.float().cpu().numpy() for w in attn]
 
 
 def _decode_batch(backbone, prompt, items, names, tasks, candidates, limits) -> list[str]:

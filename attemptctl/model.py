@@ -53,6 +53,7 @@ class Batch:
     attention_mask: torch.Tensor  # (B, L)
     input_mask: torch.Tensor      # (B, L) true on input tokens only (what G max-pools)
     labels: torch.Tensor          # (B, K) target ids, IGNORE elsewhere; decoder-only: right-aligned
+    tokens: int = 0               # real (unpadded) tokens, counted on the host: no device sync to report it
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -105,6 +106,7 @@ def collate(backbone: Backbone, items: Sequence[Encoded], task_ids: Sequence[int
         attention_mask=torch.tensor(mask, dtype=torch.long, device=device),
         input_mask=torch.tensor(input_mask, dtype=torch.bool, device=device),
         labels=torch.tensor(labels, dtype=torch.long, device=device).reshape(len(items), width_k),
+        tokens=sum(map(sum, mask)),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from attemptctl import artifacts
-from attemptctl.backbones import Backbone, load_backbone
+from attemptctl.backbones import Backbone
 from attemptctl.checkpoints import CheckpointPlan
 from attemptctl.data import TaskSplits, load_task
 from attemptctl.mixture import PromptMixture
@@ -46,8 +46,14 @@ def training_metrics(result: TrainResult) -> dict:
 
 
 def vocab_prompt(backbone: Backbone, length: int, seed: int) -> torch.Tensor:
+    """A fresh (m, d) prompt from ``length`` frequent-vocabulary embeddings, on the CPU.
+
+    Every starting tensor of a mixture (these, source prompts read from the registry, zeros) is made on
+    the CPU, and the mixture moves to the LM's device as a whole (``train``, ``evaluate``): a prompt made
+    on the GPU beside sources on the CPU broke ``torch.cat`` on CUDA.
+    """
     generator = torch.Generator().manual_seed(seed)
-    embeddings = backbone.model.get_input_embeddings().weight.detach()
+    embeddings = backbone.model.get_input_embeddings().weight.detach().to("cpu", torch.float32)
     return SoftPrompt.from_vocab(embeddings, length, generator=generator,
                                  special_ids=backbone.tokenizer.all_special_ids).weight.detach()
 
@@ -61,7 +67,7 @@ def train_source(ws: Workspace, task_name: str, *, preset: str = "cpu", override
     registry = ws.registry()
     spec = ws.backbone_spec(registry)
     splits = load_splits(ws, task, config)
-    backbone = load_backbone(spec)
+    backbone = ws.load_backbone(spec)
     mixture = PromptMixture({task.name: vocab_prompt(backbone, config.prompt_length, config.seed)})
     result = train(backbone, mixture, {task.name: splits.train}, {task.name: splits.dev}, {task.name: task},
                    config, source=True, on_event=on_event,

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from attemptctl import artifacts
-from attemptctl.backbones import load_backbone
 from attemptctl.errors import ConfigError, DataError
 from attemptctl.evaluate import DECODES, DEFAULT_MAX_NEW_TOKENS, evaluate
 from attemptctl.mixture import PromptBank, PromptMixture
@@ -89,7 +88,7 @@ def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split:
         raise ConfigError("--compare lays versions of named tasks side by side; name them, e.g. `eval boolq --compare`")
     records = select_records(registry, compare_refs(registry, refs) if compare else refs)
     data = {r.ref: split_examples(ws, r, split, limit) for r in records}
-    backbone = load_backbone(ws.backbone or records[0].backbone)
+    backbone = ws.load_backbone(ws.backbone or records[0].backbone)
     results = {}
     for bank in _banks(_mixtures(registry, records, backbone)):
         results.update(evaluate(backbone, bank, {ref: data[ref][1] for ref in bank.tasks},
@@ -150,7 +149,7 @@ def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "inp
                             f"{', '.join(task.fields)}") from None
         except ValueError as exc:
             raise DataError(f"{origin}:{number}: {exc}") from None
-    backbone = load_backbone(ws.backbone or record.backbone)
+    backbone = ws.load_backbone(ws.backbone or record.backbone)
     mixture = artifacts.load_mixture(registry, [record], backbone)
     result = evaluate(backbone, mixture, {record.name: examples}, {record.name: task},
                       max_length=record.config.get("max_length"), max_new_tokens=generation_limit(record),

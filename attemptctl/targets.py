@@ -23,7 +23,7 @@ from attemptctl import artifacts
 from attemptctl.artifacts import attention_settings
 from attemptctl import model as lm
 from attemptctl.attention import CALIBRATION_ROWS, AttentionModule
-from attemptctl.backbones import Backbone, load_backbone
+from attemptctl.backbones import Backbone
 from attemptctl.errors import ConfigError
 from attemptctl.mixture import PromptMixture
 from attemptctl.operations import checkpoint_plan, load_splits, training_metrics, vocab_prompt
@@ -178,7 +178,7 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     if attn_prior:
         run.registry.get("attention", attn_prior)  # fail before the slow part
     splits = {t.name: load_splits(ws, t, run.config) for t in run.tasks}
-    backbone = load_backbone(run.backbone_spec)
+    backbone = ws.load_backbone(run.backbone_spec)
     sources = {r.ref: artifacts.load_prompt(run.registry, r, backbone) for r in run.sources}
     targets, inits, extra = {}, {}, {}
     for t in run.tasks:
@@ -254,7 +254,7 @@ def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str =
     records = [registry.get("source", ref) for ref in source_refs]
     run = _plan(ws, [r.task for r in records], source_refs, "attempt", preset, overrides)
     splits = {t.name: load_splits(ws, t, run.config) for t in run.tasks}
-    backbone = load_backbone(run.backbone_spec)
+    backbone = ws.load_backbone(run.backbone_spec)
     sources = {r.ref: artifacts.load_prompt(registry, r, backbone) for r in records}
     fresh = {t.name: vocab_prompt(backbone, run.config.prompt_length, run.config.seed + i) for i, t in enumerate(run.tasks)}
     mixture = PromptMixture(fresh, sources=sources, attention=_attention(registry, None, backbone, run.config),

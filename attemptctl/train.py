@@ -125,6 +125,9 @@ class TrainConfig:
         return {**asdict(self), "attn_lr": self.effective_attn_lr}
 
 
+#: Steps between the loss's trips to the host on a GPU (each is a sync of the whole queue).
+LOG_EVERY = 25
+
 #: G's default learning rate with the calibrated divisor (measured on SmolLM2, docs/method.md).
 CALIBRATED_ATTN_LR = 0.01
 
@@ -231,7 +234,8 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     torch.manual_seed(config.seed)
     # Under `accelerate launch` each process trains on its share of every step's batches; a task
     # absent from a process's batch leaves its prompt unused there, which DDP must allow.
-    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = Accelerator(cpu=backbone.device.type == "cpu",  # --device cpu on a machine with a GPU
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
     notify = on_event if on_event is not None and main else (lambda *args, **kwargs: None)
     backbone.model.to(accelerator.device)
@@ -248,6 +252,9 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     scheduler = get_linear_schedule_with_warmup(optimizer, min(config.warmup_steps, total), total)
     mixture, optimizer = accelerator.prepare(mixture, optimizer)
     eval_every = config.eval_every or per_epoch
+    # The loss reaches the host (a device sync) only every `log_every` steps: on a GPU a sync per step
+    # stalls the queue of kernels; on the CPU it costs nothing.
+    log_every = 1 if accelerator.device.type == "cpu" else LOG_EVERY
     run = _Run(accelerator.unwrap_model(mixture), optimizer, scheduler,
                _identity(config, items, task_ids, backbone, accelerator.unwrap_model(mixture)))
     if checkpoint and checkpoint.resume:
@@ -274,10 +281,12 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                     indices = [rows[i] for i in grouped]
                     batch = lm.collate(backbone, [items[i] for i in indices], [task_ids[i] for i in indices])
                     lr = scheduler.get_last_lr()[0]
-                    loss = _step(accelerator, backbone, mixture, optimizer, scheduler, batch)
+                    loss = _step(accelerator, backbone, mixture, optimizer, scheduler, batch,
+                                 {task_ids[i] for i in indices} if world == 1 else None)
                     run.step, run.batches_done = run.step + 1, run.batches_done + world
-                    notify("step", step=run.step, loss=loss, examples=len(indices), lr=lr,
-                           tokens=int(batch.attention_mask.sum()))
+                    logged = run.step % log_every == 0 or run.step == total
+                    notify("step", step=run.step, loss=float(loss) if logged else None, examples=len(indices), lr=lr,
+                           tokens=batch.tokens)
                     if main and run.evaluation_due(eval_every, total):
                         _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify, limits, lr=lr)
                     if main and checkpoint and (stop.is_set() or (run.step % checkpoint.every == 0 if checkpoint.every
@@ -302,31 +311,42 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                        train_rows=len(items), max_new_tokens=limits, main_process=main)
 
 
-def _step(accelerator, backbone: Backbone, mixture, optimizer, scheduler, batch: lm.Batch) -> float:
-    """One optimizer step on one batch; the loss."""
+def _step(accelerator, backbone: Backbone, mixture, optimizer, scheduler, batch: lm.Batch,
+          present: set[int] | None = None) -> torch.Tensor:
+    """One optimizer step on one batch; the loss, still on the device (detached).
+
+    The instance prompts (and G) are computed in float32; only the LM runs under the precision's
+    autocast. ``present``: the task ids of the batch's rows, known on the host (one process); None
+    under ``accelerate launch``, where the processes agree on them.
+    """
     mixture.train()
     prompt, _ = mixture(batch.task_ids, backbone.embed(batch.input_ids), batch.input_mask, share=True)
-    loss = lm.loss(backbone, prompt, batch)
+    with backbone.autocast():
+        loss = lm.loss(backbone, prompt, batch)
     accelerator.backward(loss)
-    _drop_absent_task_grads(accelerator, accelerator.unwrap_model(mixture), batch.task_ids)
+    _drop_absent_task_grads(accelerator, accelerator.unwrap_model(mixture), batch.task_ids, present)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.item()
+    return loss.detach()
 
 
-def _drop_absent_task_grads(accelerator, mixture: PromptMixture, task_ids: torch.Tensor) -> None:
+def _drop_absent_task_grads(accelerator, mixture: PromptMixture, task_ids: torch.Tensor,
+                            present: set[int] | None = None) -> None:
     """A task prompt learns only from its own rows (DESIGN §1): one with no row in this step, in any
     process, gets no gradient at all, so AdamW leaves it and its moments untouched. (The prompts go
     through ``torch.stack``, which would give an absent task a zero gradient, and AdamW would still
-    apply its momentum and weight decay to it.)"""
+    apply its momentum and weight decay to it.) With ``present`` known on the host, no device sync."""
     if len(mixture.tasks) == 1:
         return
-    present = torch.zeros(len(mixture.tasks), device=task_ids.device)
-    present[task_ids] = 1.0
-    present = accelerator.reduce(present, reduction="sum")  # every process agrees on presence
-    for index in (present == 0).nonzero().flatten().tolist():
-        mixture.prompts[index].grad = None
+    if present is None:
+        counts = torch.zeros(len(mixture.tasks), device=task_ids.device)
+        counts[task_ids] = 1.0
+        counts = accelerator.reduce(counts, reduction="sum")  # every process agrees on presence
+        present = set((counts > 0).nonzero().flatten().tolist())
+    for index in range(len(mixture.tasks)):
+        if index not in present:
+            mixture.prompts[index].grad = None
 
 
 def _identity(config: TrainConfig, items, task_ids, backbone: Backbone, mixture: PromptMixture) -> dict[str, str]:
@@ -441,7 +461,7 @@ def _evaluate_dev(backbone, mixture, dev_rows, tasks, config, step, best: _Best,
         best.state, best.step = _trainable_state(mixture), step  # nothing to select on: keep the latest
         return
     results = evaluate(backbone, mixture, dev_rows, tasks, max_length=config.max_length,
-                       batch_size=max(config.batch_size, 8), max_new_tokens=limits)
+                       batch_size=backbone.runtime.eval_batch_size or max(config.batch_size, 8), max_new_tokens=limits)
     dev = {name: result.metrics for name, result in results.items()}
     # Mean of every task's primary metric: the paper's code selected on the first task only.
     score = sum(dev[name][primary_metric(tasks[name])] for name in dev) / len(dev)

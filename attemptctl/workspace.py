@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from attemptctl.backbones import DEFAULT_BACKBONE
 from attemptctl.data import load_task
 from attemptctl.errors import AttemptError
+from attemptctl.runtime import Runtime
 from attemptctl.tasks import Example, Task, task_of
 from registry import PromptRecord, Registry
 
@@ -35,9 +36,23 @@ class Workspace:
     registry_path: Path
     data_dir: Path | None = None
     backbone: str | None = None
+    runtime: Runtime = field(default_factory=Runtime)
+    """Device, precision and evaluation batch size of every model this workspace loads."""
+    _loaded: dict = field(default_factory=dict, compare=False, repr=False)
 
     def registry(self) -> Registry:
         return Registry(self.registry_path)
+
+    def load_backbone(self, spec: str):
+        """The frozen LM ``spec`` on this workspace's runtime, loaded once: a study cell trains, scores test
+        and reads attention with the same model (it is frozen; nothing it holds changes). Only the last
+        backbone is kept, so a workspace never holds two models."""
+        if spec not in self._loaded:
+            from attemptctl.backbones import load_backbone
+
+            self._loaded.clear()
+            self._loaded[spec] = load_backbone(spec, runtime=self.runtime)
+        return self._loaded[spec]
 
     def backbone_spec(self, registry: Registry) -> str:
         """The explicit backbone, else the one the registry's prompts use, else the default."""

@@ -2,6 +2,10 @@
 
     python benchmarks/bench.py --data-dir ../shared/data
 
+``--device`` and ``--precision`` are attemptctl's own options; PEFT's rows run on the same device
+under the same autocast. GPU sizes (the GPU recipe, docs/gpu.md): ``--batch-size 32 --prompt-length 100
+--max-length 256``.
+
 Rows (``--only`` takes a comma-separated subset of these names):
 
 - ``peft-train``     PEFT prompt tuning (``PromptTuningConfig`` + ``get_peft_model``), a plain AdamW
@@ -19,7 +23,8 @@ Rows (``--only`` takes a comma-separated subset of these names):
 - ``help``           ``attemptctl --help`` in a subprocess (median of 5).
 
 Training steps are timed between consecutive "step" events of ``train()`` (the loop itself:
-collate, forward, backward, optimizer); the first ``--warmup`` steps are dropped and the rest cut
+collate, forward, backward, optimizer; on a GPU each event first waits for the device's queue, since
+the loop itself no longer syncs every step); the first ``--warmup`` steps are dropped and the rest cut
 into ``--repeats`` blocks of ``--steps`` steps, each block one repetition. Evaluation runs the
 whole evaluation set once per repetition after one warm-up batch. Numbers are medians over
 repetitions. Memory is the peak a row adds over what the process held when it started (CUDA:
@@ -119,7 +124,6 @@ def time_help(runs: int = 5) -> Row:
 def run_benchmark(opts) -> dict:
     """Run the selected rows; returns {"settings": …, "rows": [Row, …]} (also what --json writes)."""
     import torch
-    from accelerate import PartialState
 
     from attemptctl.backbones import load_backbone
     from attemptctl.data import load_task
@@ -131,9 +135,8 @@ def run_benchmark(opts) -> dict:
     n_train = opts.batch_size * (opts.warmup + opts.steps * opts.repeats)
     splits = load_task(task, data_dir=opts.data_dir, seed=opts.seed, train_limit=n_train)
     eval_examples = (splits.dev + splits.test)[:opts.eval_examples]
-    device = PartialState().device  # where train() (through Accelerate) puts the model
-    backbone = load_backbone(opts.backbone)
-    backbone.model.to(device)
+    backbone = load_backbone(opts.backbone, device=opts.device, precision=opts.precision)
+    device = backbone.device  # train() keeps it there (Accelerate runs on the CPU only when asked to)
     max_new_tokens = max(len(c) for c in label_candidates(backbone, task))  # the label and its EOS
     work = _row_work(backbone, task, splits.train, eval_examples, opts, device, max_new_tokens,
                      with_peft=bool({*PEFT_TRAIN_ROWS, "peft-generate"} & set(selected)))
@@ -149,7 +152,8 @@ def run_benchmark(opts) -> dict:
     import transformers
 
     settings = {
-        "backbone": opts.backbone, "task": task.name, "data": splits.source, "device": str(device),
+        "backbone": opts.backbone, "task": task.name, "data": splits.source, "device": _device_name(device),
+        "precision": opts.precision,
         "torch_threads": torch.get_num_threads(), "batch_size": opts.batch_size, "prompt_length": opts.prompt_length,
         "max_length": opts.max_length, "steps": opts.steps, "warmup": opts.warmup, "repeats": opts.repeats,
         "train_rows": len(splits.train), "eval_examples": len(eval_examples), "max_new_tokens": max_new_tokens,
@@ -157,6 +161,13 @@ def run_benchmark(opts) -> dict:
                                         "peft": peft.__version__, "python": sys.version.split()[0]},
     }
     return {"settings": settings, "rows": rows}
+
+
+def _device_name(device) -> str:
+    """``cpu``, or ``cuda:0 (NVIDIA H200)``: a GPU row names its card."""
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 def _row_work(backbone, task, train_rows, eval_rows, opts, device, max_new_tokens: int, *,
@@ -242,7 +253,8 @@ def render(result: dict, console=None) -> None:
 
     console = console or Console(width=max(Console().width, 132))  # the table stays readable in logs
     s = result["settings"]
-    title = (f"{s['backbone']} on {s['device']} ({s['torch_threads']} threads) · {s['task']} · batch {s['batch_size']}"
+    title = (f"{s['backbone']} on {s['device']} ({s['torch_threads']} threads, {s.get('precision', 'fp32')}) · "
+             f"{s['task']} · batch {s['batch_size']}"
              f" · m={s['prompt_length']} · max-length {s['max_length']} · {s['steps']} steps x {s['repeats']}"
              f" repeats after {s['warmup']} warm-up · {s['eval_examples']} eval examples")
     table = Table(title=title, title_justify="left")
@@ -273,6 +285,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "else the Hugging Face hub)")
     p.add_argument("--backbone", default="smollm2-135m", help="alias, local folder or hub id")
     p.add_argument("--task", default="rte")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (as attemptctl's --device)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"),
+                   help="as attemptctl's --precision; PEFT's rows run under the same autocast")
     p.add_argument("--steps", type=int, default=6, help="timed optimizer steps per repetition")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (evaluation: one batch)")
     p.add_argument("--repeats", type=int, default=3)

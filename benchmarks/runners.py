@@ -93,7 +93,8 @@ def peft_train_steps(model, backbone, examples, opts, device, *, grouped: bool =
         start = (step * opts.batch_size) % len(order)
         batch = _peft_collate(backbone, [rows[i] for i in order[start:start + opts.batch_size]])
         tokens = int(batch["attention_mask"].sum())
-        out = model(**{k: v.to(device) for k, v in batch.items()})
+        with backbone.autocast():  # the same precision as ours (bf16: autocast, fp32 trainables)
+            out = model(**{k: v.to(device) for k, v in batch.items()})
         out.loss.backward()
         optimizer.step()
         scheduler.step()
@@ -117,9 +118,10 @@ def peft_generate_runs(model, backbone, examples, opts, device, max_new_tokens: 
             for start in range(0, len(subset), opts.batch_size):
                 batch = _peft_collate(backbone, subset[start:start + opts.batch_size], left=left)
                 tokens += int(batch["attention_mask"].sum())
-                model.generate(**{k: v.to(device) for k, v in batch.items()}, max_new_tokens=max_new_tokens,
-                               do_sample=False, num_beams=1, pad_token_id=backbone.pad_id,
-                               eos_token_id=backbone.eos_id)
+                with backbone.autocast():
+                    model.generate(**{k: v.to(device) for k, v in batch.items()}, max_new_tokens=max_new_tokens,
+                                   do_sample=False, num_beams=1, pad_token_id=backbone.pad_id,
+                                   eos_token_id=backbone.eos_id)
         return time.perf_counter() - started, len(subset), tokens
 
     return eval_repeats(run, rows, opts)
@@ -143,6 +145,7 @@ def our_train_steps(backbone, mixture, task, examples, opts, *, source: bool) ->
 
     def on_event(kind, **info) -> None:
         if kind in ("start", "step"):
+            _synchronize(backbone)  # a GPU step is timed when it is done, not when it is queued
             stamps.append((time.perf_counter(), info))
 
     lm.collate = counting_collate
@@ -155,6 +158,14 @@ def our_train_steps(backbone, mixture, task, examples, opts, *, source: bool) ->
     if all(t is None for _, _, t in steps) and len(collated) == len(steps):
         steps = [(s, n, t) for (s, n, _), t in zip(steps, collated)]
     return steps
+
+
+def _synchronize(backbone) -> None:
+    """Wait for the GPU's queue (train() no longer syncs every step; a per-step time must)."""
+    if backbone.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(backbone.device)
 
 
 def our_eval_runs(backbone, mixture, task, examples, opts, decode: str, max_new_tokens: int):

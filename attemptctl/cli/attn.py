@@ -11,7 +11,19 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import BackboneOpt, DataDirOpt, JsonOpt, RegistryOpt, attn_app, call, err, out, workspace
+from attemptctl.cli.common import (
+    BackboneOpt,
+    DataDirOpt,
+    DeviceOpt,
+    JsonOpt,
+    PrecisionOpt,
+    RegistryOpt,
+    attn_app,
+    call,
+    err,
+    out,
+    workspace,
+)
 
 FORMATS = ("table", "csv", "json", "png")
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or png (png needs --output).")]
@@ -28,6 +40,7 @@ def attn_show(
     split: Annotated[str, typer.Option("--split", help="dev or test.")] = "test",
     limit: Annotated[int | None, typer.Option("--limit", help="Use the first N examples of the split.")] = None,
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32",
 ) -> None:
     """Attention of targets over their sources and their own prompt (before the +1), averaged over test examples.
 
@@ -40,7 +53,7 @@ def attn_show(
     _check_format(fmt, output, examples)
     from attemptctl.attention_report import attention_weights
 
-    results = call(attention_weights, workspace(registry, data_dir, backbone), tasks or None, split=split,
+    results = call(attention_weights, workspace(registry, data_dir, backbone, device=device, precision=precision), tasks or None, split=split,
                    limit=limit, on_batch=_progress_bar())
     if by_label:
         for result in results:

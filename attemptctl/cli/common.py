@@ -71,12 +71,25 @@ EvalStartOpt = Annotated[bool | None, typer.Option(
     "state beats it (default: off).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (data splits, init, order).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", envvar="ATTEMPTCTL_DEVICE", show_envvar=True,
+    help="Where the LM runs: auto (the GPU when there is one), cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    "--precision", envvar="ATTEMPTCTL_PRECISION", show_envvar=True,
+    help="fp32; tf32 (a GPU's TF32 matrix units); bf16 (the LM under bfloat16 autocast; prompts and G stay fp32).")]
+EvalBatchSizeOpt = Annotated[int | None, typer.Option(
+    "--eval-batch-size", help="Rows per batch when scoring dev during training and test in a study "
+    "(default: max(batch size, 8) for dev, 16 for a study's test).")]
 
 
-def workspace(registry: Path | None, data_dir: Path | None = None, backbone: str | None = None):
+def workspace(registry: Path | None, data_dir: Path | None = None, backbone: str | None = None, *,
+              device: str = "auto", precision: str = "fp32", eval_batch_size: int | None = None):
+    """The workspace a command works in; ``device``/``precision``/``eval_batch_size``: how its LM runs."""
+    from attemptctl.runtime import Runtime
     from attemptctl.workspace import Workspace, default_registry_path
 
-    return Workspace(registry_path=registry or default_registry_path(), data_dir=data_dir, backbone=backbone)
+    return Workspace(registry_path=registry or default_registry_path(), data_dir=data_dir, backbone=backbone,
+                     runtime=Runtime(device=device, precision=precision, eval_batch_size=eval_batch_size))
 
 
 # Exit codes: see docs/errors.md. EX_SOFTWARE (sysexits.h) marks a bug, not a user mistake.

@@ -11,7 +11,19 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import BackboneOpt, DataDirOpt, JsonOpt, RegistryOpt, app, call, err, out, workspace
+from attemptctl.cli.common import (
+    BackboneOpt,
+    DataDirOpt,
+    DeviceOpt,
+    JsonOpt,
+    PrecisionOpt,
+    RegistryOpt,
+    app,
+    call,
+    err,
+    out,
+    workspace,
+)
 
 DecodeOpt = Annotated[str, typer.Option("--decode", help="rank (rank classification) or generate (greedy).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
@@ -62,6 +74,7 @@ def eval_command(
     compare: Annotated[bool, typer.Option("--compare", help="Every version of each named task, side by side.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32",
 ) -> None:
     """Evaluate targets (or sources) in shared batches and store the scores with each prompt version.
 
@@ -72,7 +85,7 @@ def eval_command(
     from attemptctl.reports import evaluate_prompts
     from attemptctl.views import MetricsRow, metrics_table
 
-    rows = call(evaluate_prompts, workspace(registry, data_dir, backbone), tasks or None, split=split, decode=decode,
+    rows = call(evaluate_prompts, workspace(registry, data_dir, backbone, device=device, precision=precision), tasks or None, split=split, decode=decode,
                 limit=limit, batch_size=batch_size, compare=compare)
     if as_json:
         out.print_json(json.dumps(_eval_records(rows)))
@@ -93,6 +106,7 @@ def predict_command(
     file: Annotated[Path | None, typer.Option("--file", "-f", help="A JSONL file, one input object per line.")] = None,
     decode: DecodeOpt = "rank", batch_size: BatchOpt = 16,
     registry: RegistryOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32",
 ) -> None:
     """Predict outputs for new inputs, with each row's attention over the sources.
 
@@ -119,7 +133,7 @@ def predict_command(
     else:
         lines, origin = sys.stdin.read().splitlines(), "stdin"
     rows = call(parse_inputs, lines, origin)
-    predictions = call(predict, workspace(registry, None, backbone), task, rows, origin=origin, decode=decode,
+    predictions = call(predict, workspace(registry, None, backbone, device=device, precision=precision), task, rows, origin=origin, decode=decode,
                        batch_size=batch_size)
     if as_json:
         out.print_json(json.dumps([{"input": p.input, "prediction": p.prediction, "attention": p.attention}

@@ -15,7 +15,9 @@ from attemptctl.cli.common import (
     BatchSizeOpt,
     CheckpointEveryOpt,
     DataDirOpt,
+    DeviceOpt,
     DevLimitOpt,
+    EvalBatchSizeOpt,
     EvalEveryOpt,
     EvalStartOpt,
     JsonOpt,
@@ -23,6 +25,7 @@ from attemptctl.cli.common import (
     LabelWordsOpt,
     LrOpt,
     MaxLengthOpt,
+    PrecisionOpt,
     PresetOpt,
     PromptLengthOpt,
     RegistryOpt,
@@ -51,6 +54,7 @@ def study_sources(
     split: Annotated[str, typer.Option("--split", help="dev or test.")] = "test",
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate the first N examples.")] = None,
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32",
 ) -> None:
     """Evaluate a target with sources added one at a time, in the order given (nothing is registered).
 
@@ -61,7 +65,7 @@ def study_sources(
     from attemptctl.studies import study_sources as run_study
 
     order = [part.strip() for part in sources.split(",") if part.strip()]
-    rows = call(run_study, workspace(registry, data_dir, backbone), task, order, split=split, limit=limit)
+    rows = call(run_study, workspace(registry, data_dir, backbone, device=device, precision=precision), task, order, split=split, limit=limit)
     if as_json:
         out.print_json(json.dumps([{"sources": list(r.sources), "metrics": r.metrics, "attention": r.attention,
                                     "examples": r.examples} for r in rows]))
@@ -128,7 +132,7 @@ class _StudyProgress:
             self.bar = self.progress.add_task(self.label, total=data["total"], completed=data.get("resumed_at", 0),
                                               loss=float("nan"))
         elif event == "step":
-            self.progress.update(self.bar, advance=1, loss=data["loss"])
+            self.progress.update(self.bar, advance=1, **({} if data["loss"] is None else {"loss": data["loss"]}))
         elif event == "interrupted":
             where = f"; checkpoint {data['checkpoint']} (continue with --resume)" if data.get("checkpoint") else ""
             self.progress.console.print(f"{self.label}: interrupted at step {data['step']}{where}", highlight=False)
@@ -210,6 +214,7 @@ def study_methods(
     as_json: JsonOpt = False, as_csv: CsvOpt = False, markdown: MarkdownOpt = False,
     export: Annotated[Path | None, typer.Option("--export", help="Write the study's JSON to FILE after every "
                                                "finished cell (`study show --from FILE` reads it).")] = None,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
 ) -> None:
     """Train every method on every target at one budget and print the table (the paper's Table 2).
 
@@ -228,7 +233,7 @@ def study_methods(
                   tuple(_integers(shots, "--shots")) or (None,), name, preset, _training_overrides(options),
                   single_source, attn_prior, target_init)
     started = time.perf_counter()
-    ws = workspace(registry, data_dir, backbone)
+    ws = workspace(registry, data_dir, backbone, device=device, precision=precision, eval_batch_size=eval_batch_size)
     on_cell = None
     if export is not None:
         from attemptctl.studies import check_export, methods_table, write_export

@@ -15,6 +15,8 @@ from attemptctl.cli.common import (
     BatchSizeOpt,
     CheckpointEveryOpt,
     DataDirOpt,
+    DeviceOpt,
+    EvalBatchSizeOpt,
     DevLimitOpt,
     EpochsOpt,
     EvalEveryOpt,
@@ -24,6 +26,7 @@ from attemptctl.cli.common import (
     LabelWordsOpt,
     LrOpt,
     MaxLengthOpt,
+    PrecisionOpt,
     PresetOpt,
     PromptLengthOpt,
     RegistryOpt,
@@ -72,7 +75,8 @@ class _TrainProgress:
         elif event == "step":
             self.seen += data["examples"]
             elapsed = self.progress.tasks[0].elapsed or 1e-9
-            self.progress.update(self.bar, advance=1, loss=data["loss"], speed=self.seen / elapsed)
+            loss = {} if data["loss"] is None else {"loss": data["loss"]}  # None: not synced this step (GPU)
+            self.progress.update(self.bar, advance=1, speed=self.seen / elapsed, **loss)
         elif event == "eval":
             marks = " ".join(f"{task}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()) for task, m in data["dev"].items())
             self.progress.console.print(f"step {data['step']}: dev {marks}" + ("  [green]best[/]" if data["improved"] else ""))
@@ -112,6 +116,7 @@ def source_train(
     warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
     test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None,
     checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
 ) -> None:
     """Prompt-tune a source prompt on TASK and register it as a new version.
 
@@ -121,7 +126,8 @@ def source_train(
 
     overrides = _training_overrides(locals())
     with _TrainProgress() as progress:
-        record, result = call(train_source, workspace(registry, data_dir, backbone), task, preset=preset,
+        record, result = call(train_source, workspace(registry, data_dir, backbone, device=device, precision=precision,
+                                                    eval_batch_size=eval_batch_size), task, preset=preset,
                               overrides=overrides, on_event=progress, resume=resume, force=force)
     if record is None:
         return  # a worker process of `accelerate launch`: the main process reports
@@ -190,6 +196,7 @@ def target_train(
     max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None,
     dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None,
     checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
 ) -> None:
     """Train a target prompt and attention module G over frozen source prompts.
 
@@ -201,7 +208,8 @@ def target_train(
 
     overrides = _training_overrides(locals())
     with _TrainProgress() as progress:
-        records, result = call(train_target, workspace(registry, data_dir, backbone), _names(tasks), _names(sources),
+        records, result = call(train_target, workspace(registry, data_dir, backbone, device=device, precision=precision,
+                                                         eval_batch_size=eval_batch_size), _names(tasks), _names(sources),
                                variant=variant, init=init, init_from=init_from, attn_prior=attn_prior, preset=preset,
                                overrides=overrides, on_event=progress, resume=resume, force=force)
     _report_targets(records, result)
@@ -215,6 +223,7 @@ def target_compose(
     train_steps: Annotated[int | None, typer.Option("--train-steps", min=1,
                                                     help="Adapt P_target and G for N steps on the new set.")] = None,
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
 ) -> None:
     """A new version of a target with sources added or removed; the LM and the sources are untouched.
 
@@ -223,7 +232,8 @@ def target_compose(
     from attemptctl.composition import compose_target
 
     with _TrainProgress() as progress:
-        record = call(compose_target, workspace(registry, data_dir, backbone), task, add=_names(add),
+        record = call(compose_target, workspace(registry, data_dir, backbone, device=device, precision=precision,
+                                                 eval_batch_size=eval_batch_size), task, add=_names(add),
                       remove=_names(remove), train_steps=train_steps, on_event=progress)
     if record is None:
         return
@@ -243,6 +253,7 @@ def attn_pretrain(
     train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
     eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
     resume: ResumeOpt = False, force: ForceOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
 ) -> None:
     """Learn an attention prior: train G on the source tasks, each with a fresh task prompt.
 
@@ -253,7 +264,8 @@ def attn_pretrain(
 
     overrides = _training_overrides(locals())
     with _TrainProgress() as progress:
-        record, result = call(pretrain_attention, workspace(registry, data_dir, backbone), _names(sources), name=name,
+        record, result = call(pretrain_attention, workspace(registry, data_dir, backbone, device=device, precision=precision,
+                                                              eval_batch_size=eval_batch_size), _names(sources), name=name,
                               preset=preset, overrides=overrides, on_event=progress, resume=resume, force=force)
     if record is None:
         return

@@ -89,9 +89,8 @@ def import_peft(ws: Workspace, source: str, task_name: str, *, name: str | None 
     spec = ws.backbone_spec(registry)
 
     from attemptctl import artifacts
-    from attemptctl.backbones import load_backbone
 
-    backbone = load_backbone(spec)
+    backbone = ws.load_backbone(spec)
     _check_backbone(adapter, prompt.shape[1], backbone)
     return registry.register(
         kind="source", name=name or task.name, task=task.name, backbone=spec, fingerprint=backbone.fingerprint,

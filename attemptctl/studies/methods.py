@@ -171,7 +171,7 @@ def _finish(ws: Workspace, records: Sequence[PromptRecord], batch_size: int) -> 
 
 
 def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, on_cell: OnCell | None = None,
-                  max_cells: int | None = None, resume: bool = False, batch_size: int = 16) -> MethodsStudyResult:
+                  max_cells: int | None = None, resume: bool = False, batch_size: int | None = None) -> MethodsStudyResult:
     """Train and evaluate every unfinished cell of the study; finished cells are read, never retrained.
 
     Each cell goes through ``train_target`` (one multi-task run for attempt-mt) and ``evaluate_prompts``.
@@ -221,7 +221,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
                 continue
             if result.interrupted:
                 return MethodsStudyResult(methods_table(registry, name), tuple(trained), skipped, interrupted=True)
-        _finish(ws, ready, batch_size)
+        _finish(ws, ready, batch_size or ws.runtime.eval_batch_size or 16)
         scores = []
         for record in ready:
             done[_cell_of(record)] = (record, evaluation := _test_evaluation(registry, record))

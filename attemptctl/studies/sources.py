@@ -29,7 +29,6 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
 
     import numpy as np
 
-    from attemptctl.backbones import load_backbone
     from attemptctl.composition import _mixture, _parent
     from attemptctl.evaluate import evaluate
     from attemptctl.mixture import TARGET_COLUMN
@@ -49,7 +48,7 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
     splits = load_splits(ws, task, replace(TrainConfig(seed=int(parent.config.get("seed", 42))),
                                            train_limit=1, dev_limit=limit, test_limit=limit))
     examples = splits.dev if split == "dev" else splits.test
-    backbone = load_backbone(ws.backbone or parent.backbone)
+    backbone = ws.load_backbone(ws.backbone or parent.backbone)
     rows = []
     for k in range(1, len(refs) + 1):
         mixture = _mixture(registry, parent, refs[:k], backbone)
