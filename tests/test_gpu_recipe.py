@@ -1,0 +1,98 @@
+"""The GPU recipe's CPU half (recipes/gpu/gpu.py, docs/gpu.md): prepare packs two carries that fit, stage
+and reassembly give back the GGUF byte for byte, and run's preflight passes on the zoo's backbone and
+stops on one whose special ids differ."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    spec = importlib.util.spec_from_file_location("gpu_recipe", ROOT / "recipes" / "gpu" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def staged(gpu, tmp_path_factory, real_data_dir, smollm2_dir):
+    """prepare (no wheels: this machine has the packages) and stage into temporary folders."""
+    root = tmp_path_factory.mktemp("gpu")
+    sizes = gpu.prepare(SimpleNamespace(out=str(root / "carry"), data_dir=str(real_data_dir), wheels_from=None,
+                                        no_wheels=True))
+    where = root / "stage"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTEMPTCTL_GPU_STAGE", str(where))
+        gpu.stage(SimpleNamespace(carried=str(root / "carry" / "one")))
+        gguf = gpu._assemble(where, root / "carry" / "two")
+    return SimpleNamespace(root=root, where=where, sizes=sizes, gguf=gguf)
+
+
+def test_prepare_packs_two_carries_under_the_limit_that_rebuild_the_gguf(gpu, staged):
+    assert all(s["with_tree"] <= gpu.LIMIT - gpu.MARGIN for s in staged.sizes.values())
+    assert staged.sizes["one"]["carried"] > 40 * 2**20 and staged.sizes["two"]["carried"] > 40 * 2**20
+    original = gpu._gguf()
+    assert hashlib.sha256(staged.gguf.read_bytes()).hexdigest() == hashlib.sha256(original.read_bytes()).hexdigest()
+    assert (staged.where / "data" / "glue" / "rte" / "train.jsonl").is_file()
+    assert (staged.where / "tokenizer" / "tokenizer.json").is_file()
+    expected = json.loads((staged.where / "expected.json").read_text())
+    assert expected["fingerprint"]["special_ids"] == {"bos": 1, "eos": 2, "pad": 2}
+
+
+def test_a_damaged_half_is_refused_before_anything_runs(gpu, staged, tmp_path):
+    broken = tmp_path / "two"
+    broken.mkdir()
+    data = bytearray((staged.root / "carry" / "two" / "gguf.part2").read_bytes())
+    data[100] ^= 0xFF
+    (broken / "gguf.part2").write_bytes(bytes(data))
+    staged.gguf.unlink()
+    with pytest.raises(SystemExit, match="reassembled GGUF's checksum differs"):
+        gpu._assemble(staged.where, broken)
+    gpu._assemble(staged.where, staged.root / "carry" / "two")  # the good half rebuilds it
+
+
+def _preflight(gpu, where: Path, out: Path):
+    env = {**gpu._environment(where), "ATTEMPTCTL_GPU_STAGE": str(where)}
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / "gpu" / "gpu.py"), "preflight", "--out", str(out),
+                           "--device", "cpu"], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_preflight_passes_on_the_zoo_backbone_and_stops_on_another_eos(gpu, staged, tmp_path):
+    done = _preflight(gpu, staged.where, tmp_path)
+    report = json.loads((tmp_path / "preflight.json").read_text())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert report["ok"] and report["probe_ok"] and report["fingerprint"]["special_ids"]["eos"] == 2
+    expected = json.loads((staged.where / "expected.json").read_text())
+    expected["fingerprint"]["special_ids"]["eos"] = 1  # what transformers 5.17 made of the GGUF
+    (staged.where / "expected.json").write_text(json.dumps(expected))
+    done = _preflight(gpu, staged.where, tmp_path)
+    report = json.loads((tmp_path / "preflight.json").read_text())
+    assert done.returncode == 3 and not report["ok"]
+    assert "eos id 1" in report["error"] and "eos id 2" in report["error"]
+
+
+def test_the_plan_is_ten_times_the_cpu_study_and_puts_sources_and_first_seeds_first(gpu):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    try:
+        import study
+    finally:
+        sys.path.remove(str(ROOT / "recipes"))
+    cpu_rows = study.BUDGET["--max-steps"] * study.BUDGET["--batch-size"]
+    assert gpu.STUDY["max_steps"] * gpu.STUDY["batch_size"] == 10 * cpu_rows
+    jobs = gpu.plan()
+    assert [j["kind"] for j in jobs[:len(gpu.SOURCE_TRAINING)]] == ["source"] * len(gpu.SOURCE_TRAINING)
+    seeds = [j["seed"] for j in jobs if j["kind"] == "cell" and j["method"] != "attempt-mt"]
+    assert seeds == sorted(seeds) and set(seeds) == set(gpu.SEEDS)
+    cells = {(j["study"], j["targets"][0], j["method"], j["seed"]) for j in jobs if j["kind"] == "cell"}
+    assert len(cells) == len(jobs) - len(gpu.SOURCE_TRAINING)  # no cell twice
