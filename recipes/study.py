@@ -97,6 +97,34 @@ PARTS = {
                  "seeds": (1, 2), "shots": (4, 16, 32),
                  "budget": {**BUDGET, "--max-steps": 50, "--eval-every": 25, "--lr": 0.03, "--eval-start": None}},
 }
+# The GPU recipe's studies (recipes/gpu/gpu.py trains them on a lent H200; `run` here would train them on
+# the CPU at hours per cell): the start-lr part's settings at ten times its budget (250 steps of batch 32),
+# all five zoo sources, the sentiment targets first. `table`, `baselines` and `per-seed` read them here.
+GPU_BUDGET = {**BUDGET, "--max-steps": 250, "--batch-size": 32, "--warmup-steps": 25, "--lr": 0.03,
+              "--eval-start": None}
+GPU_TARGETS = ("yelp", "imdb", "rte", "mrpc", "cb", "boolq", "wic", "wsc")
+for _part, _study, _methods, _extra in (
+        ("gpu-main", "gpu-main", ("pt", "spot", "attempt", "attempt-mt"), {}),
+        ("gpu-zeros-lr1e-2", "gpu-attempt-zeros-lr0.01", ("attempt",), {"--target-init": "zeros", "--lr": 0.01}),
+        ("gpu-zeros-lr1e-3", "gpu-attempt-zeros-lr0.001", ("attempt",), {"--target-init": "zeros", "--lr": 0.001}),
+        ("gpu-pt-lr3e-1", "gpu-pt-lr0.3", ("pt",), {"--lr": 0.3})):
+    PARTS[_part] = {"study": _study, "targets": GPU_TARGETS, "methods": _methods, "seeds": (1, 2, 3), "shots": (None,),
+                     "budget": {**GPU_BUDGET, **_extra}, "label_words": "rte=mnli", "gpu": True}
+# Issue 28: which defaults keep what the sources know? `target train` exactly as a user runs it (the cpu
+# preset, no other option) at the budget of that issue's check (48 steps), on the sentiment targets and
+# on CB, RTE and MRPC, over all five zoo sources; each part changes one setting of ATTEMPT's target
+# prompt (where it starts, how fast it trains) against PT and SPoT at their defaults. Seeds 1 and 2.
+DEFAULTS_BUDGET = {"--preset": "cpu", "--max-steps": 48, "--test-limit": 200}
+DEFAULTS_TARGETS = ("yelp", "imdb", "cb", "rte", "mrpc")
+for _part, _methods, _extra in (
+        ("defaults-pt", ("pt",), {}),
+        ("defaults-attempt", ("attempt",), {}),  # today's defaults: target from MNLI's prompt, lr 0.3
+        ("defaults-zeros-lr1e-2", ("attempt",), {"--target-init": "zeros", "--lr": 0.01}),
+        ("defaults-zeros-lr1e-3", ("attempt",), {"--target-init": "zeros", "--lr": 0.001}),
+        ("defaults-mnli-lr1e-2", ("attempt",), {"--lr": 0.01}),
+        ("defaults-spot", ("spot",), {})):
+    PARTS[_part] = {"study": _part, "targets": DEFAULTS_TARGETS, "methods": _methods, "seeds": (1, 2),
+                    "shots": (None,), "budget": {**DEFAULTS_BUDGET, **_extra}, "sources": "mnli,qqp,qnli,sst2,squad"}
 METHOD_ORDER = ("pt", "spot", "attempt", "no-target", "uniform", "single")
 """Single-target methods, in the order each target trains them (attempt before the single that reads it)."""
 
@@ -163,7 +191,8 @@ def _cell_command(name: str, cell: tuple, registry: Path, export: Path, data_dir
         weights = {ref: w for ref, w in attempt["attention"].items() if ref != "(target)"}
         extra = ["--single-source", max(weights, key=weights.get).split("@")[0]]
     return ["study", "methods", ",".join(targets), "--name", study, "--methods", method, "--seeds", str(seed),
-            *(["--shots", str(shots)] if shots else []), *extra, *([] if method == "pt" else ["--sources", SOURCES]),
+            *(["--shots", str(shots)] if shots else []), *extra,
+            *([] if method == "pt" else ["--sources", part.get("sources", SOURCES)]),
             *([] if labels == "words" else ["--labels", labels]),  # PT mixes no source to take it from
             *(["--label-words", part["label_words"]] if part.get("label_words") else []),
             "--registry", str(registry), "--data-dir", data_dir, "--backbone", BACKBONE,
@@ -178,13 +207,14 @@ def run(args) -> None:
     if _attemptctl("source", "pull", "--registry", str(registry), "--backbone", BACKBONE, "--labels", labels) != 0:
         sys.exit(f"could not register the zoo's sources (labels {labels}); "
                  f"`python recipes/zoo.py train TASK --labels {labels}` trains them")
-    pending = [c for c in _todo(part) if c not in _done(study)]
+    wanted = [c for c in _todo(part) if args.seed is None or c[2] == args.seed]
+    pending = [c for c in wanted if c not in _done(study)]
     while pending:
         command = _cell_command(args.part, pending[0], registry, export, args.data_dir)
         code = _attemptctl(*command)
         if code != 0:
             sys.exit(f"stopped (exit {code}); run the same command again to continue")
-        left = [c for c in _todo(part) if c not in _done(study)]
+        left = [c for c in wanted if c not in _done(study)]
         if left and left[0] == pending[0]:
             sys.exit(f"{pending[0]} did not finish; see the output above")
         pending = left
@@ -394,6 +424,7 @@ def main() -> None:
     p = sub.add_parser("run", help="train the part's unfinished cells")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", required=True)
+    p.add_argument("--seed", type=int, help="only this seed's cells (several parts can then go seed by seed)")
     p = sub.add_parser("baselines", help="the best constant answer per target, as a table row")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", required=True)
