@@ -18,12 +18,12 @@ import math
 def main() -> None:
     import torch
 
-    from attemptctl import model as lm
-    from attemptctl.attention import AttentionModule, masked_maxpool
-    from attemptctl.backbones import load_backbone
-    from attemptctl.data import load_task
-    from attemptctl.operations import vocab_prompt
+    from attemptctl.method import lm
+    from attemptctl.method.attention import AttentionModule, masked_maxpool
+    from attemptctl.method.backbones import load_backbone
     from attemptctl.tasks import get_task
+    from attemptctl.tasks.data import load_task
+    from attemptctl.workflows.runs import vocab_prompt
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)

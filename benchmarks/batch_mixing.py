@@ -30,11 +30,11 @@ def _random(n: int, batch_size: int, seed: int) -> list[list[int]]:
 
 
 def main() -> None:
-    from attemptctl import model as lm
-    from attemptctl.backbones import load_backbone
-    from attemptctl.batching import length_grouped_batches
-    from attemptctl.data import load_task
+    from attemptctl.engine.batching import length_grouped_batches
+    from attemptctl.method import lm
+    from attemptctl.method.backbones import load_backbone
     from attemptctl.tasks import get_task
+    from attemptctl.tasks.data import load_task
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)

@@ -13,13 +13,13 @@ Rows (``--only`` takes a comma-separated subset of these names):
 - ``peft-train-grouped``  the same PEFT model and loop, batches in the order of the Trainer's
                      ``group_by_length=True`` (transformers' LengthGroupedSampler). Training speed-ups
                      are stated against the faster of the two PEFT rows;
-- ``source-train``   our source-prompt training: :func:`attemptctl.train.train` on a
+- ``source-train``   our source-prompt training: :func:`attemptctl.engine.train.train` on a
                      ``PromptMixture`` of variant ``prompt-tuning``;
 - ``attempt-train``  our ATTEMPT target training over 4 frozen source prompts (vocabulary-sampled,
                      not trained: speed does not depend on their values) with the attention module G;
 - ``peft-generate``  PEFT evaluation with ``model.generate`` (greedy): the evaluation anchor;
-- ``rank-eval``      :func:`attemptctl.evaluate.evaluate` with ``decode="rank"``;
-- ``generate-eval``  :func:`attemptctl.evaluate.evaluate` with ``decode="generate"``;
+- ``rank-eval``      :func:`attemptctl.engine.evaluate.evaluate` with ``decode="rank"``;
+- ``generate-eval``  :func:`attemptctl.engine.evaluate.evaluate` with ``decode="generate"``;
 - ``help``           ``attemptctl --help`` in a subprocess (median of 5).
 
 Training steps are timed between consecutive "step" events of ``train()`` (the loop itself:
@@ -125,10 +125,10 @@ def run_benchmark(opts) -> dict:
     """Run the selected rows; returns {"settings": …, "rows": [Row, …]} (also what --json writes)."""
     import torch
 
-    from attemptctl.backbones import load_backbone
-    from attemptctl.data import load_task
-    from attemptctl.evaluate import label_candidates
+    from attemptctl.engine.evaluate import label_candidates
+    from attemptctl.method.backbones import load_backbone
     from attemptctl.tasks import get_task
+    from attemptctl.tasks.data import load_task
 
     selected = [name for name in ROWS if name in opts.only]
     task = get_task(opts.task)

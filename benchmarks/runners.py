@@ -128,9 +128,9 @@ def peft_generate_runs(model, backbone, examples, opts, device, max_new_tokens: 
 
 
 def our_train_steps(backbone, mixture, task, examples, opts, *, source: bool) -> list[tuple[float, int, int | None]]:
-    """Per-step (seconds, examples, real tokens) of :func:`attemptctl.train.train`, from its step events."""
-    from attemptctl import model as lm
-    from attemptctl.train import TrainConfig, train
+    """Per-step (seconds, examples, real tokens) of :func:`attemptctl.engine.train.train`, from its step events."""
+    from attemptctl.engine.train import TrainConfig, train
+    from attemptctl.method import lm
 
     config = TrainConfig(prompt_length=opts.prompt_length, max_length=opts.max_length, batch_size=opts.batch_size,
                          lr=0.3, weight_decay=1e-5, warmup_steps=0, max_steps=opts.warmup + opts.steps * opts.repeats,
@@ -169,9 +169,9 @@ def _synchronize(backbone) -> None:
 
 
 def our_eval_runs(backbone, mixture, task, examples, opts, decode: str, max_new_tokens: int):
-    """Per-repetition (seconds, examples, input tokens) of :func:`attemptctl.evaluate.evaluate`."""
-    from attemptctl import model as lm
-    from attemptctl.evaluate import evaluate
+    """Per-repetition (seconds, examples, input tokens) of :func:`attemptctl.engine.evaluate.evaluate`."""
+    from attemptctl.engine.evaluate import evaluate
+    from attemptctl.method import lm
 
     max_length = opts.max_length
 
@@ -189,9 +189,9 @@ def mixtures(backbone, m: int, seed: int, task_name: str):
     """(source mixture, ATTEMPT mixture over N_SOURCES vocabulary-sampled source prompts)."""
     import torch
 
-    from attemptctl.attention import AttentionModule
-    from attemptctl.mixture import PromptMixture
-    from attemptctl.operations import vocab_prompt
+    from attemptctl.method.attention import AttentionModule
+    from attemptctl.method.mixture import PromptMixture
+    from attemptctl.workflows.runs import vocab_prompt
 
     source = PromptMixture({task_name: vocab_prompt(backbone, m, seed)})
     sources = {f"random-{j}@1": vocab_prompt(backbone, m, seed + 1 + j) for j in range(N_SOURCES)}

@@ -253,9 +253,9 @@ def constant_answers(part: dict, data_dir: str) -> dict[str, list[float]]:
     cells' test rows (the same split and limit), in the target's primary metric: what "learned
     nothing" scores, to read the table against."""
     sys.path.insert(0, str(ROOT))
-    from attemptctl.data import load_task
-    from attemptctl.metrics import compute_metrics, primary_metric
     from attemptctl.tasks import get_task
+    from attemptctl.tasks.data import load_task
+    from attemptctl.tasks.metrics import compute_metrics, primary_metric
 
     limit = int(part["budget"]["--test-limit"])
     scores = {}
@@ -369,14 +369,14 @@ def transfer(args) -> None:
     from collections import Counter
     from dataclasses import replace
 
-    from attemptctl.artifacts import load_prompt
-    from attemptctl.backbones import load_backbone
-    from attemptctl.data import load_task
-    from attemptctl.evaluate import evaluate
-    from attemptctl.metrics import compute_metrics, primary_metric
-    from attemptctl.mixture import PromptMixture
-    from attemptctl.operations import vocab_prompt
+    from attemptctl.engine.evaluate import evaluate
+    from attemptctl.method.backbones import load_backbone
+    from attemptctl.method.mixture import PromptMixture
     from attemptctl.tasks import get_task, labelled, labels_of
+    from attemptctl.tasks.data import load_task
+    from attemptctl.tasks.metrics import compute_metrics, primary_metric
+    from attemptctl.workflows.payloads import load_prompt
+    from attemptctl.workflows.runs import vocab_prompt
     from attemptctl.zoo import pull_zoo
     from registry import Registry
 

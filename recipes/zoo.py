@@ -183,8 +183,8 @@ def _constant_answers(task_name: str, data_dir: str, examples: int) -> tuple[flo
     tasks the F1 of always answering the positive label; None for tasks without labels."""
     from collections import Counter
 
-    from attemptctl.data import load_task
     from attemptctl.tasks import get_task
+    from attemptctl.tasks.data import load_task
 
     task = get_task(task_name)
     if not task.labels:
@@ -265,7 +265,7 @@ def table(args) -> None:
 def fingerprint(args) -> None:
     """Complete every manifest's fingerprint from the loaded backbone: the keys it lacks (the tokenizer's
     special ids, for a zoo shipped before fingerprints recorded them). Refused when the model differs."""
-    from attemptctl.backbones import load_backbone
+    from attemptctl.method.backbones import load_backbone
     from attemptctl.zoo import completed_fingerprint
 
     current = load_backbone(BACKBONE, device="cpu").fingerprint

@@ -41,7 +41,7 @@ def real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The converted SmolLM2-135M folder (converts the packaged GGUF on first use, ~30 s)."""
-    from attemptctl.backbones import _materialise
+    from attemptctl.method.backbones import _materialise
 
     return Path(_materialise("smollm2-135m"))
 
@@ -99,17 +99,17 @@ def accuracy_by_hand():
     split as training saw it, and the hits are counted against the gold label words."""
 
     def compute(registry_path, data_dir, ref: str, split: str = "test") -> float:
-        from attemptctl import artifacts
-        from attemptctl.backbones import load_backbone
-        from attemptctl.evaluate import evaluate
-        from attemptctl.workspace import Workspace, split_examples
+        from attemptctl.engine.evaluate import evaluate
+        from attemptctl.method.backbones import load_backbone
+        from attemptctl.workflows import payloads
+        from attemptctl.workflows.workspace import Workspace, split_examples
 
         ws = Workspace(Path(registry_path), Path(data_dir))
         registry = ws.registry()
         record = registry.find(ref)
         task, examples = split_examples(ws, record, split, None)
         backbone = load_backbone(record.backbone)
-        mixture = artifacts.load_mixture(registry, [record], backbone)
+        mixture = payloads.load_mixture(registry, [record], backbone)
         predicted = evaluate(backbone, mixture, {record.name: examples}, {record.name: task},
                              max_length=record.config.get("max_length"), score=False)[record.name].predictions
         assert len(predicted) == len(examples) > 0

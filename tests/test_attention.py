@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from attemptctl.attention import AttentionModule, masked_maxpool, mix_prompts
-from attemptctl.mixture import TARGET_COLUMN, PromptMixture
+from attemptctl.method.attention import AttentionModule, masked_maxpool, mix_prompts
+from attemptctl.method.mixture import TARGET_COLUMN, PromptMixture
 
 D, RANK, M = 6, 3, 4
 

@@ -19,8 +19,8 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from typer.testing import CliRunner
 
-from attemptctl import artifacts
-from attemptctl.attention import AttentionModule
+from attemptctl.method.attention import AttentionModule
+from attemptctl.workflows import payloads
 from registry import Registry
 
 D, RANK, M = 6, 3, 4
@@ -121,7 +121,7 @@ def test_unknown_settings_are_refused():
 # --- what the registry keeps ------------------------------------------------------------------
 
 class _Backbone:
-    """What artifacts.load_attention reads of a backbone: its d and fingerprint (a record, not our code)."""
+    """What payloads.load_attention reads of a backbone: its d and fingerprint (a record, not our code)."""
 
     d = D
     name = "tiny"
@@ -138,10 +138,10 @@ def test_a_calibrated_g_comes_back_with_its_scale_and_statistics(tmp_path):
     g = _g()
     g.calibrate(sample_x, sample_mask, prompts)
     registry = Registry(tmp_path / "registry")
-    record = _register(registry, artifacts.attention_payload(g), artifacts.attention_settings(g))
+    record = _register(registry, payloads.attention_payload(g), payloads.attention_settings(g))
     assert record.config["attn_scale"] == "calibrated" and record.config["attn_pool"] == "standardized-max"
     assert record.config["attn_divisor"] == pytest.approx(float(g.divisor()))
-    loaded = artifacts.load_attention(registry, record, _Backbone())
+    loaded = payloads.load_attention(registry, record, _Backbone())
     assert torch.equal(loaded(sample_x, sample_mask, prompts), g(sample_x, sample_mask, prompts))
 
 
@@ -153,7 +153,7 @@ def test_a_g_registered_before_calibration_keeps_the_paper_scale(tmp_path):
                                metadata={"rank": str(RANK), "temperature_k": "1.0"})
     registry = Registry(tmp_path / "registry")
     record = _register(registry, old_payload, {"temperature_k": 1.0})
-    loaded = artifacts.load_attention(registry, record, _Backbone())
+    loaded = payloads.load_attention(registry, record, _Backbone())
     assert (loaded.scale, loaded.pooling) == ("paper", "max") and float(loaded.divisor()) == pytest.approx(D * math.e)
     x, mask, prompts = _sample(4)
     assert torch.allclose(loaded(x, mask, prompts), g(x, mask, prompts))
@@ -196,11 +196,11 @@ def test_target_training_records_the_scale_it_used(tmp_path, real_data_dir, tiny
 
 def test_on_smollm2_fresh_logits_spread_across_sources(smollm2_dir, real_data_dir):
     """Measured here before the fix: ~1e-3 with the paper's divisor on SmolLM2's small embeddings."""
-    from attemptctl import model as lm
-    from attemptctl.backbones import load_backbone
-    from attemptctl.data import load_task
-    from attemptctl.operations import vocab_prompt
+    from attemptctl.method import lm
+    from attemptctl.method.backbones import load_backbone
     from attemptctl.tasks import get_task
+    from attemptctl.tasks.data import load_task
+    from attemptctl.workflows.runs import vocab_prompt
 
     backbone = load_backbone(str(smollm2_dir))
     rows = load_task(get_task("rte"), data_dir=real_data_dir, seed=42, train_limit=48).train
@@ -223,8 +223,8 @@ def test_on_smollm2_fresh_logits_spread_across_sources(smollm2_dir, real_data_di
 
 def test_g_learns_at_a_rate_that_suits_its_divisor():
     """Calibrated logits are not divided by d: G at the prompts' 0.3 saturated the softmax in 24 steps."""
-    from attemptctl.mixture import PromptMixture
-    from attemptctl.train import CALIBRATED_ATTN_LR, TrainConfig, _optimizer
+    from attemptctl.engine.train import CALIBRATED_ATTN_LR, TrainConfig, _optimizer
+    from attemptctl.method.mixture import PromptMixture
 
     mixture = PromptMixture({"rte": torch.zeros(M, D)}, sources={"s@1": torch.ones(M, D)},
                             attention=AttentionModule(D, rank=RANK), variant="attempt")

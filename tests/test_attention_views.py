@@ -16,9 +16,9 @@ from collections import Counter
 import pytest
 from typer.testing import CliRunner
 
-from attemptctl.attention_report import attention_weights
 from attemptctl.cli import app
-from attemptctl.workspace import Workspace
+from attemptctl.workflows.attn import attention_weights
+from attemptctl.workflows.workspace import Workspace
 from registry import Registry
 
 runner = CliRunner()
@@ -65,7 +65,7 @@ def test_weights_sum_to_one_and_the_cache_agrees_with_a_fresh_computation(traine
     assert sum(first["weights"].values()) == pytest.approx(1.0, abs=1e-5)  # (target) taken before the +1
     assert second["weights"] == pytest.approx(first["weights"], abs=1e-7)
     # The cache entry is keyed by prompt version and split, and holds the float32 (N, t+1) weights.
-    from attemptctl.attention_report import _read_cache
+    from attemptctl.workflows.attn import _read_cache
 
     with sqlite3.connect(registry.root / "catalog.sqlite") as db:
         keys = [key for (key,) in db.execute("SELECT key FROM cache")]

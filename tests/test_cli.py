@@ -3,9 +3,8 @@ evaluate — on tiny random T5 and Llama models, real tokenizer, real data slice
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import shutil
 from pathlib import Path
 

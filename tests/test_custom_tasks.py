@@ -71,7 +71,7 @@ def test_toml_becomes_a_task_that_renders_and_loads(task_file):
     task = load_task_file(task_file)
     assert (task.labels, task.metrics, task.max_length) == (("negative", "positive"), ("accuracy", "macro_f1"), 64)
     assert task.render({"text": "nice", "label": "pos"}).input == "review: nice"
-    from attemptctl.data import load_task
+    from attemptctl.tasks.data import load_task
 
     splits = load_task(task)
     assert (len(splits.train), len(splits.dev), len(splits.test)) == (24, 6, 6)

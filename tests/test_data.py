@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from attemptctl.data import DATA_DIR_ENV, TaskSplits, load_task
 from attemptctl.errors import ConfigError, DataError
 from attemptctl.tasks import get_task
+from attemptctl.tasks.data import DATA_DIR_ENV, TaskSplits, load_task
 
 
 @pytest.fixture

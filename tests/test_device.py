@@ -10,16 +10,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attemptctl.backbones import load_backbone
 from attemptctl.cli import app
+from attemptctl.engine.evaluate import evaluate
+from attemptctl.engine.train import TrainConfig, train
 from attemptctl.errors import ConfigError
-from attemptctl.evaluate import evaluate
-from attemptctl.mixture import PromptMixture
-from attemptctl.operations import vocab_prompt
-from attemptctl.runtime import Runtime
+from attemptctl.method.backbones import load_backbone
+from attemptctl.method.mixture import PromptMixture
+from attemptctl.method.runtime import Runtime
 from attemptctl.tasks import get_task
-from attemptctl.train import TrainConfig, train
-from attemptctl.workspace import Workspace
+from attemptctl.workflows.runs import vocab_prompt
+from attemptctl.workflows.workspace import Workspace
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 TINY = ["--max-steps", "3", "--train-limit", "16", "--dev-limit", "8", "--test-limit", "8", "--batch-size", "4",

@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attemptctl.attention import AttentionModule
-from attemptctl.backbones import load_backbone
-from attemptctl.evaluate import evaluate
-from attemptctl.mixture import PromptBank, PromptMixture
+from attemptctl.engine.evaluate import evaluate
+from attemptctl.method.attention import AttentionModule
+from attemptctl.method.backbones import load_backbone
+from attemptctl.method.mixture import PromptBank, PromptMixture
 from attemptctl.tasks import Example, get_task
 from registry import Registry
 

@@ -10,10 +10,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from attemptctl.checkpoints import check_identity
 from attemptctl.cli import app
+from attemptctl.engine.checkpoints import check_identity
+from attemptctl.engine.train import make_config
 from attemptctl.errors import ConfigError
-from attemptctl.train import make_config
 from registry import Registry
 
 runner = CliRunner()

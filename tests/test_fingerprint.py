@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from attemptctl.artifacts import prompt_payload
-from attemptctl.backbones import (
+from attemptctl.errors import BackboneError
+from attemptctl.method.backbones import (
     CACHE_ENV,
     CONVERSION_STAMP,
     UNCHECKED_TOKENIZER_WARNING,
     check_fingerprint,
     load_backbone,
 )
-from attemptctl.errors import BackboneError
+from attemptctl.workflows.payloads import prompt_payload
 from attemptctl.zoo import load_manifest, zoo_dir
 from registry import Registry, RegistryError
 

@@ -1,8 +1,8 @@
 """PEFT prompt-tuning adapters in and out (issue 13), with the real ``peft`` package on tiny random Llama and T5.
 
 The reference for every logit comparison is PEFT's own forward (``PeftModel``); ours is
-:func:`attemptctl.model.target_logits`. Both get the same token ids, taken from
-:func:`attemptctl.model.encode` (so a BOS added there reaches both), one unpadded row at a time.
+:func:`attemptctl.method.lm.target_logits`. Both get the same token ids, taken from
+:func:`attemptctl.method.lm.encode` (so a BOS added there reaches both), one unpadded row at a time.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from attemptctl import artifacts
-from attemptctl import model as lm
-from attemptctl.backbones import load_backbone
 from attemptctl.cli import app
+from attemptctl.method import lm
+from attemptctl.method.backbones import load_backbone
+from attemptctl.workflows import payloads
 from registry import Registry
 
 peft = pytest.importorskip("peft")
@@ -141,7 +141,7 @@ def test_imported_peft_prompt_gives_peft_logits(family, backbones, tiny_causal_d
     assert record.config["origin"] == {"type": "imported", "from": str(adapter.resolve()), "format": "peft"}
     assert (record.kind, record.m, record.d, record.variant) == ("source", M, 64, "prompt-tuning")
     assert record.fingerprint == backbone.fingerprint
-    prompt = artifacts.load_prompt(registry, record, backbone)
+    prompt = payloads.load_prompt(registry, record, backbone)
     assert torch.equal(prompt, trained.float())
 
     from peft import PeftModel
@@ -216,7 +216,7 @@ def test_exported_prompt_loads_in_peft_with_our_logits(trained, backbones, famil
 
     registry = Registry(world["registry"])
     record = registry.get(kind, ref)
-    prompt = artifacts.load_prompt(registry, record, backbone)
+    prompt = payloads.load_prompt(registry, record, backbone)
     loaded = PeftModel.from_pretrained(_peft_reference(world["backbone_dir"]), folder).eval()
     assert torch.equal(loaded.get_prompt_embedding_to_save("default").float(), prompt)
     _assert_same_logits(loaded, backbone, prompt)
@@ -235,8 +235,8 @@ def test_round_trip_keeps_the_tensor_bit_for_bit(trained, ref, tmp_path):
     original_registry, again = Registry(world["registry"]), Registry(registry_dir)
     original, imported = original_registry.get(kind, ref), again.get("source", "mnli")
     backbone = load_backbone(str(world["backbone_dir"]), device="cpu")
-    before = artifacts.load_prompt(original_registry, original, backbone)
-    after = artifacts.load_prompt(again, imported, backbone)
+    before = payloads.load_prompt(original_registry, original, backbone)
+    after = payloads.load_prompt(again, imported, backbone)
     assert _tensor_sha(after) == _tensor_sha(before)
     assert imported.sha256 == original.sha256  # the stored payload is the same bytes too
     assert imported.config["origin"]["from"] == str(folder.resolve())

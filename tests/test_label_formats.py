@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from attemptctl.cli import app
-from attemptctl.data import load_task
 from attemptctl.errors import ConfigError
 from attemptctl.tasks import get_task, labelled
-from attemptctl.workspace import Workspace, split_examples
+from attemptctl.tasks.data import load_task
+from attemptctl.workflows.workspace import Workspace, split_examples
 from registry import Registry
 
 runner = CliRunner()
@@ -106,8 +106,8 @@ def test_a_study_scores_every_method_in_its_sources_format(index_sources, tmp_pa
 
 
 def test_a_checkpoint_from_before_label_formats_resumes_as_words(tmp_path):
-    from attemptctl.checkpoints import check_identity
-    from attemptctl.train import make_config
+    from attemptctl.engine.checkpoints import check_identity
+    from attemptctl.engine.train import make_config
 
     config = make_config("cpu").to_dict()
     before = {k: v for k, v in config.items() if k != "labels"}

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from attemptctl.cli import app
-from attemptctl.data import load_task
+from attemptctl.engine.train import make_config
 from attemptctl.errors import AttemptError, ConfigError
 from attemptctl.tasks import borrow_words, borrowed_from, get_task, labelled, parse_label_words
-from attemptctl.train import make_config
-from attemptctl.workspace import Workspace, split_examples
+from attemptctl.tasks.data import load_task
+from attemptctl.workflows.workspace import Workspace, split_examples
 from registry import Registry
 
 runner = CliRunner()

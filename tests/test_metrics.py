@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 from sklearn import metrics as sk
 
-from attemptctl.metrics import (
+from attemptctl.tasks import Example, get_task
+from attemptctl.tasks.metrics import (
     METRICS,
     binary_f1,
     compute_metrics,
@@ -22,7 +23,6 @@ from attemptctl.metrics import (
     squad_exact,
     squad_token_f1,
 )
-from attemptctl.tasks import Example, get_task
 
 
 def examples_for(name: str, label_ids) -> list[Example]:

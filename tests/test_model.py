@@ -14,14 +14,14 @@ import dataclasses
 import pytest
 import torch
 
-from attemptctl import model as lm
-from attemptctl.attention import AttentionModule
-from attemptctl.backbones import Backbone, check_fingerprint, load_backbone
+from attemptctl.engine.evaluate import evaluate, label_candidates
+from attemptctl.engine.train import TrainConfig, _optimizer, train
 from attemptctl.errors import BackboneError
-from attemptctl.evaluate import evaluate, label_candidates
-from attemptctl.mixture import PromptMixture
+from attemptctl.method import lm
+from attemptctl.method.attention import AttentionModule
+from attemptctl.method.backbones import Backbone, check_fingerprint, load_backbone
+from attemptctl.method.mixture import PromptMixture
 from attemptctl.tasks import Example, get_task
-from attemptctl.train import TrainConfig, _optimizer, train
 
 M = 3
 TEXTS = [

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load, save
 
-from registry import InUseError, IntegrityError, NotFoundError, Registry, RegistryBusyError, RegistryError
+from registry import IntegrityError, InUseError, NotFoundError, Registry, RegistryBusyError, RegistryError
 
 FINGERPRINT = {"name": "tiny", "class": "Tiny", "d": 8, "vocab_size": 32, "config_sha256": "c" * 64,
                "embedding_sha256": "e" * 64}

@@ -14,13 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from attemptctl.backbones import load_backbone
-from attemptctl import checkpoints
-from attemptctl.checkpoints import CheckpointPlan
+from attemptctl.engine import checkpoints
+from attemptctl.engine.checkpoints import CheckpointPlan
+from attemptctl.engine.train import TrainConfig, train
 from attemptctl.errors import ConfigError
-from attemptctl.mixture import PromptMixture
+from attemptctl.method.backbones import load_backbone
+from attemptctl.method.mixture import PromptMixture
 from attemptctl.tasks import Example, get_task
-from attemptctl.train import TrainConfig, train
 from registry import Registry
 
 ROWS = [Example("rte", f"rte sentence1: row {i} is here. sentence2: row {i % 3}.", ("entailment", "not_entailment")[i % 2],

@@ -10,13 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from attemptctl.attention import AttentionModule
-from attemptctl.backbones import load_backbone
-from attemptctl.checkpoints import CheckpointPlan
+from attemptctl.engine.checkpoints import CheckpointPlan
+from attemptctl.engine.train import TrainConfig, train
 from attemptctl.errors import ConfigError
-from attemptctl.mixture import PromptMixture
+from attemptctl.method.attention import AttentionModule
+from attemptctl.method.backbones import load_backbone
+from attemptctl.method.mixture import PromptMixture
 from attemptctl.tasks import Example, get_task
-from attemptctl.train import TrainConfig, train
 from registry import Registry
 
 runner = CliRunner()
@@ -110,8 +110,8 @@ def test_predict_file_that_is_not_utf8_is_a_user_error(two_sources, tmp_path):
 
 
 def test_data_file_that_is_not_utf8_is_a_data_error(tmp_path):
-    from attemptctl.data import load_task
     from attemptctl.errors import DataError
+    from attemptctl.tasks.data import load_task
 
     folder = tmp_path / "glue" / "rte"
     folder.mkdir(parents=True)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from attemptctl import model as lm
-from attemptctl.backbones import load_backbone
-from attemptctl.data import load_task
-from attemptctl.mixture import PromptMixture
-from attemptctl.prompts import SoftPrompt
+from attemptctl.method import lm
+from attemptctl.method.backbones import load_backbone
+from attemptctl.method.mixture import PromptMixture
+from attemptctl.method.prompts import SoftPrompt
 from attemptctl.tasks import get_task
+from attemptctl.tasks.data import load_task
 
 
 def test_one_adamw_step_on_the_prompt_lowers_the_loss(smollm2_dir, real_data_dir):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from attemptctl import model as lm
-from attemptctl.backbones import load_backbone
-from attemptctl.mixture import PromptMixture
+from attemptctl.method import lm
+from attemptctl.method.backbones import load_backbone
+from attemptctl.method.mixture import PromptMixture
 
 
 def _batch(backbone, texts, targets):

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from attemptctl.studies import METHODS, MethodsStudyConfig, methods_table, study_methods, study_records
 from attemptctl.studies.cells import MIXING_METHODS
-from attemptctl.targets import train_target
-from attemptctl.workspace import Workspace
+from attemptctl.workflows.target import train_target
+from attemptctl.workflows.workspace import Workspace
 from registry import Registry
 
 runner = CliRunner()
@@ -78,7 +78,7 @@ def test_the_table_has_every_cell(full_study):
     # Trainable parameters per task: a prompt is m·d; ATTEMPT adds G; ATTEMPT-MT shares one G over 2 targets.
     params = {row["method"]: row["params"] for row in table["rows"]}
     g = params["attempt"] - 4 * 64
-    from attemptctl.attention import AttentionModule
+    from attemptctl.method.attention import AttentionModule
 
     assert g == sum(p.numel() for p in AttentionModule(64).parameters())  # G's weights, not its buffers
     assert params["pt"] == params["spot"] == params["uniform"] == 4 * 64
@@ -114,7 +114,7 @@ def test_a_cell_of_another_budget_is_flagged_and_other_options_refused(sources):
     [record], _ = train_target(ws, ["rte"], [], variant="pt", overrides={**OVERRIDES, "max_steps": 3, "seed": 7,
                                                                          "prompt_length": 4},
                                record_config={"rte": {"study": tag}})
-    from attemptctl.reports import evaluate_prompts
+    from attemptctl.workflows.eval import evaluate_prompts
 
     evaluate_prompts(ws, [record.ref])
     shown = run("study", "show", "budget", "--registry", path)

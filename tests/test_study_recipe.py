@@ -82,8 +82,8 @@ def test_each_build_registry_writes_its_own_export(recipe, tmp_path, monkeypatch
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_constant_answers_score_the_best_single_label_on_the_cells_test_rows(recipe, real_data_dir):
-    from attemptctl.data import load_task
     from attemptctl.tasks import get_task
+    from attemptctl.tasks.data import load_task
 
     part = {"targets": ("mrpc", "cb"), "seeds": (1, 2), "budget": {"--test-limit": 1000}}
     scores = recipe.constant_answers(part, str(real_data_dir))

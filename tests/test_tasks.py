@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from attemptctl.errors import UnknownTaskError
-from attemptctl.metrics import METRICS
 from attemptctl.tasks import TASKS, Example, Task, get_task, task_names
+from attemptctl.tasks.metrics import METRICS
 
 PAPER_EIGHT = ("mnli", "qqp", "qnli", "sst2", "boolq", "rte", "cb", "mrpc")
 
@@ -269,7 +269,7 @@ def test_custom_template_renders_and_is_checked():
 
 def test_sentiment_targets_render_real_rows_and_halve_validation(data_dir):
     """IMDB and Yelp (600 train rows each) take the small-set protocol: validation halved into dev and test."""
-    from attemptctl.data import load_task
+    from attemptctl.tasks.data import load_task
 
     yelp = get_task("yelp").render(first_row(data_dir, get_task("yelp")))
     assert (yelp.input, yelp.target) == ("yelp sentence: Great time - family dinner on a Sunday night.", "positive")

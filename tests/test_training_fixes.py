@@ -16,14 +16,14 @@ import random
 import pytest
 import torch
 
-from attemptctl import model as lm
-from attemptctl.attention import AttentionModule
-from attemptctl.backbones import bos_prefix, load_backbone
-from attemptctl.batching import length_grouped_batches
-from attemptctl.evaluate import answer_token_limit, evaluate, label_candidates
-from attemptctl.mixture import PromptMixture
+from attemptctl.engine.batching import length_grouped_batches
+from attemptctl.engine.evaluate import answer_token_limit, evaluate, label_candidates
+from attemptctl.engine.train import TrainConfig, _optimizer, _step, train
+from attemptctl.method import lm
+from attemptctl.method.attention import AttentionModule
+from attemptctl.method.backbones import bos_prefix, load_backbone
+from attemptctl.method.mixture import PromptMixture
 from attemptctl.tasks import Example, get_task
-from attemptctl.train import TrainConfig, _optimizer, _step, train
 
 M = 3
 
@@ -179,7 +179,7 @@ def test_a_bos_is_seen_by_the_model_but_not_pooled_by_g(backbone):
 # --- generation limit -------------------------------------------------------------------------
 
 def test_answer_limit_comes_from_the_longest_training_answer(backbone, real_data_dir):
-    from attemptctl.data import load_task
+    from attemptctl.tasks.data import load_task
 
     squad = get_task("squad")
     splits = load_task(squad, data_dir=real_data_dir, seed=42, train_limit=300, dev_limit=4)

@@ -28,16 +28,16 @@ import pytest
 import torch
 from test_model import slow_greedy, slow_target_logprobs
 
-from attemptctl import model as lm
-from attemptctl.attention import AttentionModule
-from attemptctl.backbones import Backbone, load_backbone
-from attemptctl.checkpoints import CheckpointPlan
-from attemptctl.data import load_task
-from attemptctl.evaluate import evaluate, label_candidates
-from attemptctl.mixture import PromptMixture
-from attemptctl.prompts import SoftPrompt
+from attemptctl.engine.checkpoints import CheckpointPlan
+from attemptctl.engine.evaluate import evaluate, label_candidates
+from attemptctl.engine.train import TrainConfig, epoch_rows, train
+from attemptctl.method import lm
+from attemptctl.method.attention import AttentionModule
+from attemptctl.method.backbones import Backbone, load_backbone
+from attemptctl.method.mixture import PromptMixture
+from attemptctl.method.prompts import SoftPrompt
 from attemptctl.tasks import Example, get_task
-from attemptctl.train import TrainConfig, epoch_rows, train
+from attemptctl.tasks.data import load_task
 
 M = 3
 TEXTS = [

@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load as load_tensors
 from typer.testing import CliRunner
 
-from attemptctl import model as lm
-from attemptctl.attention import AttentionModule
-from attemptctl.backbones import load_backbone
-from attemptctl.evaluate import evaluate
-from attemptctl.mixture import PromptMixture
+from attemptctl.engine.evaluate import evaluate
+from attemptctl.engine.train import TrainConfig, _optimizer
+from attemptctl.method import lm
+from attemptctl.method.attention import AttentionModule
+from attemptctl.method.backbones import load_backbone
+from attemptctl.method.mixture import PromptMixture
 from attemptctl.tasks import Example, get_task
-from attemptctl.train import TrainConfig, _optimizer
 from registry import Registry
 
 runner = CliRunner()

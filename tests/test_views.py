@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from attemptctl.views import (
+from attemptctl.cli.render import (
     AttentionRow,
     ExampleRow,
     MetricsRow,
@@ -284,5 +284,5 @@ def test_records_table_fits_80_columns():
 
 
 def test_views_import_no_torch():
-    code = "import sys, attemptctl.views; sys.exit('torch' in sys.modules)"
+    code = "import sys, attemptctl.cli.render; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

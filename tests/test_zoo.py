@@ -44,7 +44,7 @@ SHIPPED_FORMATS = [f for f in ("words", "index") if (zoo_dir(BACKBONE, labels=f)
 
 @pytest.mark.parametrize("labels", SHIPPED_FORMATS)
 def test_every_shipped_prompt_matches_its_manifest(labels, smollm2_dir, real_data_dir):
-    from attemptctl.backbones import load_backbone
+    from attemptctl.method.backbones import load_backbone
 
     manifest = load_manifest(BACKBONE, labels=labels)
     folder = zoo_dir(BACKBONE, labels=labels)
@@ -129,11 +129,11 @@ def test_a_shipped_source_beats_its_vocabulary_initialised_start(tmp_path, manif
     """Would fail if the zoo held untrained prompts: the zoo's SST-2 prompt against a fresh one."""
     import torch
 
-    from attemptctl.backbones import load_backbone
-    from attemptctl.evaluate import evaluate
-    from attemptctl.mixture import PromptMixture
-    from attemptctl.operations import vocab_prompt
-    from attemptctl.workspace import Workspace, split_examples
+    from attemptctl.engine.evaluate import evaluate
+    from attemptctl.method.backbones import load_backbone
+    from attemptctl.method.mixture import PromptMixture
+    from attemptctl.workflows.runs import vocab_prompt
+    from attemptctl.workflows.workspace import Workspace, split_examples
 
     task = "sst2" if "sst2" in manifest["prompts"] else sorted(manifest["prompts"])[0]
     registry = tmp_path / "registry"

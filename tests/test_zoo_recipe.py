@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import attemptctl.zoo as zoo_package
-from attemptctl.data import load_task
 from attemptctl.tasks import get_task
+from attemptctl.tasks.data import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 

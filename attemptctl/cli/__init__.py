@@ -15,8 +15,8 @@ import warnings
 import typer
 
 # Importing the command modules registers their commands on the apps.
-from attemptctl.cli import attn, evaluation, registry_commands, study, tasks, training, zoo  # noqa: F401
-from attemptctl.cli.common import app, call, err
+from attemptctl.cli import attn, eval, predict, registry, source, study, target, task  # noqa: F401
+from attemptctl.cli.app import app, call, err
 
 __all__ = ["app", "main"]
 

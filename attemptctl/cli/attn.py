@@ -1,4 +1,5 @@
-"""`attn show`: attention heatmaps, per-label means, telling examples; as a table, CSV, JSON or PNG."""
+"""`attn show` (attention heatmaps, per-label means, telling examples; as a table, CSV, JSON or PNG) and
+`attn pretrain` (the attention prior)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,58 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import (
-    BackboneOpt,
-    DataDirOpt,
-    DeviceOpt,
-    JsonOpt,
-    PrecisionOpt,
-    RegistryOpt,
+from attemptctl.cli.app import (
     attn_app,
     call,
     err,
+    exit_if_interrupted,
     out,
     workspace,
+)
+from attemptctl.cli.options import (
+    AttnLrOpt,
+    AttnPoolOpt,
+    AttnScaleOpt,
+    AttnTemperatureOpt,
+    BackboneOpt,
+    BatchSizeOpt,
+    CheckpointEveryOpt,
+    DataDirOpt,
+    DeviceOpt,
+    DevLimitOpt,
+    EpochsOpt,
+    EvalBatchSizeOpt,
+    EvalEveryOpt,
+    EvalStartOpt,
+    ForceOpt,
+    JsonOpt,
+    LrOpt,
+    MaxLengthOpt,
+    PrecisionOpt,
+    PresetOpt,
+    RegistryOpt,
+    ResumeOpt,
+    SeedOpt,
+    ShotsOpt,
+    SourcesOpt,
+    StepsOpt,
+    TestLimitOpt,
+    TrainLimitOpt,
+    WarmupOpt,
+    WeightDecayOpt,
+    names,
+    training_overrides,
+)
+from attemptctl.cli.progress import (
+    TrainProgress,
+)
+from attemptctl.cli.render import (
+    AttentionRow,
+    ExampleRow,
+    attention_heatmap,
+    dev_summary,
+    examples_table,
+    heatmap_png,
 )
 
 FORMATS = ("table", "csv", "json", "png")
@@ -51,7 +92,7 @@ def attn_show(
     """
     fmt = "json" if as_json else fmt
     _check_format(fmt, output, examples)
-    from attemptctl.attention_report import attention_weights
+    from attemptctl.workflows.attn import attention_weights
 
     results = call(attention_weights, workspace(registry, data_dir, backbone, device=device, precision=precision), tasks or None, split=split,
                    limit=limit, on_batch=_progress_bar())
@@ -91,7 +132,7 @@ def _check_format(fmt: str, output: Path | None, examples: int | None) -> None:
         except ImportError:
             from rich.markup import escape
 
-            from attemptctl.views import PLOT_EXTRA_HINT
+            from attemptctl.cli.render import PLOT_EXTRA_HINT
 
             err.print(f"[bold red]error:[/] {escape(PLOT_EXTRA_HINT)}", highlight=False)  # "[plot]" is not markup
             raise typer.Exit(1) from None
@@ -120,7 +161,7 @@ def _progress_bar():
 
 def _columns(results) -> list[str]:
     """Sources in a stable (sorted) order, then the target's own prompt if any result has it."""
-    from attemptctl.attention_report import TARGET_COLUMN
+    from attemptctl.workflows.attn import TARGET_COLUMN
 
     names = {c for r in results for c in r.columns}
     return sorted(names - {TARGET_COLUMN}) + ([TARGET_COLUMN] if TARGET_COLUMN in names else [])
@@ -128,7 +169,6 @@ def _columns(results) -> list[str]:
 
 def _heatmap_rows(results, by_label: bool):
     """One row per target (grouped by shared G) or, by label, one row per target and gold label."""
-    from attemptctl.views import AttentionRow
 
     if by_label:
         return [AttentionRow(f"{r.record.ref} · {label}", weights, group=r.record.ref if len(results) > 1 else None)
@@ -150,7 +190,6 @@ def _title(results, by_label: bool) -> str:
 
 
 def _example_rows(result, n: int):
-    from attemptctl.views import ExampleRow
 
     return [ExampleRow(column, side, weight, example.target, example.input)
             for column, sides in result.extremes(n).items()
@@ -158,7 +197,6 @@ def _example_rows(result, n: int):
 
 
 def _print_tables(results, examples: int | None, by_label: bool) -> None:
-    from attemptctl.views import attention_heatmap, examples_table
 
     out.print(attention_heatmap(_heatmap_rows(results, by_label), _columns(results), title=_title(results, by_label),
                                 group_titles=not by_label, note=TARGET_NOTE))
@@ -209,7 +247,39 @@ def _examples_csv(results, examples: int) -> str:
 
 
 def _write_png(results, by_label: bool, output: Path) -> None:
-    from attemptctl.views import heatmap_png
 
     heatmap_png(_heatmap_rows(results, by_label), _columns(results), output, title=_title(results, by_label))
     err.print(f"wrote {output}", highlight=False)
+
+
+@attn_app.command("pretrain")
+def attn_pretrain(
+    sources: SourcesOpt = "",
+    name: Annotated[str, typer.Option("--name", help="Name of the attention prior in the registry.")] = "prior",
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
+    max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None, lr: LrOpt = None, attn_lr: AttnLrOpt = None,
+    weight_decay: WeightDecayOpt = None, attn_temperature: AttnTemperatureOpt = None, attn_scale: AttnScaleOpt = None,
+    attn_pool: AttnPoolOpt = None,
+    epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
+    train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
+    eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
+    resume: ResumeOpt = False, force: ForceOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
+) -> None:
+    """Learn an attention prior: train G on the source tasks, each with a fresh task prompt.
+
+    Example: attemptctl attn pretrain --sources mnli,qqp,qnli,sst2
+             attemptctl target train rte --sources mnli,qqp,qnli,sst2 --attn-prior prior
+    """
+    from attemptctl.workflows.attn import pretrain_attention
+
+    overrides = training_overrides(locals())
+    with TrainProgress() as progress:
+        record, result = call(pretrain_attention, workspace(registry, data_dir, backbone, device=device, precision=precision,
+                                                              eval_batch_size=eval_batch_size), names(sources), name=name,
+                              preset=preset, overrides=overrides, on_event=progress, resume=resume, force=force)
+    if record is None:
+        return
+    out.print(f"registered attention prior [bold]{record.ref}[/] over {', '.join(names(sources))} "
+              f"({dev_summary(result.dev)}; {result.steps} steps)", highlight=False)
+    exit_if_interrupted(result)

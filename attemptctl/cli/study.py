@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from attemptctl.cli.common import (
+from attemptctl.cli.app import (
+    app,
+    call,
+    err,
+    out,
+    workspace,
+)
+from attemptctl.cli.options import (
     AttnLrOpt,
     BackboneOpt,
     BatchSizeOpt,
@@ -30,18 +37,22 @@ from attemptctl.cli.common import (
     PromptLengthOpt,
     RegistryOpt,
     ResumeOpt,
+    SourcesOpt,
     StepsOpt,
     TestLimitOpt,
     TrainLimitOpt,
     WarmupOpt,
     WeightDecayOpt,
-    app,
-    call,
-    err,
-    out,
-    workspace,
+    names,
+    training_overrides,
 )
-from attemptctl.cli.training import SourcesOpt, _names, _training_overrides
+from attemptctl.cli.progress import (
+    StudyProgress,
+)
+from attemptctl.cli.render import (
+    AttentionRow,
+    attention_heatmap,
+)
 
 study_app = typer.Typer(help="Studies over registered prompts.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
@@ -91,51 +102,9 @@ MarkdownOpt = Annotated[bool, typer.Option("--markdown", help="Print the table a
 
 def _integers(text: str, option: str) -> list[int]:
     try:
-        return [int(part) for part in _names(text)]
+        return [int(part) for part in names(text)]
     except ValueError:
         raise typer.BadParameter(f"'{text}' is not a comma-separated list of integers", param_hint=option) from None
-
-
-class _StudyProgress:
-    """One line per finished cell; a transient bar for the cell in training."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                 TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), console=err,
-                                 transient=True)
-        self.bar, self.label = None, "training"
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    @staticmethod
-    def _name(cells) -> str:
-        first = cells[0]
-        return str(first) if len(cells) == 1 else str(first).replace(first.target, "+".join(c.target for c in cells), 1)
-
-    def cell(self, event: str, cells, index: int, total: int, **data: Any) -> None:
-        self.label = f"[{index}/{total}] {self._name(cells)}"
-        if event == "done":
-            scores = ", ".join(f"{ref} {metric} {100 * value:.1f}" for ref, metric, value in data["scores"])
-            self.progress.console.print(f"{self.label}: test {scores}", highlight=False)
-
-    def __call__(self, event: str, **data: Any) -> None:
-        if event == "start":
-            if self.bar is not None:
-                self.progress.remove_task(self.bar)
-            self.bar = self.progress.add_task(self.label, total=data["total"], completed=data.get("resumed_at", 0),
-                                              loss=float("nan"))
-        elif event == "step":
-            self.progress.update(self.bar, advance=1, **({} if data["loss"] is None else {"loss": data["loss"]}))
-        elif event == "interrupted":
-            where = f"; checkpoint {data['checkpoint']} (continue with --resume)" if data.get("checkpoint") else ""
-            self.progress.console.print(f"{self.label}: interrupted at step {data['step']}{where}", highlight=False)
 
 
 def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
@@ -150,7 +119,6 @@ def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
         return
     from rich.table import Table
 
-    from attemptctl.views import AttentionRow, attention_heatmap
 
     seeds = ", ".join(map(str, table.seeds))
     for shots, header, rows in table_rows(table):
@@ -228,9 +196,9 @@ def study_methods(
     from attemptctl.studies import study_methods as run_study
 
     options = {k: v for k, v in locals().items() if k != "shots"}  # per cell, not one value
-    config = call(MethodsStudyConfig, tuple(_names(targets)), tuple(_names(sources)),
-                  tuple(_names(methods)) or tuple(METHODS), tuple(_integers(seeds, "--seeds")),
-                  tuple(_integers(shots, "--shots")) or (None,), name, preset, _training_overrides(options),
+    config = call(MethodsStudyConfig, tuple(names(targets)), tuple(names(sources)),
+                  tuple(names(methods)) or tuple(METHODS), tuple(_integers(seeds, "--seeds")),
+                  tuple(_integers(shots, "--shots")) or (None,), name, preset, training_overrides(options),
                   single_source, attn_prior, target_init)
     started = time.perf_counter()
     ws = workspace(registry, data_dir, backbone, device=device, precision=precision, eval_batch_size=eval_batch_size)
@@ -245,7 +213,7 @@ def study_methods(
             progress.cell(event, **data)
             if event == "done":
                 write_export(export, methods_table(store, config.study))
-    with _StudyProgress() as progress:
+    with StudyProgress() as progress:
         result = call(run_study, ws, config, on_event=progress, on_cell=on_cell or progress.cell,
                       max_cells=max_cells, resume=resume)
     if export is not None and result.table.cells:
@@ -286,5 +254,5 @@ def study_show(
     else:
         table = call(show_study, workspace(registry), name)
     if targets is not None:
-        table = call(in_order, table, _names(targets))
+        table = call(in_order, table, names(targets))
     _print_table(table, as_json, as_csv, markdown)

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from attemptctl.backbones import OFFLINE_ALIASES, cache_dir
 from attemptctl.errors import AttemptError, BackboneError, ConfigError, DataError
-from attemptctl.variants import mixes_sources
-from attemptctl.workspace import Workspace
+from attemptctl.method.backbones import OFFLINE_ALIASES, cache_dir
+from attemptctl.method.variants import mixes_sources
+from attemptctl.workflows.workspace import Workspace
 from registry import PromptRecord
 
 CONFIG_FILE = "adapter_config.json"
@@ -88,13 +88,13 @@ def import_peft(ws: Workspace, source: str, task_name: str, *, name: str | None 
     registry = ws.registry()
     spec = ws.backbone_spec(registry)
 
-    from attemptctl import artifacts
+    from attemptctl.workflows import payloads
 
     backbone = ws.load_backbone(spec)
     _check_backbone(adapter, prompt.shape[1], backbone)
     return registry.register(
         kind="source", name=name or task.name, task=task.name, backbone=spec, fingerprint=backbone.fingerprint,
-        d=backbone.d, m=prompt.shape[0], payload=artifacts.prompt_payload(prompt), variant="prompt-tuning",
+        d=backbone.d, m=prompt.shape[0], payload=payloads.prompt_payload(prompt), variant="prompt-tuning",
         config={"labels": labels, "origin": {"type": "imported", "from": adapter.origin, "format": "peft"},
                 "peft": {"base_model_name_or_path": adapter.base_model, "task_type": adapter.task_type,
                          "num_virtual_tokens": adapter.m, "peft_version": adapter.peft_version}},

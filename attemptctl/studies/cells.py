@@ -17,7 +17,7 @@ METHODS = {"pt": ("pt", "PT"), "spot": ("spot", "SPoT"), "attempt": ("attempt", 
            "uniform": ("uniform", "uniform attention"), "single": ("attempt", "single source")}
 ATTENTION_METHODS = ("attempt", "attempt-mt")
 """Methods whose mean test attention is stored with the cell (the heatmap; ``single`` reads attempt's)."""
-TARGET_COLUMN = "(target)"  # = attemptctl.mixture.TARGET_COLUMN, which imports torch
+TARGET_COLUMN = "(target)"  # = attemptctl.method.mixture.TARGET_COLUMN, which imports torch
 BUDGET_KEYS = ("steps", "batch_size", "prompt_length", "rows", "labels", "label_words")
 PER_TARGET_BUDGET = ("rows", "label_words")
 """Budget keys compared among the cells of one target only (each target has its own data and answer words)."""

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from attemptctl.errors import ConfigError
-from attemptctl.metrics import primary_metric
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     METHODS,
@@ -28,7 +27,8 @@ from attemptctl.studies.cells import (
 )
 from attemptctl.studies.table import MethodsTable, methods_table
 from attemptctl.tasks import CONFIG_BEFORE, get_task, labels_of
-from attemptctl.workspace import Workspace
+from attemptctl.tasks.metrics import primary_metric
+from attemptctl.workflows.workspace import Workspace
 from registry import PromptRecord, Registry
 
 
@@ -59,7 +59,7 @@ def _pinned_sources(registry: Registry, names: Sequence[str], records: Sequence[
 def _options(config: MethodsStudyConfig, registry: Registry, sources: Sequence[str]) -> tuple[dict, dict]:
     """The training options every cell shares, checked; one prompt length and one label format for
     mixing and PT cells alike (the sources')."""
-    from attemptctl.train import make_config
+    from attemptctl.engine.train import make_config
 
     records = [registry.get("source", ref) for ref in sources]
     lengths = {record.m for record in records}
@@ -159,8 +159,8 @@ def _single_source(registry: Registry, config: MethodsStudyConfig, cell: Cell, d
 
 def _finish(ws: Workspace, records: Sequence[PromptRecord], batch_size: int) -> None:
     """Score the cells on test (stored as evaluations) and store the attention methods' mean attention."""
-    from attemptctl.attention_report import attention_weights
-    from attemptctl.reports import evaluate_prompts
+    from attemptctl.workflows.attn import attention_weights
+    from attemptctl.workflows.eval import evaluate_prompts
 
     registry = ws.registry()
     evaluate_prompts(ws, [r.ref for r in records], split="test", batch_size=batch_size)
@@ -178,7 +178,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
     A cell registered but not yet evaluated (killed in between) is only evaluated. ``resume`` continues
     the first cell trained from its checkpoint when there is one; ``max_cells`` stops after N runs.
     """
-    from attemptctl.targets import train_target
+    from attemptctl.workflows.target import train_target
 
     registry = ws.registry()
     name = config.study

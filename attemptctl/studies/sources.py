@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attemptctl.errors import ConfigError
-from attemptctl.workspace import Workspace
+from attemptctl.workflows.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -29,19 +29,19 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
 
     import numpy as np
 
-    from attemptctl.composition import _mixture, _parent
-    from attemptctl.evaluate import evaluate
-    from attemptctl.mixture import TARGET_COLUMN
-    from attemptctl.operations import load_splits
+    from attemptctl.engine.evaluate import evaluate
+    from attemptctl.engine.train import TrainConfig
+    from attemptctl.method.mixture import TARGET_COLUMN
     from attemptctl.tasks import task_of
-    from attemptctl.train import TrainConfig
+    from attemptctl.workflows.runs import load_splits
+    from attemptctl.workflows.target import composed_mixture, parent_target
 
     if not order:
         raise ConfigError("give the sources to add one at a time with --sources a,b,c")
     if split not in ("dev", "test"):
         raise ConfigError(f"unknown split '{split}'; choose dev or test")
     registry = ws.registry()
-    parent = _parent(registry, ref)
+    parent = parent_target(registry, ref)
     refs = [registry.get("source", name).ref for name in order]
     task = task_of(parent)
     limit = limit or parent.config.get(f"{split}_limit")
@@ -51,7 +51,7 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
     backbone = ws.load_backbone(ws.backbone or parent.backbone)
     rows = []
     for k in range(1, len(refs) + 1):
-        mixture = _mixture(registry, parent, refs[:k], backbone)
+        mixture = composed_mixture(registry, parent, refs[:k], backbone)
         result = evaluate(backbone, mixture, {task.name: examples}, {task.name: task},
                           max_length=parent.config.get("max_length"), batch_size=batch_size, on_batch=on_batch)[task.name]
         mean = result.weights.mean(0) if result.weights is not None and len(result.weights) else np.zeros(k + 1)

@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from attemptctl.errors import ConfigError
-from attemptctl.metrics import primary_metric
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     BUDGET_KEYS,
@@ -23,7 +22,8 @@ from attemptctl.studies.cells import (
     study_records,
 )
 from attemptctl.tasks import CONFIG_BEFORE, get_task, label_words_of
-from attemptctl.workspace import Workspace
+from attemptctl.tasks.metrics import primary_metric
+from attemptctl.workflows.workspace import Workspace
 from registry import PromptRecord, Registry
 
 

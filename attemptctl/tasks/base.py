@@ -54,7 +54,7 @@ class Task:
     labels: tuple[str, ...] | None
     """Label words indexed by the Hugging Face label id; None for free-form output."""
     metrics: tuple[str, ...]
-    """Names in :data:`attemptctl.metrics.METRICS`; the first is the primary metric."""
+    """Names in :data:`attemptctl.tasks.metrics.METRICS`; the first is the primary metric."""
     max_length: int = 256
     train_split: str = "train"
     validation_split: str = "validation"

@@ -195,7 +195,7 @@ def _output(section: dict, fail) -> dict[str, Any]:
 
 
 def _check_metrics(metrics: Any, output: dict, fail) -> None:
-    from attemptctl.metrics import METRICS  # metrics imports tasks only for annotations
+    from attemptctl.tasks.metrics import METRICS  # metrics imports tasks only for annotations
 
     if not isinstance(metrics, list) or not metrics or not all(m in METRICS for m in metrics):
         raise fail(f"metrics must be a non-empty list of {', '.join(METRICS)}")

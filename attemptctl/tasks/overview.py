@@ -53,7 +53,7 @@ def show_task(name: str, data_dir: Path | None = None) -> TaskView:
 
 def _check(data_dir: Path | None) -> None:
     """A data directory that was named must exist: a typo is an error, not a table of blanks."""
-    from attemptctl.data import check_data_dir  # data imports the catalogue: import it late
+    from attemptctl.tasks.data import check_data_dir  # data imports the catalogue: import it late
 
     if data_dir is not None:
         check_data_dir(Path(data_dir))
@@ -81,7 +81,7 @@ def _summary(task: Task, data_dir: Path | None) -> TaskSummary:
 
 
 def _split_file(task: Task, data_dir: Path | None, split: str) -> Path | None:
-    from attemptctl.data import split_path  # data imports the catalogue: import it late
+    from attemptctl.tasks.data import split_path  # data imports the catalogue: import it late
 
     if task.files is not None:
         path = Path(task.files[split]) if split in task.files else None
@@ -97,7 +97,7 @@ def _count_rows(path: Path) -> int:
 
 
 def _first_example(task: Task, path: Path) -> Example | None:
-    from attemptctl.data import read_rows
+    from attemptctl.tasks.data import read_rows
 
     for _, row in read_rows(path):
         if isinstance(row, dict) and task.keeps(row):

@@ -18,8 +18,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from attemptctl.backbones import MODEL_KEYS
 from attemptctl.errors import AttemptError, BackboneError
+from attemptctl.method.backbones import MODEL_KEYS
 from attemptctl.tasks import LABEL_FORMATS, labels_of
 from registry import PromptRecord, Registry
 

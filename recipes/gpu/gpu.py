@@ -142,7 +142,7 @@ def _payload(target: Path, data_dir: Path, tokenizer_dir: Path, expected: dict) 
 
 def prepare(args) -> dict:
     """Pack ``.gpu/one`` (command 1) and ``.gpu/two`` (command 2); refuse when either would not fit."""
-    from attemptctl.backbones import _materialise, load_backbone
+    from attemptctl.method.backbones import _materialise, load_backbone
 
     out = Path(args.out)
     one, two = out / "one", out / "two"
@@ -235,10 +235,10 @@ def _assemble(where: Path, second: Path) -> Path:
 def preflight(where: Path, out: Path, device: str = DEVICE) -> dict:
     """Convert the GGUF with this machine's transformers, put the tokenizer made at prepare time in place,
     and compare fingerprint, special ids and the probe's tokens with what was measured there."""
-    from attemptctl.backbones import _materialise, load_backbone
-    from attemptctl.errors import BackboneError
-
     import transformers
+
+    from attemptctl.errors import BackboneError
+    from attemptctl.method.backbones import _materialise, load_backbone
 
     expected = json.loads((where / "expected.json").read_text())
     folder = Path(_materialise(BACKBONE))
@@ -251,7 +251,7 @@ def preflight(where: Path, out: Path, device: str = DEVICE) -> dict:
               "expected": expected["fingerprint"], "probe_ok": ids == expected["probe"]["ids"],
               "device": str(backbone.device)}
     try:
-        from attemptctl.backbones import check_fingerprint
+        from attemptctl.method.backbones import check_fingerprint
         from attemptctl.zoo import load_manifest
 
         check_fingerprint("the zoo", load_manifest(BACKBONE)["fingerprint"], backbone)
@@ -311,8 +311,8 @@ def _claim(work: Path, jobs: list[dict]) -> tuple[int, dict] | None:
 
 def worker(args) -> None:
     """One process on the GPU: claims jobs until none is left or the orchestrator says stop."""
-    from attemptctl.runtime import Runtime
-    from attemptctl.workspace import Workspace
+    from attemptctl.method.runtime import Runtime
+    from attemptctl.workflows.workspace import Workspace
     from attemptctl.zoo import pull_zoo
 
     work, data = Path(args.work), Path(args.data)
@@ -358,8 +358,8 @@ def _cell_job(ws, job: dict, work: Path, worker_id: int) -> dict:
 def _source_job(ws, job: dict, work: Path) -> dict:
     """A zoo source at GPU budget; stopped by SIGTERM before the deadline, it registers its best dev state,
     which is then scored on test and written out (prompt and record) for `collect`."""
-    from attemptctl.operations import train_source
-    from attemptctl.reports import evaluate_prompts
+    from attemptctl.workflows.eval import evaluate_prompts
+    from attemptctl.workflows.source import train_source
 
     record, result = train_source(ws, job["task"], preset="paper", overrides=dict(job["options"]))
     rows = evaluate_prompts(ws, [record.ref], split="test", batch_size=EVAL_BATCH)

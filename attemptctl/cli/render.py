@@ -445,3 +445,8 @@ def render_to_text(renderable: Any, *, width: int = 100, color: bool = False) ->
     )
     console.print(renderable)
     return console.file.getvalue()
+
+
+def dev_summary(dev: dict) -> str:
+    parts = [f"{task} " + ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()) for task, metrics in dev.items() if metrics]
+    return "; ".join(parts) or "no dev score"

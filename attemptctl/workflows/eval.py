@@ -1,22 +1,20 @@
-"""Evaluation and prediction over registered prompts, from ONE loaded backbone.
+"""`eval`: score registered prompts from ONE loaded backbone, and store each result with its version.
 
-Every prompt to score becomes a slot of a :class:`~attemptctl.mixture.PromptBank`; rows of all
-slots share batches, each row with its own instance prompt (attention: ``attention_report``).
+Every prompt to score becomes a slot of a :class:`~attemptctl.method.mixture.PromptBank`; rows of all
+slots share batches, each row with its own instance prompt (attention: :mod:`attemptctl.workflows.attn`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from attemptctl import artifacts
-from attemptctl.errors import ConfigError, DataError
-from attemptctl.evaluate import DECODES, DEFAULT_MAX_NEW_TOKENS, evaluate
-from attemptctl.mixture import PromptBank, PromptMixture
-from attemptctl.tasks import Example, task_of
-from attemptctl.workspace import Workspace, select_records, split_examples
+from attemptctl.engine.evaluate import DECODES, DEFAULT_MAX_NEW_TOKENS, evaluate
+from attemptctl.errors import ConfigError
+from attemptctl.method.mixture import PromptBank, PromptMixture
+from attemptctl.workflows import payloads
+from attemptctl.workflows.workspace import Workspace, select_records, split_examples
 from registry import PromptRecord, Registry
 
 SPLITS = ("dev", "test")
@@ -44,7 +42,7 @@ def _mixtures(registry: Registry, records: Sequence[PromptRecord], backbone) -> 
         groups[key].append(record)
     slots = {}
     for group in groups.values():
-        mixture = artifacts.load_mixture(registry, group, backbone)
+        mixture = payloads.load_mixture(registry, group, backbone)
         slots.update({record.ref: (mixture, record.name) for record in group})
     return slots
 
@@ -104,56 +102,3 @@ def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split:
     return rows
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One input's output and, for mixing targets, its attention over the sources and its own prompt."""
-
-    input: str
-    prediction: str
-    attention: dict[str, float] | None
-
-
-def parse_inputs(lines: Iterable[str], origin: str) -> list[dict]:
-    """JSON objects, one per line (blank lines skipped); errors name ``origin:line``."""
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        line = line.strip().lstrip("\ufeff")
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{origin}:{number}:{exc.colno}: malformed JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{origin}:{number}: expected a JSON object with the task's fields, got {type(row).__name__}")
-        rows.append(row)
-    if not rows:
-        raise DataError(f"{origin}: no input; give one JSON object per line")
-    return rows
-
-
-def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "input", decode: str = "rank",
-            batch_size: int = 16) -> list[Prediction]:
-    """Predict outputs for raw input rows (the task's fields) with a registered prompt."""
-    if decode not in DECODES:
-        raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
-    registry = ws.registry()
-    record = registry.find(ref, kinds=("target", "source"))
-    task = task_of(record)
-    examples = []
-    for number, row in enumerate(rows, start=1):
-        try:
-            examples.append(Example(task.name, task.render_input(row), "", None))
-        except KeyError as exc:
-            raise DataError(f"{origin}:{number}: missing field {exc}; {task.name} takes "
-                            f"{', '.join(task.fields)}") from None
-        except ValueError as exc:
-            raise DataError(f"{origin}:{number}: {exc}") from None
-    backbone = ws.load_backbone(ws.backbone or record.backbone)
-    mixture = artifacts.load_mixture(registry, [record], backbone)
-    result = evaluate(backbone, mixture, {record.name: examples}, {record.name: task},
-                      max_length=record.config.get("max_length"), max_new_tokens=generation_limit(record),
-                      batch_size=batch_size, decode=decode, score=False)[record.name]
-    weights = result.weights
-    return [Prediction(e.input, p, None if weights is None else dict(zip(mixture.columns, map(float, weights[i]))))
-            for i, (e, p) in enumerate(zip(examples, result.predictions))]

@@ -1,32 +1,34 @@
-"""`eval` and `predict`: score prompts (results stored with each version) and predict new inputs."""
+"""`eval`: score prompts in shared batches; the results are stored with each version."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import (
+from attemptctl.cli.app import (
+    app,
+    call,
+    out,
+    workspace,
+)
+from attemptctl.cli.options import (
     BackboneOpt,
+    BatchOpt,
     DataDirOpt,
+    DecodeOpt,
     DeviceOpt,
     JsonOpt,
     PrecisionOpt,
     RegistryOpt,
-    app,
-    call,
-    err,
-    out,
-    workspace,
 )
-
-DecodeOpt = Annotated[str, typer.Option("--decode", help="rank (rank classification) or generate (greedy).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
+from attemptctl.cli.render import (
+    MetricsRow,
+    metrics_table,
+)
 
 
 def _eval_records(rows) -> list[dict]:
@@ -82,8 +84,7 @@ def eval_command(
              attemptctl eval boolq@2 mnli --split dev --json
              attemptctl eval boolq --compare
     """
-    from attemptctl.reports import evaluate_prompts
-    from attemptctl.views import MetricsRow, metrics_table
+    from attemptctl.workflows.eval import evaluate_prompts
 
     rows = call(evaluate_prompts, workspace(registry, data_dir, backbone, device=device, precision=precision), tasks or None, split=split, decode=decode,
                 limit=limit, batch_size=batch_size, compare=compare)
@@ -97,55 +98,3 @@ def eval_command(
         out.print(metrics_table([MetricsRow(task=r.record.name, version=r.record.version, kind=r.record.kind,
                                             sources=r.record.sources, metrics=r.metrics, examples=r.examples,
                                             seconds=r.seconds, split=r.split) for r in rows]))
-
-
-@app.command("predict")
-def predict_command(
-    task: Annotated[str, typer.Argument(help="A target or source prompt, NAME or NAME@V.")],
-    inputs: Annotated[str | None, typer.Argument(help="One JSON object with the task's fields; none: --file or stdin.")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="A JSONL file, one input object per line.")] = None,
-    decode: DecodeOpt = "rank", batch_size: BatchOpt = 16,
-    registry: RegistryOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
-    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32",
-) -> None:
-    """Predict outputs for new inputs, with each row's attention over the sources.
-
-    Example: attemptctl predict rte '{"sentence1": "A cat sat.", "sentence2": "An animal sat."}'
-             attemptctl predict boolq --file questions.jsonl --json
-             cat inputs.jsonl | attemptctl predict boolq
-    """
-    from attemptctl.reports import parse_inputs, predict
-
-    if inputs is not None and file is not None:
-        raise typer.BadParameter("give inputs as an argument or with --file, not both")
-    if file is not None:
-        if not file.is_file():
-            err.print(f"error: {file}: file not found", highlight=False)
-            raise typer.Exit(1)
-        try:
-            lines, origin = file.read_text(encoding="utf-8").splitlines(), str(file)
-        except UnicodeDecodeError as exc:
-            err.print(f"error: {file}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 JSONL",
-                      highlight=False)
-            raise typer.Exit(1) from None
-    elif inputs is not None:
-        lines, origin = [inputs], "argument"
-    else:
-        lines, origin = sys.stdin.read().splitlines(), "stdin"
-    rows = call(parse_inputs, lines, origin)
-    predictions = call(predict, workspace(registry, None, backbone, device=device, precision=precision), task, rows, origin=origin, decode=decode,
-                       batch_size=batch_size)
-    if as_json:
-        out.print_json(json.dumps([{"input": p.input, "prediction": p.prediction, "attention": p.attention}
-                                   for p in predictions]))
-        return
-    from rich.table import Table
-
-    table = Table(show_lines=False)
-    table.add_column("input", overflow="fold", ratio=3)
-    table.add_column("prediction")
-    table.add_column("attention")
-    for p in predictions:
-        attention = ", ".join(f"{k} {v:.2f}" for k, v in (p.attention or {}).items()) or "—"
-        table.add_row(p.input, p.prediction, attention)
-    out.print(table)

@@ -1,33 +1,11 @@
-"""What every command shares: the Typer apps, options declared once, consoles, error handling."""
+"""Options declared once and shared by the commands, and the small parsers that go with them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-
-T = TypeVar("T")
-
-app = typer.Typer(help="ATTEMPT: modular multi-task tuning of a frozen LM with attentional mixtures of soft prompts.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich")
-source_app = typer.Typer(help="Train source prompts (prompt tuning on a large task).", no_args_is_help=True)
-target_app = typer.Typer(help="Train target prompts that mix source prompts through attention.", no_args_is_help=True)
-attn_app = typer.Typer(help="Inspect the attention of targets over their sources.", no_args_is_help=True)
-registry_app = typer.Typer(help="List, show, remove, verify and back up registered prompts.", no_args_is_help=True)
-task_app = typer.Typer(help="The task catalogue.", no_args_is_help=True)
-app.add_typer(source_app, name="source")
-app.add_typer(target_app, name="target")
-app.add_typer(attn_app, name="attn")
-app.add_typer(registry_app, name="registry")
-app.add_typer(task_app, name="task")
-
-out = Console()
-err = Console(stderr=True)
-
-# -- options, declared once -----------------------------------------------------------------------
 
 RegistryOpt = Annotated[Path | None, typer.Option("--registry", envvar="ATTEMPTCTL_REGISTRY", show_envvar=True,
                         help="Registry folder (default: $XDG_DATA_HOME/attemptctl/registry, i.e. ~/.local/share/…).")]
@@ -81,74 +59,18 @@ EvalBatchSizeOpt = Annotated[int | None, typer.Option(
     "--eval-batch-size", help="Rows per batch when scoring dev during training and test in a study "
     "(default: max(batch size, 8) for dev, 16 for a study's test).")]
 
+DecodeOpt = Annotated[str, typer.Option("--decode", help="rank (rank classification) or generate (greedy).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
 
-def workspace(registry: Path | None, data_dir: Path | None = None, backbone: str | None = None, *,
-              device: str = "auto", precision: str = "fp32", eval_batch_size: int | None = None):
-    """The workspace a command works in; ``device``/``precision``/``eval_batch_size``: how its LM runs."""
-    from attemptctl.runtime import Runtime
-    from attemptctl.workspace import Workspace, default_registry_path
-
-    return Workspace(registry_path=registry or default_registry_path(), data_dir=data_dir, backbone=backbone,
-                     runtime=Runtime(device=device, precision=precision, eval_batch_size=eval_batch_size))
+SourcesOpt = Annotated[str, typer.Option("--sources", "-s", help="Comma-separated source prompts, NAME or NAME@V.")]
 
 
-# Exit codes: see docs/errors.md. EX_SOFTWARE (sysexits.h) marks a bug, not a user mistake.
-EXIT_ERROR, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 70, 130
+def names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a library function under the error contract of docs/errors.md.
+def training_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The training options the user gave (named like TrainConfig's fields); None means not given."""
+    from attemptctl.engine.train import TrainConfig
 
-    Errors a user can fix: one line, exit 1. Anything unexpected: one line naming the file that
-    holds the traceback, exit 70. Typer's own exits and usage errors (exit 2) pass through.
-    """
-    from attemptctl.errors import AttemptError
-    from registry import RegistryError
-
-    try:
-        return fn(*args, **kwargs)
-    except (typer.Exit, typer.Abort, typer.TyperException):
-        raise
-    except (AttemptError, RegistryError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(EXIT_ERROR) from None
-    except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except Exception as exc:  # noqa: BLE001 - the contract: never a raw traceback
-        report = write_crash_report(exc)
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {_first_line(exc)} — this is a bug in "
-                  f"attemptctl; the full traceback is in {report}", highlight=False, markup=True, soft_wrap=True)
-        raise typer.Exit(EXIT_BUG) from None
-
-
-def write_crash_report(exc: BaseException) -> Path:
-    """``crash-<UTC time>-<pid>.txt`` under ``$ATTEMPTCTL_CACHE`` (or ``~/.cache/attemptctl``), else the tempdir."""
-    import os
-    import sys
-    import tempfile
-    import traceback
-    from datetime import datetime, timezone
-
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    text = (f"attemptctl crash at {stamp}\ncommand: {' '.join(sys.argv)}\npython: {sys.version}\n\n"
-            + "".join(traceback.format_exception(exc)))
-    cache = Path(os.environ.get("ATTEMPTCTL_CACHE") or Path.home() / ".cache" / "attemptctl")
-    for folder in (cache, Path(tempfile.gettempdir())):
-        path = folder / f"crash-{stamp}-{os.getpid()}.txt"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            return path
-        except OSError:
-            continue
-    return Path("(nowhere: neither the cache folder nor the temp folder is writable)")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else "(no message)"
-
-
-def overrides_of(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+    return {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__ and v is not None}

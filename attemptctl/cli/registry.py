@@ -8,16 +8,22 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import (
+from attemptctl.cli.app import (
     EXIT_ERROR,
-    BackboneOpt,
-    JsonOpt,
-    RegistryOpt,
     call,
     err,
     out,
     registry_app,
     workspace,
+)
+from attemptctl.cli.options import (
+    BackboneOpt,
+    JsonOpt,
+    RegistryOpt,
+)
+from attemptctl.cli.render import (
+    origin_of,
+    records_table,
 )
 
 # -- registry --------------------------------------------------------------------------------------
@@ -28,7 +34,6 @@ def registry_list(
     registry: RegistryOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """List registered prompts. Example: attemptctl registry list --kind source"""
-    from attemptctl.views import records_table
 
     records = call(lambda: workspace(registry).registry().list(kind=kind))
     if as_json:
@@ -131,7 +136,7 @@ def registry_upgrade(registry: RegistryOpt = None, backbone: BackboneOpt = None)
     Loads the backbone once; prompts of another backbone are left alone and listed.
     Example: attemptctl registry upgrade
     """
-    from attemptctl.upgrade import upgrade_fingerprints
+    from attemptctl.workflows.upgrade import upgrade_fingerprints
 
     ws = workspace(registry, None, backbone)
     reg = call(ws.registry)
@@ -180,7 +185,6 @@ def _short(path: str) -> str:
 
 
 def _record_json(record) -> dict:
-    from attemptctl.views import origin_of
 
     origin = record.config.get("origin")
     return {"kind": record.kind, "prompt": record.ref, "task": record.task, "backbone": record.backbone,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attemptctl.backbones import MODEL_KEYS
-from attemptctl.workspace import Workspace
+from attemptctl.method.backbones import MODEL_KEYS
+from attemptctl.workflows.workspace import Workspace
 from registry import PromptRecord, Registry
 
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attemptctl.backbones import DEFAULT_BACKBONE
-from attemptctl.data import load_task
 from attemptctl.errors import AttemptError
-from attemptctl.runtime import Runtime
+from attemptctl.method.backbones import DEFAULT_BACKBONE
+from attemptctl.method.runtime import Runtime
 from attemptctl.tasks import Example, Task, task_of
+from attemptctl.tasks.data import load_task
 from registry import PromptRecord, Registry
 
 REGISTRY_ENV = "ATTEMPTCTL_REGISTRY"
@@ -48,7 +48,7 @@ class Workspace:
         and reads attention with the same model (it is frozen; nothing it holds changes). Only the last
         backbone is kept, so a workspace never holds two models."""
         if spec not in self._loaded:
-            from attemptctl.backbones import load_backbone
+            from attemptctl.method.backbones import load_backbone
 
             self._loaded.clear()
             self._loaded[spec] = load_backbone(spec, runtime=self.runtime)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from attemptctl.backbones import Backbone
+from attemptctl.method.backbones import Backbone
 
 IGNORE = -100
 

@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.common import DataDirOpt, JsonOpt, call, out, task_app
+from attemptctl.cli.app import (
+    call,
+    out,
+    task_app,
+)
+from attemptctl.cli.options import (
+    DataDirOpt,
+    JsonOpt,
+)
 
 # -- task ------------------------------------------------------------------------------------------
 

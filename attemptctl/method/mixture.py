@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from attemptctl.attention import AttentionModule, mix_prompts
-from attemptctl.variants import RECORDED_VARIANTS  # noqa: F401  (re-exported)
+from attemptctl.method.attention import AttentionModule, mix_prompts
+from attemptctl.method.variants import RECORDED_VARIANTS  # noqa: F401  (re-exported)
 
 VARIANTS = ("prompt-tuning", "attempt", "uniform", "no-target")
 

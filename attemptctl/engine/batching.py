@@ -1,6 +1,6 @@
 """Length-grouped batches: rows of similar length share a batch, so padding wastes little compute.
 
-Each batch is padded only to its own longest row (:func:`attemptctl.model.collate`). For training,
+Each batch is padded only to its own longest row (:func:`attemptctl.method.lm.collate`). For training,
 indices are shuffled, cut into windows of ``batch_size * window`` rows, sorted by length inside a
 window and the resulting batches shuffled again: batches stay random, padding stays small.
 

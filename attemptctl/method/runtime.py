@@ -9,7 +9,7 @@ Precisions:
   parts (prompts, G) and everything they compute are float32: only the LM's matrix products drop to
   bf16. Autocast works on the CPU too, which is how the bf16 path is tested without a GPU.
 
-Torch-free at import, like :mod:`attemptctl.workspace`: commands that never run the model must not
+Torch-free at import, like :mod:`attemptctl.workflows.workspace`: commands that never run the model must not
 pay for torch.
 """
 

@@ -12,11 +12,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from attemptctl.attention import AttentionModule
-from attemptctl.backbones import Backbone, check_fingerprint
 from attemptctl.errors import AttemptError
-from attemptctl.mixture import PromptMixture
-from attemptctl.variants import RECORDED_VARIANTS
+from attemptctl.method.attention import AttentionModule
+from attemptctl.method.backbones import Backbone, check_fingerprint
+from attemptctl.method.mixture import PromptMixture
+from attemptctl.method.variants import RECORDED_VARIANTS
 
 
 def prompt_payload(prompt: torch.Tensor) -> bytes:

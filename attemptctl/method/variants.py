@@ -1,6 +1,6 @@
 """Variant names as users give them and the registry records them (torch-free, for fast paths)."""
 
-#: recorded variant -> how the prompt mixture combines prompts (see attemptctl.mixture)
+#: recorded variant -> how the prompt mixture combines prompts (see attemptctl.method.mixture)
 RECORDED_VARIANTS = {"attempt": "attempt", "uniform": "uniform", "no-target": "no-target", "pt": "prompt-tuning",
                      "spot": "prompt-tuning", "prompt-tuning": "prompt-tuning"}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from attemptctl.errors import BackboneError
-from attemptctl.runtime import Runtime, autocast
+from attemptctl.method.runtime import Runtime, autocast
 
 DEFAULT_BACKBONE = "smollm2-135m"
 CACHE_ENV = "ATTEMPTCTL_CACHE"

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attemptctl import model as lm
-from attemptctl.backbones import Backbone
-from attemptctl.batching import length_grouped_batches
-from attemptctl.metrics import compute_metrics
-from attemptctl.mixture import PromptBank, PromptMixture
+from attemptctl.engine.batching import length_grouped_batches
+from attemptctl.method import lm
+from attemptctl.method.backbones import Backbone
+from attemptctl.method.mixture import PromptBank, PromptMixture
 from attemptctl.tasks import Example, Task
+from attemptctl.tasks.metrics import compute_metrics
 
 DECODES = ("rank", "generate")
 

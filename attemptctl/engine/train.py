@@ -1,6 +1,6 @@
 """One training loop for every mode: source prompts, ATTEMPT targets (one task or several), baselines.
 
-What trains is a :class:`~attemptctl.mixture.PromptMixture` (task prompts, and G when the variant
+What trains is a :class:`~attemptctl.method.mixture.PromptMixture` (task prompts, and G when the variant
 mixes sources); the LM is frozen and used only through ``inputs_embeds``. The loop is written with
 Hugging Face Accelerate so ``accelerate launch`` spreads it over devices; the caller writes the
 registry from the main process only. Paper settings (Asai et al. 2022, App. B): Adam(W) with lr 0.3,
@@ -22,16 +22,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from attemptctl import checkpoints
-from attemptctl import model as lm
-from attemptctl.backbones import Backbone
-from attemptctl.batching import length_grouped_batches
-from attemptctl.checkpoints import CheckpointPlan
+from attemptctl.engine import checkpoints
+from attemptctl.engine.batching import length_grouped_batches
+from attemptctl.engine.checkpoints import CheckpointPlan
+from attemptctl.engine.evaluate import answer_token_limit, evaluate
 from attemptctl.errors import ConfigError
-from attemptctl.evaluate import answer_token_limit, evaluate
-from attemptctl.metrics import primary_metric
-from attemptctl.mixture import PromptMixture
+from attemptctl.method import lm
+from attemptctl.method.backbones import Backbone
+from attemptctl.method.mixture import PromptMixture
 from attemptctl.tasks import Example, Task
+from attemptctl.tasks.metrics import primary_metric
 
 
 @dataclass
@@ -92,7 +92,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must not be negative, got {value}")
-        from attemptctl.attention import POOLINGS, SCALES
+        from attemptctl.method.attention import POOLINGS, SCALES
 
         if self.attn_scale not in SCALES:
             raise ConfigError(f"unknown attn-scale '{self.attn_scale}'; choose one of {', '.join(SCALES)}")

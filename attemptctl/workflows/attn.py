@@ -1,4 +1,5 @@
-"""Per-example attention weights of target prompts, computed once per prompt version and cached.
+"""`attn show`'s per-example attention weights of target prompts (computed once per prompt version and
+cached), and `attn pretrain`, the attention prior.
 
 G scores each input against the prompts (DESIGN §1): ``a = softmax(P̂_j · H / (d·e^K))`` over the
 sources and the target's own prompt. This module keeps every example's row of ``a`` — the target's
@@ -17,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from safetensors import SafetensorError
@@ -24,12 +26,16 @@ from safetensors.numpy import load as load_bytes
 from safetensors.numpy import save as save_bytes
 
 from attemptctl.errors import AttemptError, ConfigError
+from attemptctl.method.variants import mixes_sources
 from attemptctl.tasks import Example, Task
-from attemptctl.variants import mixes_sources
-from attemptctl.workspace import select_records, split_examples
+from attemptctl.workflows.workspace import select_records, split_examples
 from registry import PromptRecord, Registry
 
-TARGET_COLUMN = "(target)"  # = attemptctl.mixture.TARGET_COLUMN; not imported from there: it pulls in torch
+if TYPE_CHECKING:
+    from attemptctl.engine.train import Event, TrainResult
+    from attemptctl.workflows.workspace import Workspace
+
+TARGET_COLUMN = "(target)"  # = attemptctl.method.mixture.TARGET_COLUMN; not imported from there: it pulls in torch
 SPLITS = ("dev", "test")
 CACHE_FORMAT = "1"
 """Bumped when the payload layout changes, so old entries are recomputed rather than misread."""
@@ -194,16 +200,16 @@ def _compute(ws, registry: Registry, jobs, batch_size: int, on_batch: Callable[[
     """
     import torch
 
-    from attemptctl import artifacts
-    from attemptctl import model as lm
-    from attemptctl.batching import length_grouped_batches
+    from attemptctl.engine.batching import length_grouped_batches
+    from attemptctl.method import lm
+    from attemptctl.workflows import payloads
 
     backbone = ws.load_backbone(ws.backbone or jobs[0].record.backbone)
     results = []
     with torch.no_grad():
         for job in jobs:
             record, examples, max_length = job.record, job.examples, job.max_length
-            mixture = artifacts.load_mixture(registry, [record], backbone)
+            mixture = payloads.load_mixture(registry, [record], backbone)
             items = [lm.encode(backbone, e.input, None, max_length) for e in examples]
             weights = np.zeros((len(items), len(mixture.columns)), dtype=np.float32)
             for indices in length_grouped_batches([len(i) for i in items], batch_size, shuffle=False):
@@ -217,3 +223,49 @@ def _compute(ws, registry: Registry, jobs, batch_size: int, on_batch: Callable[[
                 weights, columns = weights[:, :-1], columns[:-1]
             results.append((tuple(columns), weights))
     return results
+
+
+def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str = "prior", preset: str = "cpu",
+                       overrides: dict | None = None, on_event: Event | None = None, resume: bool = False,
+                       force: bool = False) -> tuple[PromptRecord | None, TrainResult]:
+    """The attention prior: train G on the source tasks (a fresh prompt per source) and register G alone."""
+    from attemptctl.engine.train import train
+    from attemptctl.method.mixture import PromptMixture
+    from attemptctl.workflows import payloads
+    from attemptctl.workflows.payloads import attention_settings
+    from attemptctl.workflows.runs import (
+        attention_module,
+        calibrate_attention,
+        checkpoint_plan,
+        load_splits,
+        load_trained_attention,
+        plan_run,
+        training_metrics,
+        vocab_prompt,
+    )
+
+    if len(source_refs) < 2:
+        raise ConfigError("the attention prior is learned across sources; give at least two with --sources a,b")
+    registry = ws.registry()
+    records = [registry.get("source", ref) for ref in source_refs]
+    run = plan_run(ws, [r.task for r in records], source_refs, "attempt", preset, overrides)
+    splits = {t.name: load_splits(ws, t, run.config) for t in run.tasks}
+    backbone = ws.load_backbone(run.backbone_spec)
+    sources = {r.ref: payloads.load_prompt(registry, r, backbone) for r in records}
+    fresh = {t.name: vocab_prompt(backbone, run.config.prompt_length, run.config.seed + i) for i, t in enumerate(run.tasks)}
+    mixture = PromptMixture(fresh, sources=sources, attention=attention_module(registry, None, backbone, run.config),
+                            variant="attempt")
+    calibrate_attention(backbone, mixture, {n: s.train for n, s in splits.items()}, {t.name: t for t in run.tasks},
+                        run.config)
+    result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
+                   {t.name: t for t in run.tasks}, run.config, on_event=on_event,
+                   checkpoint=checkpoint_plan(ws, f"attention-{name}", run.config, resume, force))
+    if not result.main_process:
+        return None, result
+    load_trained_attention(mixture.attention, result.state)
+    record = registry.register(kind="attention", name=name, task=",".join(mixture.tasks), backbone=run.backbone_spec,
+                               fingerprint=backbone.fingerprint, d=backbone.d, m=0, variant="prior",
+                               payload=payloads.attention_payload(mixture.attention), metrics=training_metrics(result),
+                               config={**run.config.to_dict(), "preset": preset, "sources": list(sources),
+                                       **attention_settings(mixture.attention)})
+    return record, result

@@ -1,0 +1,137 @@
+"""`source pull` (the zoo: trained source prompts that ship with attemptctl), `source train` and `source import`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from attemptctl.cli.app import (
+    call,
+    exit_if_interrupted,
+    out,
+    source_app,
+    workspace,
+)
+from attemptctl.cli.options import (
+    BackboneOpt,
+    BatchSizeOpt,
+    CheckpointEveryOpt,
+    DataDirOpt,
+    DeviceOpt,
+    DevLimitOpt,
+    EpochsOpt,
+    EvalBatchSizeOpt,
+    EvalEveryOpt,
+    EvalStartOpt,
+    ForceOpt,
+    JsonOpt,
+    LabelsOpt,
+    LrOpt,
+    MaxLengthOpt,
+    PrecisionOpt,
+    PresetOpt,
+    PromptLengthOpt,
+    RegistryOpt,
+    ResumeOpt,
+    SeedOpt,
+    ShotsOpt,
+    StepsOpt,
+    TestLimitOpt,
+    TrainLimitOpt,
+    WarmupOpt,
+    WeightDecayOpt,
+    training_overrides,
+)
+from attemptctl.cli.progress import (
+    TrainProgress,
+)
+from attemptctl.cli.render import (
+    dev_summary,
+    in_metric_order,
+)
+
+
+@source_app.command("pull")
+def source_pull(
+    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated zoo sources to pull (default: all).")] = "",
+    labels: Annotated[str, typer.Option("--labels", help="The zoo whose prompts answer in this label format: "
+                                        "words or index.")] = "words",
+    registry: RegistryOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Register the zoo's trained source prompts for the backbone (default smollm2-135m); verified, idempotent.
+
+    Example: attemptctl source pull
+             attemptctl target train boolq --sources mnli,qqp
+             attemptctl source pull --labels index
+    """
+    from attemptctl.zoo import pull_zoo
+
+    ws = workspace(registry, None, backbone)
+    reg = call(ws.registry)
+    names = [part.strip() for part in tasks.split(",") if part.strip()] or None
+    result = call(pull_zoo, reg, call(ws.backbone_spec, reg), tasks=names, labels=labels)
+    if as_json:
+        out.print_json(json.dumps({"added": [r.ref for r in result.added], "present": [r.ref for r in result.present],
+                                   "missing": result.missing}))
+        return
+    for record in result.added:
+        test = record.metrics.get("test", {})
+        ranked = in_metric_order(record.task, test.get("metrics", {}))  # the primary metric first
+        scores = ", ".join(f"{k} {100 * v:.1f}" for k, v in ranked.items())
+        out.print(f"pulled source [bold]{record.ref}[/] (m={record.m}; test {scores} on {test.get('examples')} examples)",
+                  highlight=False)
+    for record in result.present:
+        out.print(f"already here: source {record.ref}", highlight=False)
+    for task, why in result.missing.items():
+        out.print(f"not in the zoo: {task} ({why})", highlight=False)
+
+
+@source_app.command("train")
+def source_train(
+    task: Annotated[str, typer.Argument(help="Task name, e.g. mnli (see `attemptctl task list`).")],
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
+    prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None, weight_decay: WeightDecayOpt = None, labels: LabelsOpt = None, epochs: EpochsOpt = None,
+    max_steps: StepsOpt = None,
+    warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
+    test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
+) -> None:
+    """Prompt-tune a source prompt on TASK and register it as a new version.
+
+    Example: attemptctl source train mnli --data-dir ./data
+    """
+    from attemptctl.workflows.source import train_source
+
+    overrides = training_overrides(locals())
+    with TrainProgress() as progress:
+        record, result = call(train_source, workspace(registry, data_dir, backbone, device=device, precision=precision,
+                                                    eval_batch_size=eval_batch_size), task, preset=preset,
+                              overrides=overrides, on_event=progress, resume=resume, force=force)
+    if record is None:
+        return  # a worker process of `accelerate launch`: the main process reports
+    out.print(f"registered source [bold]{record.ref}[/] ({dev_summary(result.dev)}; {result.steps} steps, "
+              f"{result.seconds:.0f} s)" + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
+    exit_if_interrupted(result)
+
+
+@source_app.command("import")
+def source_import(
+    adapter: Annotated[str, typer.Argument(help="PEFT prompt-tuning adapter: a folder saved with save_pretrained, or a hub id.")],
+    task: Annotated[str, typer.Option("--task", help="The task the prompt was trained for (see `attemptctl task list`).")],
+    name: Annotated[str | None, typer.Option("--name", help="Register it as source NAME (default: the task).")] = None,
+    labels: Annotated[str, typer.Option("--labels", help="How the prompt was trained to answer: words or index.")] = "words",
+    registry: RegistryOpt = None, backbone: BackboneOpt = None,
+) -> None:
+    """Register a PEFT prompt-tuning adapter as a source prompt; its record says where it came from.
+
+    Example: attemptctl source import ./mnli-prompt --task mnli
+    """
+    from attemptctl.interop.peft import import_peft
+
+    record = call(import_peft, workspace(registry, backbone=backbone), adapter, task, name=name, labels=labels)
+    out.print(f"registered source [bold]{record.ref}[/] (m={record.m}, d={record.d}) from PEFT adapter "
+              f"{record.config['origin']['from']}", highlight=False, soft_wrap=True)

@@ -1,0 +1,134 @@
+"""`target train` and `target compose`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from attemptctl.cli.app import (
+    call,
+    exit_if_interrupted,
+    out,
+    target_app,
+    workspace,
+)
+from attemptctl.cli.options import (
+    AttnLrOpt,
+    AttnPoolOpt,
+    AttnScaleOpt,
+    AttnTemperatureOpt,
+    BackboneOpt,
+    BatchSizeOpt,
+    CheckpointEveryOpt,
+    DataDirOpt,
+    DeviceOpt,
+    DevLimitOpt,
+    EpochsOpt,
+    EvalBatchSizeOpt,
+    EvalEveryOpt,
+    EvalStartOpt,
+    ForceOpt,
+    LabelsOpt,
+    LabelWordsOpt,
+    LrOpt,
+    MaxLengthOpt,
+    PrecisionOpt,
+    PresetOpt,
+    PromptLengthOpt,
+    RegistryOpt,
+    ResumeOpt,
+    SeedOpt,
+    ShotsOpt,
+    SourcesOpt,
+    StepsOpt,
+    TestLimitOpt,
+    TrainLimitOpt,
+    WarmupOpt,
+    WeightDecayOpt,
+    names,
+    training_overrides,
+)
+from attemptctl.cli.progress import (
+    TrainProgress,
+)
+from attemptctl.cli.render import (
+    dev_summary,
+)
+
+
+def _report_targets(records, result) -> None:
+    if not result.main_process:
+        return
+    for record in records:
+        mixes = ", ".join(record.sources) or "no sources"
+        out.print(f"registered target [bold]{record.ref}[/] ({record.variant} over {mixes}; "
+                  f"{dev_summary(record.metrics.get('dev', {}))})", highlight=False)
+    if result is not None:
+        out.print(f"{result.steps} steps in {result.seconds:.0f} s"
+                  + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
+    exit_if_interrupted(result)
+
+
+@target_app.command("train")
+def target_train(
+    tasks: Annotated[str, typer.Argument(help="Target task, or several comma-separated to share G (rte,cb).")],
+    sources: SourcesOpt = "",
+    variant: Annotated[str, typer.Option("--variant", help="attempt | uniform | no-target | pt | spot.")] = "attempt",
+    init: Annotated[str, typer.Option("--init", help="Target prompt init: auto | vocab | zeros | source:NAME.")] = "auto",
+    init_from: Annotated[str | None, typer.Option("--init-from", help="spot: a source NAME, or auto (most similar).")] = None,
+    attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
+    sampling_temperature: Annotated[float | None, typer.Option(
+        "--sampling-temperature", help="Multi-task sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
+    prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None, attn_lr: AttnLrOpt = None, weight_decay: WeightDecayOpt = None,
+    attn_temperature: AttnTemperatureOpt = None,
+    attn_scale: AttnScaleOpt = None, attn_pool: AttnPoolOpt = None, labels: LabelsOpt = None, label_words: LabelWordsOpt = None,
+    epochs: EpochsOpt = None,
+    max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None,
+    dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
+) -> None:
+    """Train a target prompt and attention module G over frozen source prompts.
+
+    Example: attemptctl target train boolq --sources mnli,qqp
+             attemptctl target train rte,cb,boolq --sources mnli,qqp,qnli,sst2 --attn-lr 0.1
+             attemptctl target train rte --variant spot --init-from mnli
+    """
+    from attemptctl.workflows.target import train_target
+
+    overrides = training_overrides(locals())
+    with TrainProgress() as progress:
+        records, result = call(train_target, workspace(registry, data_dir, backbone, device=device, precision=precision,
+                                                         eval_batch_size=eval_batch_size), names(tasks), names(sources),
+                               variant=variant, init=init, init_from=init_from, attn_prior=attn_prior, preset=preset,
+                               overrides=overrides, on_event=progress, resume=resume, force=force)
+    _report_targets(records, result)
+
+
+@target_app.command("compose")
+def target_compose(
+    task: Annotated[str, typer.Argument(help="Target NAME or NAME@V to derive a new version from.")],
+    add: Annotated[str, typer.Option("--add", help="Comma-separated sources to add.")] = "",
+    remove: Annotated[str, typer.Option("--remove", help="Comma-separated sources to remove.")] = "",
+    train_steps: Annotated[int | None, typer.Option("--train-steps", min=1,
+                                                    help="Adapt P_target and G for N steps on the new set.")] = None,
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
+) -> None:
+    """A new version of a target with sources added or removed; the LM and the sources are untouched.
+
+    Example: attemptctl target compose boolq --add squad --remove qqp
+    """
+    from attemptctl.workflows.target import compose_target
+
+    with TrainProgress() as progress:
+        record = call(compose_target, workspace(registry, data_dir, backbone, device=device, precision=precision,
+                                                 eval_batch_size=eval_batch_size), task, add=names(add),
+                      remove=names(remove), train_steps=train_steps, on_event=progress)
+    if record is None:
+        return
+    out.print(f"registered target [bold]{record.ref}[/] from {record.parent}: {record.variant} over "
+              f"{', '.join(record.sources)}", highlight=False)

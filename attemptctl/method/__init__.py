@@ -1,0 +1,1 @@
+"""The method: soft prompts, the attention module G, the mixture, the LM wrapper, backbones, variants."""
