@@ -161,7 +161,7 @@ def _progress_bar():
 
 def _columns(results) -> list[str]:
     """Sources in a stable (sorted) order, then the target's own prompt if any result has it."""
-    from attemptctl.workflows.attn import TARGET_COLUMN
+    from attemptctl.method.variants import TARGET_COLUMN
 
     names = {c for r in results for c in r.columns}
     return sorted(names - {TARGET_COLUMN}) + ([TARGET_COLUMN] if TARGET_COLUMN in names else [])

@@ -29,6 +29,7 @@ from attemptctl.cli.render import (
     MetricsRow,
     metrics_table,
 )
+from attemptctl.formatting import percent
 
 
 def _eval_records(rows) -> list[dict]:
@@ -61,7 +62,7 @@ def _comparison(rows):
         primary = row.metrics.get(metrics[0], 0.0)
         base = first.setdefault(row.record.name, primary)
         table.add_row(row.record.ref, row.record.variant, ", ".join(row.record.sources) or "—", row.record.parent or "",
-                      *(f"{100 * row.metrics[m]:.1f}" if m in row.metrics else "" for m in metrics),
+                      *(percent(row.metrics.get(m)) for m in metrics),
                       f"{100 * (primary - base):+.1f}")
     return table
 

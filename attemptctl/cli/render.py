@@ -21,6 +21,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from attemptctl.formatting import percent
+
 BLANK = "—"
 HEADER_CHARS = 12  # longer column names are cut to this, an ellipsis in the middle
 
@@ -276,10 +278,6 @@ def examples_table(rows: Sequence[ExampleRow], *, title: str | None = None, text
     return ExamplesTable(rows, title, text_chars)
 
 
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.1f}"
-
-
 #: Up to this many distinct metrics get a column each; more (tasks with different metrics) share one.
 METRIC_COLUMNS = 2
 
@@ -311,8 +309,8 @@ def metrics_table(rows: Sequence[MetricsRow], *, title: str | None = None) -> Ta
     table.add_column("s", justify="right", no_wrap=True)
 
     for row in rows:
-        scores = ([_percent(row.metrics.get(name)) for name in metric_names] if own_columns else
-                  [", ".join(f"{name} {_percent(value)}" for name, value in row.metrics.items())])
+        scores = ([percent(row.metrics.get(name)) for name in metric_names] if own_columns else
+                  [", ".join(f"{name} {percent(value)}" for name, value in row.metrics.items())])
         table.add_row(
             Text(f"{row.task}@{row.version}", style="bold" if row.kind == "target" else ""),
             " ".join(str(ref).split("@")[0] for ref in row.sources) or BLANK,
@@ -324,7 +322,8 @@ def metrics_table(rows: Sequence[MetricsRow], *, title: str | None = None) -> Ta
     return table
 
 
-def _best_dev(metrics: Mapping[str, Any]) -> str:
+def _first_dev_score(metrics: Mapping[str, Any]) -> str:
+    """A record's first (primary) dev metric with its name: ``accuracy 77.3``."""
     dev = metrics.get("dev") if isinstance(metrics, Mapping) else None
     if not isinstance(dev, Mapping) or not dev:
         return ""
@@ -333,7 +332,7 @@ def _best_dev(metrics: Mapping[str, Any]) -> str:
         if not value:
             return ""
         name, value = next(iter(in_metric_order(name, value).items()))
-    return f"{name} {_percent(value)}" if isinstance(value, (int, float)) else f"{name} {value}"
+    return f"{name} {percent(value)}" if isinstance(value, (int, float)) else f"{name} {value}"
 
 
 def origin_of(record: Any) -> str:
@@ -388,7 +387,7 @@ def in_metric_order(task_name: str, scores: Mapping[str, Any]) -> dict[str, Any]
 
 def _best_dev_value(metrics: Mapping[str, Any]) -> str:
     """The first (primary) dev metric's value, without its name: ``77.3``."""
-    text = _best_dev(metrics)
+    text = _first_dev_score(metrics)
     return text.rsplit(" ", 1)[-1] if text else ""
 
 
@@ -448,5 +447,5 @@ def render_to_text(renderable: Any, *, width: int = 100, color: bool = False) ->
 
 
 def dev_summary(dev: dict) -> str:
-    parts = [f"{task} " + ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()) for task, metrics in dev.items() if metrics]
+    parts = [f"{task} " + ", ".join(f"{k} {percent(v)}" for k, v in metrics.items()) for task, metrics in dev.items() if metrics]
     return "; ".join(parts) or "no dev score"

@@ -51,6 +51,7 @@ from attemptctl.cli.render import (
     dev_summary,
     in_metric_order,
 )
+from attemptctl.formatting import percent
 
 
 @source_app.command("pull")
@@ -79,7 +80,7 @@ def source_pull(
     for record in result.added:
         test = record.metrics.get("test", {})
         ranked = in_metric_order(record.task, test.get("metrics", {}))  # the primary metric first
-        scores = ", ".join(f"{k} {100 * v:.1f}" for k, v in ranked.items())
+        scores = ", ".join(f"{k} {percent(v)}" for k, v in ranked.items())
         out.print(f"pulled source [bold]{record.ref}[/] (m={record.m}; test {scores} on {test.get('examples')} examples)",
                   highlight=False)
     for record in result.present:

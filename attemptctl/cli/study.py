@@ -53,6 +53,7 @@ from attemptctl.cli.render import (
     AttentionRow,
     attention_heatmap,
 )
+from attemptctl.formatting import percent
 
 study_app = typer.Typer(help="Studies over registered prompts.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
@@ -89,7 +90,7 @@ def study_sources(
     table.add_column("attention to the newest source", justify="right")
     for row in rows:
         newest = row.attention.get(row.sources[-1], 0.0)
-        table.add_row(" + ".join(s.split("@")[0] for s in row.sources), *(f"{100 * row.metrics[m]:.1f}" for m in metrics),
+        table.add_row(" + ".join(s.split("@")[0] for s in row.sources), *(percent(row.metrics[m]) for m in metrics),
                       f"{newest:.2f}")
     out.print(table)
 

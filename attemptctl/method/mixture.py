@@ -18,11 +18,10 @@ import torch
 from torch import nn
 
 from attemptctl.method.attention import AttentionModule, mix_prompts
-from attemptctl.method.variants import RECORDED_VARIANTS  # noqa: F401  (re-exported)
+from attemptctl.method.variants import RECORDED_VARIANTS, TARGET_COLUMN  # noqa: F401  (re-exported)
 
 VARIANTS = ("prompt-tuning", "attempt", "uniform", "no-target")
 
-TARGET_COLUMN = "(target)"
 
 
 class PromptMixture(nn.Module):

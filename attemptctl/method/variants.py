@@ -5,6 +5,10 @@ RECORDED_VARIANTS = {"attempt": "attempt", "uniform": "uniform", "no-target": "n
                      "spot": "prompt-tuning", "prompt-tuning": "prompt-tuning"}
 
 
+TARGET_COLUMN = "(target)"
+"""The attention column of a target's own prompt (a_{t+1}, shown before the +1), beside its sources' refs."""
+
+
 def mixes_sources(variant: str) -> bool:
     """Whether a recorded variant mixes source prompts (and so has attention weights to show)."""
     return RECORDED_VARIANTS.get(variant, "prompt-tuning") != "prompt-tuning"

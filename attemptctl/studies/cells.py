@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from attemptctl.errors import ConfigError
+from attemptctl.method.variants import TARGET_COLUMN  # noqa: F401  (the studies' column name)
 from attemptctl.tasks import get_task
 from registry import PromptRecord, Registry
 
@@ -17,7 +18,6 @@ METHODS = {"pt": ("pt", "PT"), "spot": ("spot", "SPoT"), "attempt": ("attempt", 
            "uniform": ("uniform", "uniform attention"), "single": ("attempt", "single source")}
 ATTENTION_METHODS = ("attempt", "attempt-mt")
 """Methods whose mean test attention is stored with the cell (the heatmap; ``single`` reads attempt's)."""
-TARGET_COLUMN = "(target)"  # = attemptctl.method.mixture.TARGET_COLUMN, which imports torch
 BUDGET_KEYS = ("steps", "batch_size", "prompt_length", "rows", "labels", "label_words")
 PER_TARGET_BUDGET = ("rows", "label_words")
 """Budget keys compared among the cells of one target only (each target has its own data and answer words)."""
@@ -132,12 +132,12 @@ def study_names(registry: Registry) -> list[str]:
                    if isinstance(r.config.get("study"), Mapping) and "name" in r.config["study"]})
 
 
-def _cell_of(record: PromptRecord) -> Cell:
+def cell_of(record: PromptRecord) -> Cell:
     tag = record.config["study"]
     return Cell(tag["method"], tag["target"], int(tag["seed"]), tag.get("shots"))
 
 
-def _test_evaluation(registry: Registry, record: PromptRecord):
+def test_evaluation(registry: Registry, record: PromptRecord):
     return next((e for e in registry.evaluations("target", record.ref) if e.split == "test"), None)
 
 
@@ -147,16 +147,16 @@ def finished_cells(registry: Registry, records: Sequence[PromptRecord]) -> dict[
     for record in records:  # oldest first: a later version of a cell replaces an earlier one
         if record.metrics.get("interrupted"):
             continue
-        evaluation = _test_evaluation(registry, record)
+        evaluation = test_evaluation(registry, record)
         if evaluation is not None:
-            done[_cell_of(record)] = (record, evaluation)
+            done[cell_of(record)] = (record, evaluation)
     return done
 
 
-def _attention_key(record: PromptRecord) -> str:
+def attention_key(record: PromptRecord) -> str:
     return f"study-attention/{record.ref}/{record.sha256[:16]}"
 
 
 def stored_attention(registry: Registry, record: PromptRecord) -> dict[str, float] | None:
-    payload = registry.get_cache(_attention_key(record))
+    payload = registry.get_cache(attention_key(record))
     return None if payload is None else json.loads(payload)

@@ -18,12 +18,12 @@ from attemptctl.studies.cells import (
     UNIFORM_SAMPLING,
     Cell,
     MethodsStudyConfig,
-    _attention_key,
-    _cell_of,
-    _test_evaluation,
+    attention_key,
+    cell_of,
     finished_cells,
     stored_attention,
     study_records,
+    test_evaluation,
 )
 from attemptctl.studies.table import MethodsTable, methods_table
 from attemptctl.tasks import CONFIG_BEFORE, get_task, labels_of
@@ -167,7 +167,7 @@ def _finish(ws: Workspace, records: Sequence[PromptRecord], batch_size: int) -> 
     attending = [r for r in records if r.config["study"]["method"] in ATTENTION_METHODS]
     if attending:
         for weights in attention_weights(ws, [r.ref for r in attending], split="test", batch_size=batch_size):
-            registry.put_cache(_attention_key(weights.record), json.dumps(weights.mean()).encode())
+            registry.put_cache(attention_key(weights.record), json.dumps(weights.mean()).encode())
 
 
 def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, on_cell: OnCell | None = None,
@@ -195,7 +195,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
         missing = [c for c in cells if c.method == "single" and Cell("attempt", c.target, c.seed, c.shots) not in done]
         if missing:
             _single_source(registry, config, missing[0], done)  # raises with the way out
-    unevaluated = {_cell_of(r): r for r in records if not r.metrics.get("interrupted") and _cell_of(r) not in done}
+    unevaluated = {cell_of(r): r for r in records if not r.metrics.get("interrupted") and cell_of(r) not in done}
     todo = [c for c in cells if c not in done]
     jobs, trained, notify = _jobs(todo, config.targets), [], on_cell or (lambda *a, **k: None)
     for index, job in enumerate(jobs, start=1):
@@ -224,7 +224,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
         _finish(ws, ready, batch_size or ws.runtime.eval_batch_size or 16)
         scores = []
         for record in ready:
-            done[_cell_of(record)] = (record, evaluation := _test_evaluation(registry, record))
+            done[cell_of(record)] = (record, evaluation := test_evaluation(registry, record))
             metric = primary_metric(get_task(record.task))
             scores.append((record.ref, metric, evaluation.metrics[metric]))
         trained += job

@@ -31,7 +31,7 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
 
     from attemptctl.engine.evaluate import evaluate
     from attemptctl.engine.train import TrainConfig
-    from attemptctl.method.mixture import TARGET_COLUMN
+    from attemptctl.method.variants import TARGET_COLUMN
     from attemptctl.tasks import task_of
     from attemptctl.workflows.runs import load_splits
     from attemptctl.workflows.target import composed_mixture, parent_target

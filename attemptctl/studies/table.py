@@ -9,13 +9,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from attemptctl.errors import ConfigError
+from attemptctl.formatting import percent
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     BUDGET_KEYS,
     METHODS,
     PER_TARGET_BUDGET,
     Cell,
-    _cell_of,
+    cell_of,
     finished_cells,
     stored_attention,
     study_names,
@@ -62,7 +63,7 @@ class Summary:
     n: int
 
     def text(self) -> str:
-        return f"{100 * self.mean:.1f}" + (f" ± {100 * self.std:.1f}" if self.std is not None else "")
+        return percent(self.mean) + (f" ± {percent(self.std)}" if self.std is not None else "")
 
 
 def _summary(values: Sequence[float]) -> Summary | None:
@@ -249,8 +250,8 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
                                 record.attention or record.ref,
                                 stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None,
                                 record.metrics.get("best_step"), record.config.get("init")))
-    unfinished = len({_cell_of(r) for r in records} - set(done))
-    return _table(name, cells, [_cell_of(r).target for r in records], unfinished)
+    unfinished = len({cell_of(r) for r in records} - set(done))
+    return _table(name, cells, [cell_of(r).target for r in records], unfinished)
 
 
 def _table(name: str, cells: list[CellResult], target_order: Sequence[str], unfinished: int) -> MethodsTable:
@@ -297,8 +298,8 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
             if cell in found:
                 first, seen = found[cell]
                 if (seen.ref, seen.score) != (result.ref, result.score):
-                    raise ConfigError(f"cell {cell} is in {first} ({seen.ref}, {100 * seen.score:.1f}) and in {origin} "
-                                      f"({result.ref}, {100 * result.score:.1f}); keep one of the two files")
+                    raise ConfigError(f"cell {cell} is in {first} ({seen.ref}, {percent(seen.score)}) and in {origin} "
+                                      f"({result.ref}, {percent(result.score)}); keep one of the two files")
                 # The same cell, one copy perhaps exported before best_step and start were recorded.
                 found[cell] = (first, replace(seen, best_step=result.best_step if seen.best_step is None
                                               else seen.best_step, start=seen.start or result.start))

@@ -12,8 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 from attemptctl.errors import ConfigError, UnknownTaskError
-from attemptctl.tasks import glue, others, qa, superglue
 from attemptctl.tasks.base import Example, Task
+from attemptctl.tasks.catalogue import TASKS
 from attemptctl.tasks.custom import custom_task, custom_tasks
 
 __all__ = ["CONFIG_BEFORE", "LABEL_FORMATS", "TASKS", "Example", "Task", "all_tasks", "borrow_words", "borrowed_from",
@@ -24,20 +24,6 @@ LABEL_FORMATS = ("words", "index")
 ``index``, the Hugging Face label index as a digit (``0``, ``1``), as ATTEMPT's released code does, which
 gives every task one shared answer space (MNLI's ``0`` is RTE's ``0``, entailment; QQP's ``1`` is MRPC's
 ``1``, a paraphrase)."""
-
-
-def _catalogue() -> dict[str, Task]:
-    tasks: dict[str, Task] = {}
-    for task in (*glue.TASKS, *superglue.TASKS, *qa.TASKS, *others.TASKS):
-        # Two declarations with one name would make the later silently win.
-        if task.name in tasks:
-            raise ValueError(f"task {task.name!r} is declared twice")
-        tasks[task.name] = task
-    return dict(sorted(tasks.items()))
-
-
-TASKS: dict[str, Task] = _catalogue()
-"""The built-in tasks, by name."""
 
 
 def task_names() -> list[str]:

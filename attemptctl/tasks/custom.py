@@ -195,7 +195,7 @@ def _output(section: dict, fail) -> dict[str, Any]:
 
 
 def _check_metrics(metrics: Any, output: dict, fail) -> None:
-    from attemptctl.tasks.metrics import METRICS  # metrics imports tasks only for annotations
+    from attemptctl.tasks.metrics import METRICS  # late: numpy stays out of `attemptctl --help`
 
     if not isinstance(metrics, list) or not metrics or not all(m in METRICS for m in metrics):
         raise fail(f"metrics must be a non-empty list of {', '.join(METRICS)}")
@@ -210,7 +210,7 @@ def _answers(field: str, row: Row) -> tuple[str, ...]:
 
 
 def _builtin() -> Mapping[str, Task]:
-    from attemptctl.tasks import TASKS
+    from attemptctl.tasks.catalogue import TASKS
 
     return TASKS
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from attemptctl.errors import ConfigError, DataError
-from attemptctl.tasks import Example, Task
+from attemptctl.tasks.base import Example, Task
 
 DATA_DIR_ENV = "ATTEMPTCTL_DATA_DIR"
 SMALL_TRAIN_ROWS = 10_000

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # only for annotations: metrics never needs the catalogue at run time
-    from attemptctl.tasks import Example, Task
+    from attemptctl.tasks.base import Example, Task
 
 Metric = Callable[["Task", Sequence[str], Sequence["Example"]], float]
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attemptctl.tasks import Example, Task, all_tasks, get_task
+from attemptctl.tasks.data import check_data_dir, read_rows, split_path
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,6 @@ def show_task(name: str, data_dir: Path | None = None) -> TaskView:
 
 def _check(data_dir: Path | None) -> None:
     """A data directory that was named must exist: a typo is an error, not a table of blanks."""
-    from attemptctl.tasks.data import check_data_dir  # data imports the catalogue: import it late
 
     if data_dir is not None:
         check_data_dir(Path(data_dir))
@@ -81,7 +81,6 @@ def _summary(task: Task, data_dir: Path | None) -> TaskSummary:
 
 
 def _split_file(task: Task, data_dir: Path | None, split: str) -> Path | None:
-    from attemptctl.tasks.data import split_path  # data imports the catalogue: import it late
 
     if task.files is not None:
         path = Path(task.files[split]) if split in task.files else None
@@ -97,7 +96,6 @@ def _count_rows(path: Path) -> int:
 
 
 def _first_example(task: Task, path: Path) -> Example | None:
-    from attemptctl.tasks.data import read_rows
 
     for _, row in read_rows(path):
         if isinstance(row, dict) and task.keeps(row):

@@ -28,15 +28,13 @@ from safetensors.numpy import save as save_bytes
 from attemptctl.errors import AttemptError, ConfigError
 from attemptctl.method.variants import mixes_sources
 from attemptctl.tasks import Example, Task
-from attemptctl.workflows.workspace import select_records, split_examples
+from attemptctl.workflows.workspace import SPLITS, select_records, split_examples
 from registry import PromptRecord, Registry
 
 if TYPE_CHECKING:
     from attemptctl.engine.train import Event, TrainResult
     from attemptctl.workflows.workspace import Workspace
 
-TARGET_COLUMN = "(target)"  # = attemptctl.method.mixture.TARGET_COLUMN; not imported from there: it pulls in torch
-SPLITS = ("dev", "test")
 CACHE_FORMAT = "1"
 """Bumped when the payload layout changes, so old entries are recomputed rather than misread."""
 
@@ -229,18 +227,15 @@ def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str =
                        overrides: dict | None = None, on_event: Event | None = None, resume: bool = False,
                        force: bool = False) -> tuple[PromptRecord | None, TrainResult]:
     """The attention prior: train G on the source tasks (a fresh prompt per source) and register G alone."""
-    from attemptctl.engine.train import train
     from attemptctl.method.mixture import PromptMixture
     from attemptctl.workflows import payloads
-    from attemptctl.workflows.payloads import attention_settings
     from attemptctl.workflows.runs import (
         attention_module,
         calibrate_attention,
-        checkpoint_plan,
         load_splits,
-        load_trained_attention,
         plan_run,
-        training_metrics,
+        register_attention,
+        train_run,
         vocab_prompt,
     )
 
@@ -257,15 +252,11 @@ def pretrain_attention(ws: Workspace, source_refs: Sequence[str], *, name: str =
                             variant="attempt")
     calibrate_attention(backbone, mixture, {n: s.train for n, s in splits.items()}, {t.name: t for t in run.tasks},
                         run.config)
-    result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
-                   {t.name: t for t in run.tasks}, run.config, on_event=on_event,
-                   checkpoint=checkpoint_plan(ws, f"attention-{name}", run.config, resume, force))
+    result = train_run(ws, backbone, mixture, splits, {t.name: t for t in run.tasks}, run.config,
+                       checkpoint=f"attention-{name}", on_event=on_event, resume=resume, force=force)
     if not result.main_process:
         return None, result
-    load_trained_attention(mixture.attention, result.state)
-    record = registry.register(kind="attention", name=name, task=",".join(mixture.tasks), backbone=run.backbone_spec,
-                               fingerprint=backbone.fingerprint, d=backbone.d, m=0, variant="prior",
-                               payload=payloads.attention_payload(mixture.attention), metrics=training_metrics(result),
-                               config={**run.config.to_dict(), "preset": preset, "sources": list(sources),
-                                       **attention_settings(mixture.attention)})
+    record = register_attention(registry, backbone, run.backbone_spec, mixture.attention, result, name=name,
+                                task=",".join(mixture.tasks), variant="prior",
+                                config={**run.config.to_dict(), "preset": preset, "sources": list(sources)})
     return record, result

@@ -14,10 +14,8 @@ from attemptctl.engine.evaluate import DECODES, DEFAULT_MAX_NEW_TOKENS, evaluate
 from attemptctl.errors import ConfigError
 from attemptctl.method.mixture import PromptBank, PromptMixture
 from attemptctl.workflows import payloads
-from attemptctl.workflows.workspace import Workspace, select_records, split_examples
+from attemptctl.workflows.workspace import SPLITS, Workspace, select_records, split_examples
 from registry import PromptRecord, Registry
-
-SPLITS = ("dev", "test")
 
 
 @dataclass(frozen=True)

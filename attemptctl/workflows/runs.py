@@ -9,14 +9,14 @@ failure never leaves a half-written prompt behind.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 
 import torch
 
 from attemptctl.engine.checkpoints import CheckpointPlan
-from attemptctl.engine.train import TrainConfig, TrainResult, make_config
+from attemptctl.engine.train import Event, TrainConfig, TrainResult, make_config, train
 from attemptctl.errors import ConfigError
 from attemptctl.method import lm
 from attemptctl.method.attention import CALIBRATION_ROWS, AttentionModule
@@ -160,18 +160,34 @@ def calibrate_attention(backbone: Backbone, mixture: PromptMixture, train_rows: 
         mixture.attention.calibrate(embeds, batch.input_mask.cpu(), prompts)
 
 
+def train_run(ws: Workspace, backbone: Backbone, mixture: PromptMixture, splits: Mapping[str, TaskSplits],
+              tasks: Mapping[str, Task], config: TrainConfig, *, checkpoint: str | None = None, source: bool = False,
+              on_event: Event | None = None, resume: bool = False, force: bool = False) -> TrainResult:
+    """The training step every computing command shares: each task's train rows, dev selection on its dev
+    rows, and (``checkpoint``: the run's name, e.g. ``source-mnli``) a resumable checkpoint."""
+    plan = checkpoint_plan(ws, checkpoint, config, resume, force) if checkpoint else None
+    return train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
+                 tasks, config, source=source, on_event=on_event, checkpoint=plan)
+
+
+def register_attention(registry: Registry, backbone: Backbone, spec: str, attention: AttentionModule, result: TrainResult,
+                       *, name: str, task: str, variant: str, config: dict) -> PromptRecord:
+    """Register G from a run's best state (a target run's, or the attention prior's), with how it scores."""
+    load_trained_attention(attention, result.state)
+    return registry.register(kind="attention", name=name, task=task, backbone=spec, fingerprint=backbone.fingerprint,
+                             d=backbone.d, m=0, variant=variant, payload=payloads.attention_payload(attention),
+                             metrics=training_metrics(result), config={**config, **attention_settings(attention)})
+
+
 def register_trained(run: TargetRun, backbone: Backbone, mixture: PromptMixture, result: TrainResult, variant: str, config: dict,
               per_task: dict[str, dict], parent: str | None = None) -> list[PromptRecord]:
     """Register G (if any) and then one target per task, all from the best state of ``result``."""
     common = dict(backbone=run.backbone_spec, fingerprint=backbone.fingerprint, d=backbone.d)
     attention_ref = None
     if mixture.attention is not None:
-        load_trained_attention(mixture.attention, result.state)
-        record = run.registry.register(kind="attention", name="+".join(mixture.tasks), task=",".join(mixture.tasks),
-                                       m=0, payload=payloads.attention_payload(mixture.attention), variant=variant,
-                                       metrics=training_metrics(result), config={**config, **attention_settings(mixture.attention)},
-                                       **common)
-        attention_ref = record.ref
+        attention_ref = register_attention(run.registry, backbone, run.backbone_spec, mixture.attention, result,
+                                           name="+".join(mixture.tasks), task=",".join(mixture.tasks), variant=variant,
+                                           config=config).ref
     registered = []
     for i, name in enumerate(mixture.tasks):
         registered.append(run.registry.register(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from attemptctl.engine.train import Event, TrainResult, make_config, train
+from attemptctl.engine.train import Event, TrainResult, make_config
 from attemptctl.method.mixture import PromptMixture
 from attemptctl.tasks import get_task, labelled
 from attemptctl.workflows import payloads
-from attemptctl.workflows.runs import checkpoint_plan, load_splits, training_metrics, vocab_prompt
+from attemptctl.workflows.runs import load_splits, train_run, training_metrics, vocab_prompt
 from attemptctl.workflows.workspace import Workspace
 from registry import PromptRecord
 
@@ -22,9 +22,8 @@ def train_source(ws: Workspace, task_name: str, *, preset: str = "cpu", override
     splits = load_splits(ws, task, config)
     backbone = ws.load_backbone(spec)
     mixture = PromptMixture({task.name: vocab_prompt(backbone, config.prompt_length, config.seed)})
-    result = train(backbone, mixture, {task.name: splits.train}, {task.name: splits.dev}, {task.name: task},
-                   config, source=True, on_event=on_event,
-                   checkpoint=checkpoint_plan(ws, f"source-{task.name}", config, resume, force))
+    result = train_run(ws, backbone, mixture, {task.name: splits}, {task.name: task}, config, source=True,
+                       checkpoint=f"source-{task.name}", on_event=on_event, resume=resume, force=force)
     if not result.main_process:
         return None, result  # under `accelerate launch` only the main process writes the registry
     record = registry.register(

@@ -31,10 +31,10 @@ from attemptctl.workflows.runs import (
     TargetRun,
     attention_module,
     calibrate_attention,
-    checkpoint_plan,
     load_splits,
     plan_run,
     register_trained,
+    train_run,
     vocab_prompt,
 )
 from attemptctl.workflows.workspace import Workspace
@@ -111,9 +111,8 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     task_map = {t.name: t for t in run.tasks}
     if attention is not None and attn_prior is None:
         calibrate_attention(backbone, mixture, {n: s.train for n, s in splits.items()}, task_map, run.config)
-    result = train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
-                   task_map, run.config, on_event=on_event,
-                   checkpoint=checkpoint_plan(ws, f"target-{'+'.join(task_map)}", run.config, resume, force))
+    result = train_run(ws, backbone, mixture, splits, task_map, run.config, checkpoint=f"target-{'+'.join(task_map)}",
+                       on_event=on_event, resume=resume, force=force)
     if not result.main_process:
         return [], result  # under `accelerate launch` only the main process writes the registry
     config = {**run.config.to_dict(), "preset": preset, "tasks": list(task_map), "attn_prior": attn_prior}
@@ -191,8 +190,7 @@ def compose_target(ws: Workspace, ref: str, *, add: Sequence[str] = (), remove: 
     train_config = replace(TrainConfig(**fields), max_steps=train_steps, warmup_steps=0, eval_every=train_steps)
     task = task_of(parent)
     splits = load_splits(ws, task, train_config)
-    result = train(backbone, mixture, {task.name: splits.train}, {task.name: splits.dev}, {task.name: task},
-                   train_config, on_event=on_event)
+    result = train_run(ws, backbone, mixture, {task.name: splits}, {task.name: task}, train_config, on_event=on_event)
     if not result.main_process:
         return None
     run = TargetRun(registry, [task], [], train_config, parent.backbone)

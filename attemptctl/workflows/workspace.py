@@ -19,6 +19,8 @@ from attemptctl.tasks.data import load_task
 from registry import PromptRecord, Registry
 
 REGISTRY_ENV = "ATTEMPTCTL_REGISTRY"
+SPLITS = ("dev", "test")
+"""The splits a registered prompt is scored on (train is what it learned from)."""
 
 
 def default_registry_path() -> Path:

@@ -1,0 +1,8 @@
+"""Numbers as people read them in tables and progress lines. Torch- and numpy-free."""
+
+from __future__ import annotations
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    """A score in [0, 1] as a percentage with ``digits`` decimals (``0.7735`` -> ``77.3``); None -> ``""``."""
+    return "" if value is None else f"{100 * value:.{digits}f}"
