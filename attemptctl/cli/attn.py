@@ -21,38 +21,16 @@ from attemptctl.cli.app import (
     workspace,
 )
 from attemptctl.cli.options import (
-    AttnLrOpt,
-    AttnPoolOpt,
-    AttnScaleOpt,
-    AttnTemperatureOpt,
     BackboneOpt,
-    BatchSizeOpt,
-    CheckpointEveryOpt,
     DataDirOpt,
     DeviceOpt,
-    DevLimitOpt,
-    EpochsOpt,
-    EvalBatchSizeOpt,
-    EvalEveryOpt,
-    EvalStartOpt,
-    ForceOpt,
     JsonOpt,
-    LrOpt,
-    MaxLengthOpt,
     PrecisionOpt,
-    PresetOpt,
     RegistryOpt,
-    ResumeOpt,
-    SeedOpt,
-    ShotsOpt,
     SourcesOpt,
-    StepsOpt,
-    TestLimitOpt,
-    TrainLimitOpt,
-    WarmupOpt,
-    WeightDecayOpt,
+    TrainingArgs,
     names,
-    training_overrides,
+    training_options,
 )
 from attemptctl.cli.progress import (
     TrainProgress,
@@ -253,18 +231,11 @@ def _write_png(results, by_label: bool, output: Path) -> None:
 
 
 @attn_app.command("pretrain")
+@training_options(without=("prompt_length", "labels", "label_words"))
 def attn_pretrain(
     sources: SourcesOpt = "",
     name: Annotated[str, typer.Option("--name", help="Name of the attention prior in the registry.")] = "prior",
-    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
-    max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None, lr: LrOpt = None, attn_lr: AttnLrOpt = None,
-    weight_decay: WeightDecayOpt = None, attn_temperature: AttnTemperatureOpt = None, attn_scale: AttnScaleOpt = None,
-    attn_pool: AttnPoolOpt = None,
-    epochs: EpochsOpt = None, max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None,
-    train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None,
-    eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None, checkpoint_every: CheckpointEveryOpt = None,
-    resume: ResumeOpt = False, force: ForceOpt = False,
-    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, *, args: TrainingArgs,
 ) -> None:
     """Learn an attention prior: train G on the source tasks, each with a fresh task prompt.
 
@@ -273,11 +244,10 @@ def attn_pretrain(
     """
     from attemptctl.workflows.attn import pretrain_attention
 
-    overrides = training_overrides(locals())
     with TrainProgress() as progress:
-        record, result = call(pretrain_attention, workspace(registry, data_dir, backbone, device=device, precision=precision,
-                                                              eval_batch_size=eval_batch_size), names(sources), name=name,
-                              preset=preset, overrides=overrides, on_event=progress, resume=resume, force=force)
+        record, result = call(pretrain_attention, workspace(registry, data_dir, backbone, **args.runtime),
+                              names(sources), name=name, preset=args.preset, overrides=args.overrides,
+                              on_event=progress, resume=args.resume, force=args.force)
     if record is None:
         return
     out.print(f"registered attention prior [bold]{record.ref}[/] over {', '.join(names(sources))} "

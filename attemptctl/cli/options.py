@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,3 +77,71 @@ def training_overrides(options: dict[str, Any]) -> dict[str, Any]:
     from attemptctl.engine.train import TrainConfig
 
     return {k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+
+
+# -- the training options, one group for every training command (litgpt's TrainArgs) ------------------
+
+TRAINING_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("preset", PresetOpt, "cpu"), ("prompt_length", PromptLengthOpt, None), ("max_length", MaxLengthOpt, None),
+    ("batch_size", BatchSizeOpt, None), ("lr", LrOpt, None), ("attn_lr", AttnLrOpt, None),
+    ("weight_decay", WeightDecayOpt, None), ("attn_temperature", AttnTemperatureOpt, None),
+    ("attn_scale", AttnScaleOpt, None), ("attn_pool", AttnPoolOpt, None), ("labels", LabelsOpt, None),
+    ("label_words", LabelWordsOpt, None), ("epochs", EpochsOpt, None), ("max_steps", StepsOpt, None),
+    ("warmup_steps", WarmupOpt, None), ("train_limit", TrainLimitOpt, None), ("shots", ShotsOpt, None),
+    ("dev_limit", DevLimitOpt, None), ("test_limit", TestLimitOpt, None), ("eval_every", EvalEveryOpt, None),
+    ("eval_start", EvalStartOpt, None), ("seed", SeedOpt, None), ("checkpoint_every", CheckpointEveryOpt, None),
+    ("resume", ResumeOpt, False), ("force", ForceOpt, False), ("device", DeviceOpt, "auto"),
+    ("precision", PrecisionOpt, "fp32"), ("eval_batch_size", EvalBatchSizeOpt, None),
+)
+"""Every training option: (parameter, its declared option, default). A command takes them all but those
+it names in :func:`training_options`' ``without``."""
+RUNTIME_OPTIONS = ("device", "precision", "eval_batch_size")
+
+
+@dataclass(frozen=True)
+class TrainingArgs:
+    """What a training command's shared options say, as one value."""
+
+    preset: str = "cpu"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """The TrainConfig fields the user gave (a field left out keeps the preset's value)."""
+    runtime: dict[str, Any] = field(default_factory=dict)
+    """``device``, ``precision``, ``eval_batch_size``: keyword arguments of ``app.workspace``."""
+    resume: bool = False
+    force: bool = False
+
+
+def training_options(*, without: tuple[str, ...] = ()):
+    """Give a command the training options (all of :data:`TRAINING_OPTIONS` but ``without``), declared here
+    once. The command takes one parameter ``args: TrainingArgs`` in their place; what its signature shows
+    Typer is its own parameters followed by the group's. No ``functools.wraps``: ``cli/__init__`` reads
+    ``__wrapped__`` as "already guarded"."""
+    unknown = sorted(set(without) - {name for name, _, _ in TRAINING_OPTIONS})
+    if unknown:
+        raise ValueError(f"not training options: {', '.join(unknown)}")
+    group = [(name, option, default) for name, option, default in TRAINING_OPTIONS if name not in without]
+
+    def decorate(command):
+        hints = typing.get_type_hints(command, include_extras=True)
+        own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values()
+               if p.name != "args"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=option)
+                 for name, option, default in group]
+
+        def run(**given):
+            shared = {name: given.pop(name) for name, _, _ in group}
+            return command(**given, args=_training_args(shared))
+
+        run.__signature__ = inspect.Signature(own + added, return_annotation=None)
+        run.__annotations__ = {p.name: p.annotation for p in own + added}
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(run, attribute, getattr(command, attribute))
+        return run
+
+    return decorate
+
+
+def _training_args(shared: dict[str, Any]) -> TrainingArgs:
+    runtime = {name: shared[name] for name in RUNTIME_OPTIONS if name in shared}
+    return TrainingArgs(preset=shared.get("preset", "cpu"), overrides=training_overrides(shared), runtime=runtime,
+                        resume=bool(shared.get("resume", False)), force=bool(shared.get("force", False)))

@@ -16,33 +16,11 @@ from attemptctl.cli.app import (
 )
 from attemptctl.cli.options import (
     BackboneOpt,
-    BatchSizeOpt,
-    CheckpointEveryOpt,
     DataDirOpt,
-    DeviceOpt,
-    DevLimitOpt,
-    EpochsOpt,
-    EvalBatchSizeOpt,
-    EvalEveryOpt,
-    EvalStartOpt,
-    ForceOpt,
     JsonOpt,
-    LabelsOpt,
-    LrOpt,
-    MaxLengthOpt,
-    PrecisionOpt,
-    PresetOpt,
-    PromptLengthOpt,
     RegistryOpt,
-    ResumeOpt,
-    SeedOpt,
-    ShotsOpt,
-    StepsOpt,
-    TestLimitOpt,
-    TrainLimitOpt,
-    WarmupOpt,
-    WeightDecayOpt,
-    training_overrides,
+    TrainingArgs,
+    training_options,
 )
 from attemptctl.cli.progress import (
     TrainProgress,
@@ -90,16 +68,10 @@ def source_pull(
 
 
 @source_app.command("train")
+@training_options(without=("attn_lr", "attn_temperature", "attn_scale", "attn_pool", "label_words"))
 def source_train(
     task: Annotated[str, typer.Argument(help="Task name, e.g. mnli (see `attemptctl task list`).")],
-    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
-    prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
-    lr: LrOpt = None, weight_decay: WeightDecayOpt = None, labels: LabelsOpt = None, epochs: EpochsOpt = None,
-    max_steps: StepsOpt = None,
-    warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None, dev_limit: DevLimitOpt = None,
-    test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None,
-    checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
-    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, *, args: TrainingArgs,
 ) -> None:
     """Prompt-tune a source prompt on TASK and register it as a new version.
 
@@ -107,11 +79,10 @@ def source_train(
     """
     from attemptctl.workflows.source import train_source
 
-    overrides = training_overrides(locals())
     with TrainProgress() as progress:
-        record, result = call(train_source, workspace(registry, data_dir, backbone, device=device, precision=precision,
-                                                    eval_batch_size=eval_batch_size), task, preset=preset,
-                              overrides=overrides, on_event=progress, resume=resume, force=force)
+        record, result = call(train_source, workspace(registry, data_dir, backbone, **args.runtime), task,
+                              preset=args.preset, overrides=args.overrides, on_event=progress, resume=args.resume,
+                              force=args.force)
     if record is None:
         return  # a worker process of `accelerate launch`: the main process reports
     out.print(f"registered source [bold]{record.ref}[/] ({dev_summary(result.dev)}; {result.steps} steps, "

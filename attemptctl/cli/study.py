@@ -17,33 +17,16 @@ from attemptctl.cli.app import (
     workspace,
 )
 from attemptctl.cli.options import (
-    AttnLrOpt,
     BackboneOpt,
-    BatchSizeOpt,
-    CheckpointEveryOpt,
     DataDirOpt,
     DeviceOpt,
-    DevLimitOpt,
-    EvalBatchSizeOpt,
-    EvalEveryOpt,
-    EvalStartOpt,
     JsonOpt,
-    LabelsOpt,
-    LabelWordsOpt,
-    LrOpt,
-    MaxLengthOpt,
     PrecisionOpt,
-    PresetOpt,
-    PromptLengthOpt,
     RegistryOpt,
-    ResumeOpt,
     SourcesOpt,
-    StepsOpt,
-    TestLimitOpt,
-    TrainLimitOpt,
-    WarmupOpt,
-    WeightDecayOpt,
+    TrainingArgs,
     names,
+    training_options,
     training_overrides,
 )
 from attemptctl.cli.progress import (
@@ -154,6 +137,7 @@ def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
 
 
 @study_app.command("methods")
+@training_options(without=("epochs", "shots", "seed", "force", "attn_temperature", "attn_scale", "attn_pool"))
 def study_methods(
     targets: Annotated[str, typer.Argument(help="Comma-separated target tasks, e.g. rte,mrpc,cb.")],
     sources: SourcesOpt = "",
@@ -172,18 +156,11 @@ def study_methods(
         "--sampling-temperature", help="attempt-mt sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
     max_cells: Annotated[int | None, typer.Option("--max-cells", min=1, help="Train at most N cells, then stop; "
                                                   "run again to continue.")] = None,
-    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
-    prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
-    lr: LrOpt = None, attn_lr: AttnLrOpt = None, weight_decay: WeightDecayOpt = None, labels: LabelsOpt = None,
-    label_words: LabelWordsOpt = None,
-    max_steps: StepsOpt = None,
-    warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, dev_limit: DevLimitOpt = None,
-    test_limit: TestLimitOpt = None,
-    eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False,
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None,
     as_json: JsonOpt = False, as_csv: CsvOpt = False, markdown: MarkdownOpt = False,
     export: Annotated[Path | None, typer.Option("--export", help="Write the study's JSON to FILE after every "
                                                "finished cell (`study show --from FILE` reads it).")] = None,
-    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
+    *, args: TrainingArgs,
 ) -> None:
     """Train every method on every target at one budget and print the table (the paper's Table 2).
 
@@ -196,13 +173,13 @@ def study_methods(
     from attemptctl.studies import METHODS, MethodsStudyConfig
     from attemptctl.studies import study_methods as run_study
 
-    options = {k: v for k, v in locals().items() if k != "shots"}  # per cell, not one value
+    overrides = args.overrides | training_overrides({"sampling_temperature": sampling_temperature})
     config = call(MethodsStudyConfig, tuple(names(targets)), tuple(names(sources)),
                   tuple(names(methods)) or tuple(METHODS), tuple(_integers(seeds, "--seeds")),
-                  tuple(_integers(shots, "--shots")) or (None,), name, preset, training_overrides(options),
+                  tuple(_integers(shots, "--shots")) or (None,), name, args.preset, overrides,
                   single_source, attn_prior, target_init)
     started = time.perf_counter()
-    ws = workspace(registry, data_dir, backbone, device=device, precision=precision, eval_batch_size=eval_batch_size)
+    ws = workspace(registry, data_dir, backbone, **args.runtime)
     on_cell = None
     if export is not None:
         from attemptctl.studies import check_export, methods_table, write_export
@@ -216,7 +193,7 @@ def study_methods(
                 write_export(export, methods_table(store, config.study))
     with StudyProgress() as progress:
         result = call(run_study, ws, config, on_event=progress, on_cell=on_cell or progress.cell,
-                      max_cells=max_cells, resume=resume)
+                      max_cells=max_cells, resume=args.resume)
     if export is not None and result.table.cells:
         write_export(export, result.table)
     if result.table.cells:

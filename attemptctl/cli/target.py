@@ -14,39 +14,16 @@ from attemptctl.cli.app import (
     workspace,
 )
 from attemptctl.cli.options import (
-    AttnLrOpt,
-    AttnPoolOpt,
-    AttnScaleOpt,
-    AttnTemperatureOpt,
     BackboneOpt,
-    BatchSizeOpt,
-    CheckpointEveryOpt,
     DataDirOpt,
     DeviceOpt,
-    DevLimitOpt,
-    EpochsOpt,
     EvalBatchSizeOpt,
-    EvalEveryOpt,
-    EvalStartOpt,
-    ForceOpt,
-    LabelsOpt,
-    LabelWordsOpt,
-    LrOpt,
-    MaxLengthOpt,
     PrecisionOpt,
-    PresetOpt,
-    PromptLengthOpt,
     RegistryOpt,
-    ResumeOpt,
-    SeedOpt,
-    ShotsOpt,
     SourcesOpt,
-    StepsOpt,
-    TestLimitOpt,
-    TrainLimitOpt,
-    WarmupOpt,
-    WeightDecayOpt,
+    TrainingArgs,
     names,
+    training_options,
     training_overrides,
 )
 from attemptctl.cli.progress import (
@@ -71,6 +48,7 @@ def _report_targets(records, result) -> None:
 
 
 @target_app.command("train")
+@training_options()
 def target_train(
     tasks: Annotated[str, typer.Argument(help="Target task, or several comma-separated to share G (rte,cb).")],
     sources: SourcesOpt = "",
@@ -80,16 +58,7 @@ def target_train(
     attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
     sampling_temperature: Annotated[float | None, typer.Option(
         "--sampling-temperature", help="Multi-task sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
-    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, preset: PresetOpt = "cpu",
-    prompt_length: PromptLengthOpt = None, max_length: MaxLengthOpt = None, batch_size: BatchSizeOpt = None,
-    lr: LrOpt = None, attn_lr: AttnLrOpt = None, weight_decay: WeightDecayOpt = None,
-    attn_temperature: AttnTemperatureOpt = None,
-    attn_scale: AttnScaleOpt = None, attn_pool: AttnPoolOpt = None, labels: LabelsOpt = None, label_words: LabelWordsOpt = None,
-    epochs: EpochsOpt = None,
-    max_steps: StepsOpt = None, warmup_steps: WarmupOpt = None, train_limit: TrainLimitOpt = None, shots: ShotsOpt = None,
-    dev_limit: DevLimitOpt = None, test_limit: TestLimitOpt = None, eval_every: EvalEveryOpt = None, eval_start: EvalStartOpt = None, seed: SeedOpt = None,
-    checkpoint_every: CheckpointEveryOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
-    device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32", eval_batch_size: EvalBatchSizeOpt = None,
+    registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, *, args: TrainingArgs,
 ) -> None:
     """Train a target prompt and attention module G over frozen source prompts.
 
@@ -99,12 +68,12 @@ def target_train(
     """
     from attemptctl.workflows.target import train_target
 
-    overrides = training_overrides(locals())
+    overrides = args.overrides | training_overrides({"sampling_temperature": sampling_temperature})
     with TrainProgress() as progress:
-        records, result = call(train_target, workspace(registry, data_dir, backbone, device=device, precision=precision,
-                                                         eval_batch_size=eval_batch_size), names(tasks), names(sources),
-                               variant=variant, init=init, init_from=init_from, attn_prior=attn_prior, preset=preset,
-                               overrides=overrides, on_event=progress, resume=resume, force=force)
+        records, result = call(train_target, workspace(registry, data_dir, backbone, **args.runtime), names(tasks),
+                               names(sources), variant=variant, init=init, init_from=init_from, attn_prior=attn_prior,
+                               preset=args.preset, overrides=overrides, on_event=progress, resume=args.resume,
+                               force=args.force)
     _report_targets(records, result)
 
 

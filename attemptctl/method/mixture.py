@@ -18,10 +18,7 @@ import torch
 from torch import nn
 
 from attemptctl.method.attention import AttentionModule, mix_prompts
-from attemptctl.method.variants import RECORDED_VARIANTS, TARGET_COLUMN  # noqa: F401  (re-exported)
-
-VARIANTS = ("prompt-tuning", "attempt", "uniform", "no-target")
-
+from attemptctl.method.variants import MIXINGS, TARGET_COLUMN, variant_of  # noqa: F401  (TARGET_COLUMN re-exported)
 
 
 class PromptMixture(nn.Module):
@@ -36,8 +33,8 @@ class PromptMixture(nn.Module):
                  task_sources: Mapping[str, Sequence[str]] | None = None, attention: AttentionModule | None = None,
                  variant: str = "prompt-tuning") -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        if variant not in MIXINGS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(MIXINGS)}")
         self.variant = variant
         self.tasks = list(targets)
         self.prompts = nn.ParameterList([nn.Parameter(p.detach().clone().float()) for p in targets.values()])
@@ -45,9 +42,9 @@ class PromptMixture(nn.Module):
         self.source_refs = list(sources)
         if variant != "prompt-tuning" and not sources:
             raise ValueError(f"variant {variant!r} mixes source prompts; give at least one source")
-        if variant in ("attempt", "no-target") and attention is None:
+        if variant_of(variant).has_attention and attention is None:
             raise ValueError(f"variant {variant!r} needs an attention module")
-        self.attention = attention if variant in ("attempt", "no-target") else None
+        self.attention = attention if variant_of(variant).has_attention else None
         if sources:
             # Frozen: a buffer, so it moves with .to() but never reaches an optimizer.
             self.register_buffer("source_prompts", torch.stack([p.float() for p in sources.values()]), persistent=False)
@@ -56,7 +53,7 @@ class PromptMixture(nn.Module):
         for i, task in enumerate(self.tasks):
             for ref in task_sources.get(task, ()):
                 mask[i, self.source_refs.index(ref)] = True
-            mask[i, -1] = variant != "no-target"
+            mask[i, -1] = variant_of(variant).adds_target
         self.register_buffer("slot_mask", mask, persistent=False)  # (T, t+1): which columns a task mixes
 
     @property
@@ -92,7 +89,7 @@ class PromptMixture(nn.Module):
             weights = torch.cat([weights, torch.zeros_like(weights[:, :1])], dim=-1)
         else:
             weights = self.attention(input_embeds, input_mask, all_prompts, slots)
-        base = None if self.variant == "no-target" else target
+        base = target if variant_of(self.variant).adds_target else None
         return mix_prompts(weights, all_prompts, base), weights
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from attemptctl.errors import ConfigError
-from attemptctl.method.variants import TARGET_COLUMN  # noqa: F401  (the studies' column name)
+from attemptctl.method.variants import TARGET_COLUMN, variant_of  # noqa: F401  (TARGET_COLUMN: the studies' column name)
 from attemptctl.tasks import get_task
 from registry import PromptRecord, Registry
 
@@ -27,7 +27,7 @@ SCALED_OPTIONS = ("max_steps", "warmup_steps", "eval_every")
 """Step counts a multi-task run multiplies by its number of targets (see :func:`run_options`)."""
 TARGET_INITS = ("auto", "vocab", "zeros")
 """Starts of a mixing method's target prompt besides source:NAME (see ``MethodsStudyConfig.target_init``)."""
-MIXING_METHODS = ("attempt", "attempt-mt", "no-target", "uniform", "single")
+MIXING_METHODS = tuple(m for m, (variant, _) in METHODS.items() if variant_of(variant).mixes_sources)
 """Methods whose target prompt starts at ``target_init`` (PT and SPoT have starts of their own)."""
 UNIFORM_SAMPLING = 1e6
 """attempt-mt's sampling temperature: size^(1/1e6) is 1 for every task, so the shares are equal."""

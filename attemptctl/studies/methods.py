@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from attemptctl.errors import ConfigError
+from attemptctl.method.variants import variant_of
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     METHODS,
@@ -213,7 +214,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
             ready, result = train_target(
                 ws, [c.target for c in job], mixes, variant=variant, init_from="auto" if method == "spot" else None,
                 init=config.target_init if method in MIXING_METHODS else "auto",
-                attn_prior=config.attn_prior if variant in ("attempt", "no-target") else None, preset=config.preset,
+                attn_prior=config.attn_prior if variant_of(variant).has_attention else None, preset=config.preset,
                 overrides=run_options(overrides, len(job)) | {"seed": seed, "shots": shots}, on_event=on_event,
                 resume=resume and not trained and checkpoint.exists(),
                 record_config={c.target: {"study": {"name": name, **c.tag, **_init_tag(config, method)}} for c in job})

@@ -31,7 +31,7 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
 
     from attemptctl.engine.evaluate import evaluate
     from attemptctl.engine.train import TrainConfig
-    from attemptctl.method.variants import TARGET_COLUMN
+    from attemptctl.method.variants import TARGET_COLUMN, variant_of
     from attemptctl.tasks import task_of
     from attemptctl.workflows.runs import load_splits
     from attemptctl.workflows.target import composed_mixture, parent_target
@@ -55,6 +55,6 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
         result = evaluate(backbone, mixture, {task.name: examples}, {task.name: task},
                           max_length=parent.config.get("max_length"), batch_size=batch_size, on_batch=on_batch)[task.name]
         mean = result.weights.mean(0) if result.weights is not None and len(result.weights) else np.zeros(k + 1)
-        attention = {col: float(w) for col, w in zip(mixture.columns, mean) if col != TARGET_COLUMN or parent.variant != "no-target"}
+        attention = {col: float(w) for col, w in zip(mixture.columns, mean) if col != TARGET_COLUMN or variant_of(parent.variant).adds_target}
         rows.append(StudyRow(tuple(refs[:k]), result.metrics, attention, result.examples))
     return rows

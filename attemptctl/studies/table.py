@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from attemptctl.errors import ConfigError
 from attemptctl.formatting import percent
+from attemptctl.method.variants import variant_of
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     BUDGET_KEYS,
@@ -194,7 +195,7 @@ def _parameters(payload: bytes) -> int:
 
 
 def _trainable(registry: Registry, record: PromptRecord, seen: dict[str, tuple[int, int]]) -> int:
-    prompt = 0 if record.variant == "no-target" else record.m * record.d  # no-target's prompt never enters
+    prompt = record.m * record.d if variant_of(record.variant).adds_target else 0  # no-target's prompt never enters
     if not record.attention:
         return prompt
     if record.attention not in seen:

@@ -26,7 +26,7 @@ from safetensors.numpy import load as load_bytes
 from safetensors.numpy import save as save_bytes
 
 from attemptctl.errors import AttemptError, ConfigError
-from attemptctl.method.variants import mixes_sources
+from attemptctl.method.variants import mixes_sources, variant_of
 from attemptctl.tasks import Example, Task
 from attemptctl.workflows.workspace import SPLITS, select_records, split_examples
 from registry import PromptRecord, Registry
@@ -217,7 +217,7 @@ def _compute(ws, registry: Registry, jobs, batch_size: int, on_batch: Callable[[
                 if on_batch:
                     on_batch(len(indices))
             columns = list(mixture.columns)
-            if record.variant == "no-target":  # its softmax never covered the target: the column is all 0
+            if not variant_of(record.variant).adds_target:  # its softmax never covered the target: the column is all 0
                 weights, columns = weights[:, :-1], columns[:-1]
             results.append((tuple(columns), weights))
     return results

@@ -16,7 +16,7 @@ from attemptctl.errors import AttemptError
 from attemptctl.method.attention import AttentionModule
 from attemptctl.method.backbones import Backbone, check_fingerprint
 from attemptctl.method.mixture import PromptMixture
-from attemptctl.method.variants import RECORDED_VARIANTS
+from attemptctl.method.variants import variant_of
 
 
 def prompt_payload(prompt: torch.Tensor) -> bytes:
@@ -83,7 +83,7 @@ def load_mixture(registry, records, backbone: Backbone):
         raise AttemptError("prompts mixed into one model must share kind, sources and attention module: "
                            + ", ".join(r.ref for r in records))
     targets = {r.name: load_prompt(registry, r, backbone) for r in records}
-    variant = RECORDED_VARIANTS.get(first.variant, "prompt-tuning")
+    variant = variant_of(first.variant).mixing
     device = backbone.model.device
     if first.kind == "source" or variant == "prompt-tuning":
         return PromptMixture(targets).to(device)

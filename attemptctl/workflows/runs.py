@@ -23,7 +23,7 @@ from attemptctl.method.attention import CALIBRATION_ROWS, AttentionModule
 from attemptctl.method.backbones import Backbone
 from attemptctl.method.mixture import PromptMixture
 from attemptctl.method.prompts import SoftPrompt
-from attemptctl.method.variants import RECORDED_VARIANTS
+from attemptctl.method.variants import SELECTABLE, variant_of
 from attemptctl.tasks import Task, get_task, labelled, labels_of
 from attemptctl.tasks.data import TaskSplits, load_task
 from attemptctl.workflows import payloads
@@ -66,10 +66,8 @@ def vocab_prompt(backbone: Backbone, length: int, seed: int) -> torch.Tensor:
                                  special_ids=backbone.tokenizer.all_special_ids).weight.detach()
 
 
-VARIANTS = {name: RECORDED_VARIANTS[name] for name in ("attempt", "uniform", "no-target", "pt", "spot")}
 
 
-MIXING = ("attempt", "uniform", "no-target")
 
 
 @dataclass
@@ -120,12 +118,12 @@ def _common_labels(records: Sequence[PromptRecord], overrides: dict) -> dict:
 
 def plan_run(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str], variant: str, preset: str,
           overrides: dict | None) -> TargetRun:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}")
+    if variant not in SELECTABLE:
+        raise ConfigError(f"unknown variant '{variant}'; choose one of {', '.join(SELECTABLE)}")
     tasks = [get_task(name) for name in task_names]
     if not tasks or len({t.name for t in tasks}) != len(tasks):
         raise ConfigError("give each target task once, e.g. `rte` or `rte,cb,boolq`")
-    if variant in MIXING and not source_refs:
+    if variant_of(variant).mixes_sources and not source_refs:
         raise ConfigError(f"variant '{variant}' mixes source prompts; give them with --sources a,b")
     if variant == "pt" and source_refs:
         raise ConfigError("variant 'pt' is plain prompt tuning and mixes no sources; leave out --sources")

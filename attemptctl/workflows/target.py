@@ -22,12 +22,10 @@ from attemptctl.engine.train import Event, TrainConfig, TrainResult, train
 from attemptctl.errors import ConfigError
 from attemptctl.method.backbones import Backbone
 from attemptctl.method.mixture import PromptMixture
-from attemptctl.method.variants import RECORDED_VARIANTS
+from attemptctl.method.variants import variant_of
 from attemptctl.tasks import Task, labels_of, task_of
 from attemptctl.workflows import payloads
 from attemptctl.workflows.runs import (
-    MIXING,
-    VARIANTS,
     TargetRun,
     attention_module,
     calibrate_attention,
@@ -89,7 +87,7 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     run = plan_run(ws, task_names, source_refs, variant, preset, overrides)
     if variant == "spot" and not init_from:
         raise ConfigError("variant 'spot' starts from a source prompt; give --init-from NAME or --init-from auto")
-    if attn_prior and variant not in ("attempt", "no-target"):
+    if attn_prior and not variant_of(variant).has_attention:
         raise ConfigError(f"--attn-prior initialises G, which variant '{variant}' does not have")
     if attn_prior:
         run.registry.get("attention", attn_prior)  # fail before the slow part
@@ -105,9 +103,10 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
             chosen = "vocab" if variant == "pt" and init == "auto" else init
             targets[t.name], inits[t.name] = _initial_target(chosen, t, sources, backbone, run.config.prompt_length,
                                                              run.config.seed)
-    mixing = VARIANTS[variant] != "prompt-tuning"
-    attention = attention_module(run.registry, attn_prior, backbone, run.config) if variant in ("attempt", "no-target") else None
-    mixture = PromptMixture(targets, sources=sources if mixing else None, attention=attention, variant=VARIANTS[variant])
+    chosen = variant_of(variant)
+    attention = attention_module(run.registry, attn_prior, backbone, run.config) if chosen.has_attention else None
+    mixture = PromptMixture(targets, sources=sources if chosen.mixes_sources else None, attention=attention,
+                            variant=chosen.mixing)
     task_map = {t.name: t for t in run.tasks}
     if attention is not None and attn_prior is None:
         calibrate_attention(backbone, mixture, {n: s.train for n, s in splits.items()}, task_map, run.config)
@@ -154,7 +153,7 @@ def _new_source_set(registry: Registry, parent: PromptRecord, add: Sequence[str]
 
 def parent_target(registry: Registry, ref: str) -> PromptRecord:
     parent = registry.get("target", ref)
-    if parent.variant not in MIXING:
+    if not variant_of(parent.variant).mixes_sources:
         raise ConfigError(f"target {parent.ref} is variant '{parent.variant}', which mixes no sources")
     return parent
 
@@ -166,7 +165,7 @@ def composed_mixture(registry: Registry, parent: PromptRecord, sources: Sequence
     attention = (payloads.load_attention(registry, registry.get("attention", parent.attention), backbone)
                  if parent.attention else None)
     return PromptMixture({parent.name: prompt}, sources=loaded, attention=attention,
-                         variant=RECORDED_VARIANTS[parent.variant])
+                         variant=variant_of(parent.variant).mixing)
 
 
 def compose_target(ws: Workspace, ref: str, *, add: Sequence[str] = (), remove: Sequence[str] = (),
