@@ -82,7 +82,7 @@ def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: 
         for j, example in enumerate(rows):
             owners.append((task_name, j))
             limit = max_length.get(task_name) if isinstance(max_length, Mapping) else max_length
-            items.append(lm.encode(backbone, example.input, None, limit or tasks[task_name].max_length))
+            items.append(lm.encode(backbone, example.input, None, limit or tasks[task_name].max_length, example.cut))
     candidates = {name: label_candidates(backbone, tasks[name]) for name in examples if tasks[name].labels and decode == "rank"}
     predictions: dict[str, list[str]] = {name: [""] * len(rows) for name, rows in examples.items()}
     weights: dict[str, list] = {name: [None] * len(rows) for name, rows in examples.items()}

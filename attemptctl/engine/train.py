@@ -183,7 +183,7 @@ def _encode_train(backbone: Backbone, mixture: PromptMixture, train: Mapping[str
     for name, rows in train.items():
         max_length = config.max_length or tasks[name].max_length
         for example in rows:
-            items.append(lm.encode(backbone, example.input, example.target, max_length))
+            items.append(lm.encode(backbone, example.input, example.target, max_length, example.cut))
             task_ids.append(mixture.tasks.index(name))
     return items, task_ids
 

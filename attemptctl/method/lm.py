@@ -59,21 +59,45 @@ class Batch:
         return self.input_ids.shape[0]
 
 
-def encode(backbone: Backbone, text: str, target: str | None, max_length: int) -> Encoded:
-    """Tokenise one input (truncated to ``max_length`` tokens) and its target text."""
+def encode(backbone: Backbone, text: str, target: str | None, max_length: int,
+           cut: tuple[int, int] | None = None) -> Encoded:
+    """Tokenise one input (at most ``max_length`` tokens) and its target text.
+
+    An input too long loses tokens from the end of ``cut``, the character span of its longest field
+    (:attr:`~attemptctl.tasks.Example.cut`: the premise or passage), so a hypothesis or question after it
+    stays whole; without ``cut``, or when the rest alone is too long, it loses its end.
+    """
     tok = backbone.tokenizer
     if backbone.is_encoder_decoder:
         # T5's tokenizer closes every sequence with </s>; other tokenizers get it added.
-        ids = _closed(tok(text, truncation=True, max_length=max_length).input_ids, backbone.eos_id)
+        ids = _closed(_input_ids(tok, text, max_length - 1, cut) if cut else
+                      tok(text, truncation=True, max_length=max_length).input_ids, backbone.eos_id)
         target_ids = _closed(tok(target).input_ids, backbone.eos_id) if target is not None else []
     else:
         # BOS where the model family expects one (its tokenizer adds it: Llama 3, Gemma), as in pre-training.
         bos = list(backbone.bos_prefix)
-        ids = bos + tok(text, add_special_tokens=False).input_ids[:max_length]
+        ids = bos + _input_ids(tok, text, max_length, cut)
         # Leading space: the label is a new word after the input, tokenised as it would be in text.
         target_ids = tok(" " + target, add_special_tokens=False).input_ids + [backbone.eos_id] if target is not None else []
         return Encoded(tuple(ids), tuple(target_ids), special=len(bos))
     return Encoded(tuple(ids), tuple(target_ids))
+
+
+def _input_ids(tok, text: str, max_length: int, cut: tuple[int, int] | None) -> list[int]:
+    """The input's token ids without special tokens, shortened inside ``cut`` when there are too many.
+
+    An input that fits is tokenised whole, exactly as without ``cut``. One that does not is tokenised in
+    three pieces split just before spaces (the field's value with the space before it), where a
+    byte-level BPE splits words anyway.
+    """
+    ids = tok(text, add_special_tokens=False).input_ids
+    if len(ids) <= max_length or cut is None:
+        return ids[:max_length]
+    start = max(cut[0] - 1, 0) if cut[0] > 0 and text[cut[0] - 1] == " " else cut[0]
+    before, field, after = (tok(part, add_special_tokens=False).input_ids
+                            for part in (text[:start], text[start:cut[1]], text[cut[1]:]))
+    keep = max_length - len(before) - len(after)
+    return before + field[:keep] + after if keep >= 1 else ids[:max_length]
 
 
 def _closed(ids: list[int], eos: int) -> list[int]:

@@ -37,6 +37,10 @@ class Example:
     """Every gold answer of a span task (scored by the best match)."""
     group: str | None = None
     """Rows scored together, e.g. a MultiRC question's answer options."""
+    cut: tuple[int, int] | None = None
+    """Where ``input`` may be shortened when it is too long: the character span of its longest field's value
+    (the premise, passage or context; never the hypothesis or question of a multi-field task). None: cut
+    the end."""
 
 
 @dataclass(frozen=True)
@@ -110,24 +114,42 @@ class Task:
 
     def render_input(self, row: Row) -> str:
         """The input text of a row, which needs no label (what ``predict`` reads)."""
+        return self.input_and_cut(row)[0]
+
+    def input_and_cut(self, row: Row) -> tuple[str, tuple[int, int] | None]:
+        """The input text and where it may be cut (:attr:`Example.cut`): the span of the longest field's value,
+        for tasks of several fields; None for one field (its end is the only place to cut)."""
         if self.row_map is not None:
             row = self.row_map(row)
         values = {field: _text(row[field], field) for field in self.fields}
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template_text())
+        parts, spans, at = [], {}, 0
+        template = self.template_text()
+        for piece, match in zip(_PLACEHOLDER.split(template)[::2], [*_PLACEHOLDER.finditer(template), None]):
+            parts.append(piece)
+            at += len(piece)
+            if match is not None:
+                value = values[match.group(1)]
+                spans.setdefault(match.group(1), (at, at + len(value)))
+                parts.append(value)
+                at += len(value)
+        if len(spans) < 2:
+            return "".join(parts), None
+        longest = max(spans, key=lambda field: spans[field][1] - spans[field][0])
+        return "".join(parts), spans[longest]
 
     def render(self, row: Row) -> Example:
         """Render one dataset row; KeyError for a missing field, ValueError for a bad value."""
-        text = self.render_input(row)
+        text, cut = self.input_and_cut(row)
         if self.row_map is not None:
             row = self.row_map(row)
         group = self.group_of(row) if self.group_of is not None else None
         if self.labels is not None:
             label = _label_index(row[self.label_field], len(self.labels), self.label_map)
-            return Example(self.name, text, self.labels[label], label, group=group)
+            return Example(self.name, text, self.labels[label], label, group=group, cut=cut)
         answers = tuple(self.answers_of(row))  # type: ignore[misc]  # checked in __post_init__
         if not answers:
             raise ValueError("row has no gold answer")
-        return Example(self.name, text, answers[0], None, answers=answers, group=group)
+        return Example(self.name, text, answers[0], None, answers=answers, group=group, cut=cut)
 
 
 def _text(value: Any, field: str) -> str:

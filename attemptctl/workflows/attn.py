@@ -208,7 +208,7 @@ def _compute(ws, registry: Registry, jobs, batch_size: int, on_batch: Callable[[
         for job in jobs:
             record, examples, max_length = job.record, job.examples, job.max_length
             mixture = payloads.load_mixture(registry, [record], backbone)
-            items = [lm.encode(backbone, e.input, None, max_length) for e in examples]
+            items = [lm.encode(backbone, e.input, None, max_length, e.cut) for e in examples]
             weights = np.zeros((len(items), len(mixture.columns)), dtype=np.float32)
             for indices in length_grouped_batches([len(i) for i in items], batch_size, shuffle=False):
                 batch = lm.collate(backbone, [items[i] for i in indices], [0] * len(indices))

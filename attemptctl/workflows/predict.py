@@ -53,7 +53,8 @@ def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "inp
     examples = []
     for number, row in enumerate(rows, start=1):
         try:
-            examples.append(Example(task.name, task.render_input(row), "", None))
+            text, cut = task.input_and_cut(row)
+            examples.append(Example(task.name, text, "", None, cut=cut))
         except KeyError as exc:
             raise DataError(f"{origin}:{number}: missing field {exc}; {task.name} takes "
                             f"{', '.join(task.fields)}") from None

@@ -150,7 +150,7 @@ def calibrate_attention(backbone: Backbone, mixture: PromptMixture, train_rows: 
     """Measure a fresh G's pooling statistics and divisor on the mixture's prompts and the first training
     inputs (up to CALIBRATION_ROWS, taken from every task in turn); only embedding lookups, no LM forward."""
     rows = [row for group in zip_longest(*train_rows.values()) for row in group if row is not None][:CALIBRATION_ROWS]
-    items = [lm.encode(backbone, e.input, None, config.max_length or tasks[e.task].max_length) for e in rows]
+    items = [lm.encode(backbone, e.input, None, config.max_length or tasks[e.task].max_length, e.cut) for e in rows]
     batch = lm.collate(backbone, items, [0] * len(items))
     with torch.no_grad():
         embeds = backbone.embed(batch.input_ids).float().cpu()
