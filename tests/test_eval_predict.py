@@ -129,3 +129,47 @@ def test_a_mixed_bank_batch_scores_each_row_as_its_own_run(tiny_causal_dir):
     assert together["cb@1"].predictions == alone["cb"].predictions
     assert together["rte@1"].weights == pytest.approx(alone["rte"].weights, abs=1e-5)
     assert together["cb@1"].weights.shape == (3, 2) and together["rte@2"].weights is None
+
+
+# --- label scoring (issue 28: summed log-probabilities favour short labels) ----------------------
+
+def test_each_label_scoring_is_what_the_label_tokens_log_probabilities_say(tiny_causal_dir):
+    """sum, mean and first from one pass equal the same numbers taken from the training path's
+    per-token log-probabilities (``token_logprobs`` on the input with each label as its target)."""
+    import torch
+
+    from attemptctl.engine.evaluate import label_candidates
+    from attemptctl.method import lm
+    from attemptctl.method.backbones import load_backbone
+    from attemptctl.tasks import get_task
+
+    backbone = load_backbone(str(tiny_causal_dir), device="cpu")
+    task = get_task("rte")  # entailment / not_entailment: labels of different token lengths
+    candidates = label_candidates(backbone, task)
+    assert len({len(c) for c in candidates}) == 2
+    torch.manual_seed(0)
+    prompt = torch.randn(4, backbone.d) * 0.02
+    item = lm.encode(backbone, "rte sentence1: A cat sat. sentence2: A cat is sitting.", None, 64)
+    (table,) = lm.label_score_table(backbone, prompt, [item], [candidates])
+    for label, scored in zip(task.labels, table):
+        encoded = lm.encode(backbone, "rte sentence1: A cat sat. sentence2: A cat is sitting.", label, 64)
+        per_token = lm.token_logprobs(backbone, prompt, lm.collate(backbone, [encoded], [0]))[0]
+        per_token = per_token[per_token != 0]
+        assert scored["sum"] == pytest.approx(float(per_token.sum()), abs=1e-4)
+        assert scored["mean"] == pytest.approx(float(per_token.sum()) / len(encoded.target_ids), abs=1e-4)
+        assert scored["first"] == pytest.approx(float(per_token[0]), abs=1e-4)
+    sums = lm.label_scores(backbone, prompt, [item], [candidates])
+    assert sums == [[row["sum"] for row in table]]
+
+
+def test_eval_with_another_label_scoring_prints_and_stores_nothing(trained):
+    from registry import Registry
+
+    path, common = trained
+    before = len(Registry(path).evaluations("target", "cb@1"))
+    result = run("eval", "cb", *common, "--label-scoring", "mean", "--json")
+    assert result.exit_code == 0, result.output
+    assert 0 <= json.loads(result.output)[0]["metrics"]["accuracy"] <= 1
+    assert len(Registry(path).evaluations("target", "cb@1")) == before
+    bad = run("eval", "cb", *common, "--label-scoring", "longest")
+    assert bad.exit_code == 1 and "unknown label scoring 'longest'; choose one of sum, mean, first" in bad.output

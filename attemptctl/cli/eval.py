@@ -22,6 +22,7 @@ from attemptctl.cli.options import (
     DecodeOpt,
     DeviceOpt,
     JsonOpt,
+    LabelScoringOpt,
     PrecisionOpt,
     RegistryOpt,
 )
@@ -71,7 +72,7 @@ def _comparison(rows):
 def eval_command(
     tasks: Annotated[list[str] | None, typer.Argument(help="Prompts (NAME or NAME@V); none: every latest target.")] = None,
     split: Annotated[str, typer.Option("--split", help="dev or test.")] = "test",
-    decode: DecodeOpt = "rank",
+    decode: DecodeOpt = "rank", label_scoring: LabelScoringOpt = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate the first N examples.")] = None,
     batch_size: BatchOpt = 16,
     compare: Annotated[bool, typer.Option("--compare", help="Every version of each named task, side by side.")] = False,
@@ -88,7 +89,7 @@ def eval_command(
     from attemptctl.workflows.eval import evaluate_prompts
 
     rows = call(evaluate_prompts, workspace(registry, data_dir, backbone, device=device, precision=precision), tasks or None, split=split, decode=decode,
-                limit=limit, batch_size=batch_size, compare=compare)
+                limit=limit, batch_size=batch_size, compare=compare, scoring=label_scoring)
     if as_json:
         out.print_json(json.dumps(_eval_records(rows)))
     elif as_csv:

@@ -64,6 +64,9 @@ EvalBatchSizeOpt = Annotated[int | None, typer.Option(
 
 DecodeOpt = Annotated[str, typer.Option("--decode", help="rank (rank classification) or generate (greedy).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per forward pass.")]
+LabelScoringOpt = Annotated[str | None, typer.Option(
+    "--label-scoring", help="How rank classification scores a label: sum (its tokens' log-probabilities), mean "
+    "(length-normalised) or first (its first token) (default: sum). Scores of another scoring are not stored.")]
 
 SourcesOpt = Annotated[str, typer.Option("--sources", "-s", help="Comma-separated source prompts, NAME or NAME@V.")]
 

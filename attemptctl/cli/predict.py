@@ -22,6 +22,7 @@ from attemptctl.cli.options import (
     DecodeOpt,
     DeviceOpt,
     JsonOpt,
+    LabelScoringOpt,
     PrecisionOpt,
     RegistryOpt,
 )
@@ -32,7 +33,7 @@ def predict_command(
     task: Annotated[str, typer.Argument(help="A target or source prompt, NAME or NAME@V.")],
     inputs: Annotated[str | None, typer.Argument(help="One JSON object with the task's fields; none: --file or stdin.")] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="A JSONL file, one input object per line.")] = None,
-    decode: DecodeOpt = "rank", batch_size: BatchOpt = 16,
+    decode: DecodeOpt = "rank", batch_size: BatchOpt = 16, label_scoring: LabelScoringOpt = None,
     registry: RegistryOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
     device: DeviceOpt = "auto", precision: PrecisionOpt = "fp32",
 ) -> None:
@@ -62,7 +63,7 @@ def predict_command(
         lines, origin = sys.stdin.read().splitlines(), "stdin"
     rows = call(parse_inputs, lines, origin)
     predictions = call(predict, workspace(registry, None, backbone, device=device, precision=precision), task, rows, origin=origin, decode=decode,
-                       batch_size=batch_size)
+                       batch_size=batch_size, scoring=label_scoring)
     if as_json:
         out.print_json(json.dumps([{"input": p.input, "prediction": p.prediction, "attention": p.attention}
                                    for p in predictions]))

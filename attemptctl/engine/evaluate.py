@@ -64,7 +64,8 @@ def _instance_prompts(backbone: Backbone, mixture: PromptMixture, batch: lm.Batc
 def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: Mapping[str, Sequence[Example]],
              tasks: Mapping[str, Task], *, max_length: int | Mapping[str, int | None] | None = None,
              batch_size: int = 32, decode: str = "rank", max_new_tokens: int | Mapping[str, int] = DEFAULT_MAX_NEW_TOKENS,
-             score: bool = True, on_batch: Callable[[int], None] | None = None) -> dict[str, TaskEvaluation]:
+             score: bool = True, on_batch: Callable[[int], None] | None = None,
+             scoring: str = lm.DEFAULT_SCORING) -> dict[str, TaskEvaluation]:
     """Score every slot's examples with one loaded LM; rows of different slots share batches.
 
     Slots are the mixture's tasks (or a :class:`PromptBank`'s slot names); ``max_length`` is one
@@ -74,6 +75,8 @@ def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: 
     """
     if decode not in DECODES:
         raise ValueError(f"unknown decode {decode!r}; choose one of {', '.join(DECODES)}")
+    if scoring not in lm.SCORINGS:
+        raise ValueError(f"unknown label scoring {scoring!r}; choose one of {', '.join(lm.SCORINGS)}")
     mixture.eval().to(backbone.model.device)
     started = time.perf_counter()
     owners: list[tuple[str, int]] = []
@@ -96,7 +99,7 @@ def evaluate(backbone: Backbone, mixture: PromptMixture | PromptBank, examples: 
         limits = [max_new_tokens.get(name, DEFAULT_MAX_NEW_TOKENS) if isinstance(max_new_tokens, Mapping)
                   else max_new_tokens for name in names]
         with backbone.autocast():  # the LM only: instance prompts and G stay float32
-            texts = _decode_batch(backbone, prompt, batch_items, names, tasks, candidates, limits)
+            texts = _decode_batch(backbone, prompt, batch_items, names, tasks, candidates, limits, scoring)
         rows = _on_host(attn)
         for k, (name, j) in enumerate(batch_owners):
             predictions[name][j] = texts[k]
@@ -133,7 +136,7 @@ def _on_host(attn) -> list | None:
     return [None if w is None else w.float().cpu().numpy() for w in attn]
 
 
-def _decode_batch(backbone, prompt, items, names, tasks, candidates, limits) -> list[str]:
+def _decode_batch(backbone, prompt, items, names, tasks, candidates, limits, scoring: str = "sum") -> list[str]:
     """Label rows by rank classification, the others by greedy generation (row k: at most ``limits[k]``
     new tokens), from one batch's prompts."""
     texts = [""] * len(names)
@@ -145,7 +148,7 @@ def _decode_batch(backbone, prompt, items, names, tasks, candidates, limits) -> 
 
     if ranked:
         scores = lm.label_scores(backbone, rows_of(ranked), [items[k] for k in ranked],
-                                 [candidates[names[k]] for k in ranked])
+                                 [candidates[names[k]] for k in ranked], scoring)
         for k, row in zip(ranked, scores):
             texts[k] = tasks[names[k]].labels[int(np.argmax(row))]
     if free:

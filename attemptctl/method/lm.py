@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from attemptctl.method.backbones import Backbone
 
 IGNORE = -100
+SCORINGS = ("sum", "mean", "first")
+"""How rank classification scores a label (:func:`label_scores`)."""
+DEFAULT_SCORING = "sum"
+"""What ``eval``, ``predict`` and training's dev checks use (docs/method.md: how it was chosen)."""
 
 
 @dataclass(frozen=True)
@@ -223,23 +227,35 @@ def loss(backbone: Backbone, prompt: torch.Tensor, batch: Batch) -> torch.Tensor
 
 @torch.no_grad()
 def label_scores(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encoded],
-                 candidates: Sequence[Sequence[tuple[int, ...]]]) -> list[list[float]]:
-    """log p(label tokens | prompt, input) for each row's candidate labels (rank classification).
+                 candidates: Sequence[Sequence[tuple[int, ...]]], scoring: str = "sum") -> list[list[float]]:
+    """Each row's score for each of its candidate labels (rank classification), by ``scoring``:
+
+    - ``sum``: log p(label tokens | prompt, input), the label's tokens and its EOS (favours short labels);
+    - ``mean``: that sum over the number of tokens (length-normalised);
+    - ``first``: log p of the label's first token alone.
 
     The input is encoded ONCE per row and shared by all its candidates: decoder-only models keep
     its keys/values and run only the label continuations; encoder-decoder models run the encoder
     once and the (short) decoder per candidate. Candidates end with EOS, as training targets do.
     """
+    return [[row[scoring] for row in scored] for scored in label_score_table(backbone, prompt, items, candidates)]
+
+
+@torch.no_grad()
+def label_score_table(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encoded],
+                      candidates: Sequence[Sequence[tuple[int, ...]]]) -> list[list[dict[str, float]]]:
+    """Every scoring of :func:`label_scores` from one pass: per row, per candidate ``{sum, mean, first}``."""
     batch = collate(backbone, [Encoded(item.input_ids, (), item.special) for item in items], [0] * len(items))
     pairs = [(i, label) for i, row in enumerate(candidates) for label in row]
     owners = torch.tensor([i for i, _ in pairs], dtype=torch.long, device=batch.input_ids.device)
+    labels = [label for _, label in pairs]
     if backbone.is_encoder_decoder:
-        totals = _seq2seq_label_logprobs(backbone, prompt, batch, owners, [label for _, label in pairs])
+        firsts, totals = _seq2seq_label_logprobs(backbone, prompt, batch, owners, labels)
     else:
-        totals = _causal_label_logprobs(backbone, prompt, batch, owners, [label for _, label in pairs])
-    scores: list[list[float]] = [[] for _ in items]
-    for (i, _), total in zip(pairs, totals.tolist()):
-        scores[i].append(total)
+        firsts, totals = _causal_label_logprobs(backbone, prompt, batch, owners, labels)
+    scores: list[list[dict[str, float]]] = [[] for _ in items]
+    for (i, label), first, total in zip(pairs, firsts.tolist(), totals.tolist()):
+        scores[i].append({"sum": total, "mean": total / len(label), "first": first})
     return scores
 
 
@@ -249,14 +265,15 @@ def _padded(rows: Sequence[Sequence[int]], fill: int, device=None) -> torch.Tens
                         device=device).reshape(len(rows), width)
 
 
-def _causal_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Tensor:
+def _causal_label_logprobs(backbone, prompt, batch, owners, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p of each label's first token, log p of all its tokens) per (row, label) pair."""
     out = _decoder_forward(backbone, prompt, batch, keep=1, use_cache=True)
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)            # (B, V): the first label token
     device = owners.device
-    totals = first[owners, torch.tensor([label[0] for label in labels], device=device)]
+    firsts = first[owners, torch.tensor([label[0] for label in labels], device=device)]
     rest = [label[1:] for label in labels]
     if not any(rest):
-        return totals
+        return firsts, firsts
     # Continue every (row, label) pair from the row's cached input with the label's tokens but the last.
     cache = out.past_key_values
     cache.batch_select_indices(owners)
@@ -270,17 +287,18 @@ def _causal_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Ten
                             position_ids=positions, **_with_cache(backbone.model, cache)).logits.float()
     targets = _padded(rest, IGNORE, device)                                 # position k predicts token k+1
     picked = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return totals + picked.masked_fill(targets == IGNORE, 0.0).sum(-1)
+    return firsts, firsts + picked.masked_fill(targets == IGNORE, 0.0).sum(-1)
 
 
-def _seq2seq_label_logprobs(backbone, prompt, batch, owners, labels) -> torch.Tensor:
+def _seq2seq_label_logprobs(backbone, prompt, batch, owners, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p of each label's first token, log p of all its tokens) per (row, label) pair."""
     embeds, mask = _prompted(backbone, prompt, batch)
     encoded = backbone.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
     targets = _padded(labels, IGNORE, owners.device)
     logits = backbone.model(encoder_outputs=(encoded[owners],), attention_mask=mask[owners], labels=targets,
                             use_cache=False).logits.float()
     picked = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return picked.masked_fill(targets == IGNORE, 0.0).sum(-1)
+    return picked[:, 0], picked.masked_fill(targets == IGNORE, 0.0).sum(-1)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from attemptctl.engine.evaluate import DECODES, DEFAULT_MAX_NEW_TOKENS, evaluate
 from attemptctl.errors import ConfigError
+from attemptctl.method.lm import DEFAULT_SCORING, SCORINGS
 from attemptctl.method.mixture import PromptBank, PromptMixture
 from attemptctl.workflows import payloads
 from attemptctl.workflows.workspace import SPLITS, Workspace, select_records, split_examples
@@ -73,12 +74,18 @@ def compare_refs(registry: Registry, names: Sequence[str]) -> list[str]:
 
 def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split: str = "test", decode: str = "rank",
                      limit: int | None = None, batch_size: int = 16, compare: bool = False,
-                     on_batch=None) -> list[EvalRow]:
-    """Evaluate prompts (default: every latest target) in shared batches; store each result with its version."""
+                     on_batch=None, scoring: str | None = None) -> list[EvalRow]:
+    """Evaluate prompts (default: every latest target) in shared batches; store each result with its version.
+
+    Only results of the default label scoring are stored (what training selected on and studies compare);
+    another ``scoring`` is printed, not stored."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; choose dev or test")
     if decode not in DECODES:
         raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
+    scoring = scoring or DEFAULT_SCORING
+    if scoring not in SCORINGS:
+        raise ConfigError(f"unknown label scoring '{scoring}'; choose one of {', '.join(SCORINGS)}")
     registry = ws.registry()
     if compare and not refs:
         raise ConfigError("--compare lays versions of named tasks side by side; name them, e.g. `eval boolq --compare`")
@@ -91,11 +98,12 @@ def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split:
                                 {ref: data[ref][0] for ref in bank.tasks},
                                 max_length={r.ref: r.config.get("max_length") for r in records},
                                 max_new_tokens={r.ref: generation_limit(r) for r in records},
-                                batch_size=batch_size, decode=decode, on_batch=on_batch))
+                                batch_size=batch_size, decode=decode, on_batch=on_batch, scoring=scoring))
     rows = []
     for record in records:
         result = results[record.ref]
-        registry.add_evaluation(record.kind, record.ref, split, result.metrics, result.examples, result.seconds)
+        if scoring == DEFAULT_SCORING:
+            registry.add_evaluation(record.kind, record.ref, split, result.metrics, result.examples, result.seconds)
         rows.append(EvalRow(record, split, result.metrics, result.examples, result.seconds))
     return rows
 

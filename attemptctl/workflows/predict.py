@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from attemptctl.engine.evaluate import DECODES, evaluate
 from attemptctl.errors import ConfigError, DataError
+from attemptctl.method.lm import DEFAULT_SCORING, SCORINGS
 from attemptctl.tasks import Example, task_of
 from attemptctl.workflows import payloads
 from attemptctl.workflows.eval import generation_limit
@@ -43,10 +44,13 @@ def parse_inputs(lines: Iterable[str], origin: str) -> list[dict]:
 
 
 def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "input", decode: str = "rank",
-            batch_size: int = 16) -> list[Prediction]:
+            batch_size: int = 16, scoring: str | None = None) -> list[Prediction]:
     """Predict outputs for raw input rows (the task's fields) with a registered prompt."""
     if decode not in DECODES:
         raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
+    scoring = scoring or DEFAULT_SCORING
+    if scoring not in SCORINGS:
+        raise ConfigError(f"unknown label scoring '{scoring}'; choose one of {', '.join(SCORINGS)}")
     registry = ws.registry()
     record = registry.find(ref, kinds=("target", "source"))
     task = task_of(record)
@@ -64,7 +68,7 @@ def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "inp
     mixture = payloads.load_mixture(registry, [record], backbone)
     result = evaluate(backbone, mixture, {record.name: examples}, {record.name: task},
                       max_length=record.config.get("max_length"), max_new_tokens=generation_limit(record),
-                      batch_size=batch_size, decode=decode, score=False)[record.name]
+                      batch_size=batch_size, decode=decode, score=False, scoring=scoring)[record.name]
     weights = result.weights
     return [Prediction(e.input, p, None if weights is None else dict(zip(mixture.columns, map(float, weights[i]))))
             for i, (e, p) in enumerate(zip(examples, result.predictions))]
