@@ -220,7 +220,7 @@ def test_training_steps_feed_g_only_input_tokens(tiny_causal_dir, real_data_dir)
     backbone = load_backbone(str(tiny_causal_dir))
     rows = _real_rows(real_data_dir, n=6)
     mixture = _attempt_mixture(backbone, rows)
-    inputs = [lm.encode(backbone, e.input, e.target, 48) for examples in rows.values() for e in examples]
+    inputs = [lm.encode(backbone, e.input, e.target, 48, e.cut) for examples in rows.values() for e in examples]
     expected = [backbone.embed(torch.tensor(i.input_ids[i.special:])) for i in inputs]
     seen = []
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Row = Mapping[str, Any]
@@ -37,10 +37,10 @@ class Example:
     """Every gold answer of a span task (scored by the best match)."""
     group: str | None = None
     """Rows scored together, e.g. a MultiRC question's answer options."""
-    cut: tuple[int, int] | None = None
+    cut: tuple[int, int] | None = field(default=None, compare=False)
     """Where ``input`` may be shortened when it is too long: the character span of its longest field's value
     (the premise, passage or context; never the hypothesis or question of a multi-field task). None: cut
-    the end."""
+    the end. Derived from ``input`` by rendering, so two examples equal in their text are equal."""
 
 
 @dataclass(frozen=True)
