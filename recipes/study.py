@@ -122,6 +122,8 @@ for _part, _methods, _extra in (
         ("defaults-zeros-lr1e-2", ("attempt",), {"--target-init": "zeros", "--lr": 0.01}),
         ("defaults-zeros-lr1e-3", ("attempt",), {"--target-init": "zeros", "--lr": 0.001}),
         ("defaults-mnli-lr1e-2", ("attempt",), {"--lr": 0.01}),
+        # the positive control's setting (recipes/control.py): a zero, slow target prompt, and G ten times faster
+        ("defaults-zeros-lr1e-3-g1e-1", ("attempt",), {"--target-init": "zeros", "--lr": 0.001, "--attn-lr": 0.1}),
         ("defaults-spot", ("spot",), {})):
     PARTS[_part] = {"study": _part, "targets": DEFAULTS_TARGETS, "methods": _methods, "seeds": (1, 2),
                     "shots": (None,), "budget": {**DEFAULTS_BUDGET, **_extra}, "sources": "mnli,qqp,qnli,sst2,squad"}
