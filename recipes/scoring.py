@@ -85,7 +85,7 @@ def main(argv=None) -> None:
     pull_zoo(zoo.registry(), "smollm2-135m")
     spaces = [(zoo, "source")] + [(Workspace(Path(r), Path(args.data_dir)), "target") for r in args.registry]
     backbone = zoo.load_backbone("smollm2-135m")
-    print(f"| prompt | registry | rows | shortest label | " + " | ".join(f"{s}: metric / shortest / margin"
+    print("| prompt | registry | rows | shortest label | " + " | ".join(f"{s}: metric / shortest / margin"
                                                                         for s in SCORINGS) + " |")
     print("|---|---|---:|---|" + "---|" * len(SCORINGS))
     means = {s: [] for s in SCORINGS}

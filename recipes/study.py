@@ -124,6 +124,8 @@ for _part, _methods, _extra in (
         ("defaults-mnli-lr1e-2", ("attempt",), {"--lr": 0.01}),
         # the positive control's setting (recipes/control.py): a zero, slow target prompt, and G ten times faster
         ("defaults-zeros-lr1e-3-g1e-1", ("attempt",), {"--target-init": "zeros", "--lr": 0.001, "--attn-lr": 0.1}),
+        # the official code's G: its LayerNorm frozen (today's defaults otherwise)
+        ("defaults-frozen-norm", ("attempt",), {"--attn-norm": "frozen"}),
         ("defaults-spot", ("spot",), {})):
     PARTS[_part] = {"study": _part, "targets": DEFAULTS_TARGETS, "methods": _methods, "seeds": (1, 2),
                     "shots": (None,), "budget": {**DEFAULTS_BUDGET, **_extra}, "sources": "mnli,qqp,qnli,sst2,squad"}

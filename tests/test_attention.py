@@ -309,3 +309,47 @@ def test_g_parameter_count_does_not_depend_on_the_number_of_sources():
         stacked = torch.cat([torch.stack(list(sources.values())), targets["rte"][None]])
         assert g(x, mask, stacked).shape == (3, t + 1)
     assert counts == {2 * D * RANK + 2 * D}
+
+
+# --- G's LayerNorm: trained or frozen (issue 28) --------------------------------------------------
+
+@pytest.mark.parametrize("norm", ["trained", "frozen"])
+def test_a_frozen_layernorm_stays_at_its_identity_and_is_recorded(tmp_path, real_data_dir, tiny_causal_dir, norm):
+    """`--attn-norm frozen` keeps G's LayerNorm at weight 1, bias 0 through training (the official code);
+    trained, its bias moves. The registered module says which, and loads back the same way."""
+    import torch
+    from safetensors.torch import load as load_bytes
+    from typer.testing import CliRunner
+
+    from attemptctl.cli import app
+    from attemptctl.method.backbones import load_backbone
+    from attemptctl.workflows import payloads
+    from registry import Registry
+
+    common = ["--registry", tmp_path / "reg", "--data-dir", real_data_dir, "--max-steps", "3", "--train-limit", "16",
+              "--dev-limit", "8", "--test-limit", "8", "--batch-size", "4", "--max-length", "32", "--warmup-steps", "0"]
+    runner = CliRunner()
+    for task in ("mnli", "qqp"):
+        result = runner.invoke(app, [str(a) for a in ["source", "train", task, "--backbone", tiny_causal_dir,
+                                                      "--prompt-length", "4", *common]])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [str(a) for a in ["target", "train", "rte", "--sources", "mnli,qqp", "--attn-norm", norm,
+                                                  "--attn-lr", "0.1", *common]])
+    assert result.exit_code == 0, result.output
+    registry = Registry(tmp_path / "reg")
+    record = registry.get("attention", registry.get("target", "rte").attention)
+    assert record.config["attn_norm"] == norm
+    stored = load_bytes(registry.load_payload(record))
+    identity = torch.equal(stored["norm.weight"], torch.ones_like(stored["norm.weight"])) and \
+        torch.equal(stored["norm.bias"], torch.zeros_like(stored["norm.bias"]))
+    assert identity == (norm == "frozen")
+    module = payloads.load_attention(registry, record, load_backbone(str(tiny_causal_dir), device="cpu"))
+    assert module.norm_mode == norm and module.norm.weight.requires_grad == (norm == "trained")
+
+
+def test_an_unknown_attn_norm_is_one_clear_error():
+    from attemptctl.engine.train import TrainConfig
+    from attemptctl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown attn-norm 'sometimes'; choose one of trained, frozen"):
+        TrainConfig(attn_norm="sometimes")

@@ -28,6 +28,8 @@ AttnTemperatureOpt = Annotated[float | None, typer.Option(
     "--attn-temperature", help="K: G's logits are divided by scale·e^K (larger: flatter) (default: 1).")]
 AttnScaleOpt = Annotated[str | None, typer.Option(
     "--attn-scale", help="G's divisor: calibrated (measured on this run) or paper (d) (default: calibrated).")]
+AttnNormOpt = Annotated[str | None, typer.Option(
+    "--attn-norm", help="G's LayerNorm affine: trained or frozen (the official code's) (default: trained).")]
 AttnPoolOpt = Annotated[str | None, typer.Option(
     "--attn-pool", help="G's pooled input: standardized-max or max (the paper's) (default: standardized-max).")]
 LabelsOpt = Annotated[str | None, typer.Option(
@@ -88,7 +90,8 @@ TRAINING_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("preset", PresetOpt, "cpu"), ("prompt_length", PromptLengthOpt, None), ("max_length", MaxLengthOpt, None),
     ("batch_size", BatchSizeOpt, None), ("lr", LrOpt, None), ("attn_lr", AttnLrOpt, None),
     ("weight_decay", WeightDecayOpt, None), ("attn_temperature", AttnTemperatureOpt, None),
-    ("attn_scale", AttnScaleOpt, None), ("attn_pool", AttnPoolOpt, None), ("labels", LabelsOpt, None),
+    ("attn_scale", AttnScaleOpt, None), ("attn_pool", AttnPoolOpt, None), ("attn_norm", AttnNormOpt, None),
+    ("labels", LabelsOpt, None),
     ("label_words", LabelWordsOpt, None), ("epochs", EpochsOpt, None), ("max_steps", StepsOpt, None),
     ("warmup_steps", WarmupOpt, None), ("train_limit", TrainLimitOpt, None), ("shots", ShotsOpt, None),
     ("dev_limit", DevLimitOpt, None), ("test_limit", TestLimitOpt, None), ("eval_every", EvalEveryOpt, None),

@@ -68,7 +68,7 @@ def source_pull(
 
 
 @source_app.command("train")
-@training_options(without=("attn_lr", "attn_temperature", "attn_scale", "attn_pool", "label_words"))
+@training_options(without=("attn_lr", "attn_temperature", "attn_scale", "attn_pool", "attn_norm", "label_words"))
 def source_train(
     task: Annotated[str, typer.Argument(help="Task name, e.g. mnli (see `attemptctl task list`).")],
     registry: RegistryOpt = None, data_dir: DataDirOpt = None, backbone: BackboneOpt = None, *, args: TrainingArgs,

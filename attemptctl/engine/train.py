@@ -53,6 +53,8 @@ class TrainConfig:
     """G's divisor before e^K: calibrated (measured on the run's prompts and inputs) or paper (d)."""
     attn_pool: str = "standardized-max"
     """G's pooled input: standardized-max (per-dimension standardised max-pool) or max (the paper's)."""
+    attn_norm: str = "trained"
+    """G's LayerNorm affine: trained, or frozen as the official code keeps it."""
     labels: str = "words"
     """How label tasks answer: words (T5's label words) or index (the label's index, ATTEMPT's code)."""
     label_words: str | None = None
@@ -92,12 +94,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must not be negative, got {value}")
-        from attemptctl.method.attention import POOLINGS, SCALES
+        from attemptctl.method.attention import NORMS, POOLINGS, SCALES
 
         if self.attn_scale not in SCALES:
             raise ConfigError(f"unknown attn-scale '{self.attn_scale}'; choose one of {', '.join(SCALES)}")
         if self.attn_pool not in POOLINGS:
             raise ConfigError(f"unknown attn-pool '{self.attn_pool}'; choose one of {', '.join(POOLINGS)}")
+        if self.attn_norm not in NORMS:
+            raise ConfigError(f"unknown attn-norm '{self.attn_norm}'; choose one of {', '.join(NORMS)}")
         from attemptctl.tasks import LABEL_FORMATS, parse_label_words
 
         if self.labels not in LABEL_FORMATS:

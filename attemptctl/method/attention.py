@@ -47,6 +47,8 @@ def masked_maxpool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 SCALES = ("calibrated", "paper")
+NORMS = ("trained", "frozen")
+"""G's LayerNorm affine: trained (this tool's first choice), or frozen at weight 1, bias 0 (the official code)."""
 POOLINGS = ("standardized-max", "max")
 #: How many training inputs :meth:`AttentionModule.calibrate` looks at (the embedding lookups only).
 CALIBRATION_ROWS = 256
@@ -61,8 +63,10 @@ class AttentionModule(nn.Module):
     """
 
     def __init__(self, d: int, rank: int = DEFAULT_RANK, temperature_k: float = 1.0, *, scale: str = "calibrated",
-                 pooling: str = "standardized-max") -> None:
+                 pooling: str = "standardized-max", norm: str = "trained") -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"unknown attention norm {norm!r}; choose one of {', '.join(NORMS)}")
         if scale not in SCALES:
             raise ValueError(f"unknown attention scale {scale!r}; choose one of {', '.join(SCALES)}")
         if pooling not in POOLINGS:
@@ -70,6 +74,10 @@ class AttentionModule(nn.Module):
         self.down = nn.Linear(d, rank, bias=False)
         self.up = nn.Linear(rank, d, bias=False)
         self.norm = nn.LayerNorm(d)
+        # Frozen, its bias cannot grow until G saturates (what training it did here, issue 28); the
+        # parameters stay in the state dict, so a stored module loads either way.
+        self.norm.requires_grad_(norm == "trained")
+        self.norm_mode = norm
         self.d = d
         self.temperature_k = temperature_k
         self.scale, self.pooling = scale, pooling

@@ -27,6 +27,7 @@ def prompt_payload(prompt: torch.Tensor) -> bytes:
 def attention_settings(module: AttentionModule) -> dict:
     """What a registered G records about how it scores (besides its tensors): K, the divisor, the pooling."""
     return {"temperature_k": module.temperature_k, "attn_scale": module.scale, "attn_pool": module.pooling,
+            "attn_norm": module.norm_mode,
             "attn_divisor": float(module.divisor())}
 
 
@@ -66,7 +67,8 @@ def load_attention(registry, record, backbone: Backbone) -> AttentionModule:
     try:
         rank = tensors["down.weight"].shape[0]
         module = AttentionModule(backbone.d, rank=rank, temperature_k=float(config.get("temperature_k", 1.0)),
-                                 scale=config.get("attn_scale", "paper"), pooling=config.get("attn_pool", "max"))
+                                 scale=config.get("attn_scale", "paper"), pooling=config.get("attn_pool", "max"),
+                                 norm=config.get("attn_norm", "trained"))
         if "score_scale" not in tensors:
             tensors = {**tensors, **{k: v for k, v in module.state_dict().items() if k not in tensors}}
         module.load_state_dict(tensors)

@@ -141,7 +141,7 @@ def attention_module(registry: Registry, prior: str | None, backbone: Backbone, 
     if prior is None:
         torch.manual_seed(config.seed)
         return AttentionModule(backbone.d, temperature_k=config.attn_temperature, scale=config.attn_scale,
-                               pooling=config.attn_pool)
+                               pooling=config.attn_pool, norm=config.attn_norm)
     return payloads.load_attention(registry, registry.get("attention", prior), backbone)
 
 
