@@ -12,14 +12,7 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.app import (
-    attn_app,
-    call,
-    err,
-    exit_if_interrupted,
-    out,
-    workspace,
-)
+from attemptctl.cli.app import attn_app, call, err, exit_if_interrupted, out, workspace
 from attemptctl.cli.options import (
     BackboneOpt,
     DataDirOpt,
@@ -32,17 +25,8 @@ from attemptctl.cli.options import (
     names,
     training_options,
 )
-from attemptctl.cli.progress import (
-    TrainProgress,
-)
-from attemptctl.cli.render import (
-    AttentionRow,
-    ExampleRow,
-    attention_heatmap,
-    dev_summary,
-    examples_table,
-    heatmap_png,
-)
+from attemptctl.cli.progress import TrainProgress
+from attemptctl.cli.render import AttentionRow, ExampleRow, attention_heatmap, dev_summary, examples_table, heatmap_png
 
 FORMATS = ("table", "csv", "json", "png")
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv, json or png (png needs --output).")]

@@ -9,12 +9,7 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.app import (
-    app,
-    call,
-    out,
-    workspace,
-)
+from attemptctl.cli.app import app, call, out, workspace
 from attemptctl.cli.options import (
     BackboneOpt,
     BatchOpt,
@@ -26,10 +21,7 @@ from attemptctl.cli.options import (
     PrecisionOpt,
     RegistryOpt,
 )
-from attemptctl.cli.render import (
-    MetricsRow,
-    metrics_table,
-)
+from attemptctl.cli.render import MetricsRow, metrics_table
 from attemptctl.formatting import percent
 
 

@@ -9,13 +9,7 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.app import (
-    app,
-    call,
-    err,
-    out,
-    workspace,
-)
+from attemptctl.cli.app import app, call, err, out, workspace
 from attemptctl.cli.options import (
     BackboneOpt,
     BatchOpt,

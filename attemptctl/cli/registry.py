@@ -8,23 +8,9 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.app import (
-    EXIT_ERROR,
-    call,
-    err,
-    out,
-    registry_app,
-    workspace,
-)
-from attemptctl.cli.options import (
-    BackboneOpt,
-    JsonOpt,
-    RegistryOpt,
-)
-from attemptctl.cli.render import (
-    origin_of,
-    records_table,
-)
+from attemptctl.cli.app import EXIT_ERROR, call, err, out, registry_app, workspace
+from attemptctl.cli.options import BackboneOpt, JsonOpt, RegistryOpt
+from attemptctl.cli.render import origin_of, records_table
 
 # -- registry --------------------------------------------------------------------------------------
 

@@ -7,28 +7,10 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.app import (
-    call,
-    exit_if_interrupted,
-    out,
-    source_app,
-    workspace,
-)
-from attemptctl.cli.options import (
-    BackboneOpt,
-    DataDirOpt,
-    JsonOpt,
-    RegistryOpt,
-    TrainingArgs,
-    training_options,
-)
-from attemptctl.cli.progress import (
-    TrainProgress,
-)
-from attemptctl.cli.render import (
-    dev_summary,
-    in_metric_order,
-)
+from attemptctl.cli.app import call, exit_if_interrupted, out, source_app, workspace
+from attemptctl.cli.options import BackboneOpt, DataDirOpt, JsonOpt, RegistryOpt, TrainingArgs, training_options
+from attemptctl.cli.progress import TrainProgress
+from attemptctl.cli.render import dev_summary, in_metric_order
 from attemptctl.formatting import percent
 
 

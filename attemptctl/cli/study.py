@@ -9,13 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from attemptctl.cli.app import (
-    app,
-    call,
-    err,
-    out,
-    workspace,
-)
+from attemptctl.cli.app import app, call, err, out, workspace
 from attemptctl.cli.options import (
     BackboneOpt,
     DataDirOpt,
@@ -29,13 +23,8 @@ from attemptctl.cli.options import (
     training_options,
     training_overrides,
 )
-from attemptctl.cli.progress import (
-    StudyProgress,
-)
-from attemptctl.cli.render import (
-    AttentionRow,
-    attention_heatmap,
-)
+from attemptctl.cli.progress import StudyProgress
+from attemptctl.cli.render import AttentionRow, attention_heatmap
 from attemptctl.formatting import percent
 
 study_app = typer.Typer(help="Studies over registered prompts.", no_args_is_help=True)

@@ -6,13 +6,7 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.app import (
-    call,
-    exit_if_interrupted,
-    out,
-    target_app,
-    workspace,
-)
+from attemptctl.cli.app import call, exit_if_interrupted, out, target_app, workspace
 from attemptctl.cli.options import (
     BackboneOpt,
     DataDirOpt,
@@ -26,12 +20,8 @@ from attemptctl.cli.options import (
     training_options,
     training_overrides,
 )
-from attemptctl.cli.progress import (
-    TrainProgress,
-)
-from attemptctl.cli.render import (
-    dev_summary,
-)
+from attemptctl.cli.progress import TrainProgress
+from attemptctl.cli.render import dev_summary
 
 
 def _report_targets(records, result) -> None:

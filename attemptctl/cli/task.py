@@ -9,15 +9,8 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.app import (
-    call,
-    out,
-    task_app,
-)
-from attemptctl.cli.options import (
-    DataDirOpt,
-    JsonOpt,
-)
+from attemptctl.cli.app import call, out, task_app
+from attemptctl.cli.options import DataDirOpt, JsonOpt
 
 # -- task ------------------------------------------------------------------------------------------
 

@@ -72,6 +72,16 @@ def compare_refs(registry: Registry, names: Sequence[str]) -> list[str]:
     return refs
 
 
+def checked_decoding(decode: str, scoring: str | None) -> str:
+    """Refuse an unknown ``--decode`` or ``--label-scoring`` in one line; the label scoring to use."""
+    if decode not in DECODES:
+        raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
+    scoring = scoring or DEFAULT_SCORING
+    if scoring not in SCORINGS:
+        raise ConfigError(f"unknown label scoring '{scoring}'; choose one of {', '.join(SCORINGS)}")
+    return scoring
+
+
 def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split: str = "test", decode: str = "rank",
                      limit: int | None = None, batch_size: int = 16, compare: bool = False,
                      on_batch=None, scoring: str | None = None) -> list[EvalRow]:
@@ -81,11 +91,7 @@ def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split:
     another ``scoring`` is printed, not stored."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; choose dev or test")
-    if decode not in DECODES:
-        raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
-    scoring = scoring or DEFAULT_SCORING
-    if scoring not in SCORINGS:
-        raise ConfigError(f"unknown label scoring '{scoring}'; choose one of {', '.join(SCORINGS)}")
+    scoring = checked_decoding(decode, scoring)
     registry = ws.registry()
     if compare and not refs:
         raise ConfigError("--compare lays versions of named tasks side by side; name them, e.g. `eval boolq --compare`")

@@ -6,12 +6,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from attemptctl.engine.evaluate import DECODES, evaluate
-from attemptctl.errors import ConfigError, DataError
-from attemptctl.method.lm import DEFAULT_SCORING, SCORINGS
+from attemptctl.engine.evaluate import evaluate
+from attemptctl.errors import DataError
 from attemptctl.tasks import Example, task_of
 from attemptctl.workflows import payloads
-from attemptctl.workflows.eval import generation_limit
+from attemptctl.workflows.eval import checked_decoding, generation_limit
 from attemptctl.workflows.workspace import Workspace
 
 
@@ -46,11 +45,7 @@ def parse_inputs(lines: Iterable[str], origin: str) -> list[dict]:
 def predict(ws: Workspace, ref: str, rows: Sequence[dict], *, origin: str = "input", decode: str = "rank",
             batch_size: int = 16, scoring: str | None = None) -> list[Prediction]:
     """Predict outputs for raw input rows (the task's fields) with a registered prompt."""
-    if decode not in DECODES:
-        raise ConfigError(f"unknown decode '{decode}'; choose rank or generate")
-    scoring = scoring or DEFAULT_SCORING
-    if scoring not in SCORINGS:
-        raise ConfigError(f"unknown label scoring '{scoring}'; choose one of {', '.join(SCORINGS)}")
+    scoring = checked_decoding(decode, scoring)
     registry = ws.registry()
     record = registry.find(ref, kinds=("target", "source"))
     task = task_of(record)
