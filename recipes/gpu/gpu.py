@@ -414,9 +414,10 @@ def run(args) -> None:
     (work / "claims").mkdir(parents=True)
     (work / "exports").mkdir()
     jobs = plan(args.smoke)
-    if args.after:  # a later run on another machine: what an earlier run finished is not done again
-        jobs = remaining(jobs, [json.loads(line) for line in Path(args.after).read_text().splitlines()])
-        log(f"{len(jobs)} job(s) left after {args.after}")
+    if args.after:  # later runs on other machines: what earlier runs finished is not done again
+        journal = [json.loads(line) for path in args.after for line in Path(path).read_text().splitlines()]
+        jobs = remaining(jobs, journal)
+        log(f"{len(jobs)} job(s) left after {', '.join(args.after)}")
     (work / "jobs.json").write_text(json.dumps(jobs))
     deadline = time.time() + args.minutes * 60
     workers = [subprocess.Popen([sys.executable, __file__, "worker", "--id", str(k), "--work", str(work),
@@ -526,7 +527,8 @@ def main(argv=None) -> None:
     p.add_argument("--bench-limit", type=float, default=45.0, help="seconds each bench precision may take")
     p.add_argument("--skip-bench", action="store_true")
     p.add_argument("--bench-precisions", default="bf16,fp32", help="comma-separated: the bench's precisions")
-    p.add_argument("--after", help="an earlier run's journal.jsonl: skip what it finished, train no sources")
+    p.add_argument("--after", action="append", default=[],
+                   help="an earlier run's journal.jsonl (repeatable): skip what it finished, train no sources")
     p.add_argument("--cuda-tests", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--device", default=DEVICE)
     p.add_argument("--smoke", action="store_true", help="a few steps on a few rows (checks the recipe on a CPU)")
