@@ -140,7 +140,7 @@ def study_methods(
                              "(default: the most attended source of the target's attempt cell).")] = None,
     attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
     target_init: Annotated[str, typer.Option("--target-init", help="Where the mixing methods' target prompt starts: "
-                           "auto (MNLI's prompt for classification, as the paper), vocab, zeros or source:NAME.")] = "auto",
+                           "auto (MNLI's prompt for classification, as the paper), vocab, zeros, best-source or source:NAME.")] = "auto",
     sampling_temperature: Annotated[float | None, typer.Option(
         "--sampling-temperature", help="attempt-mt sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
     max_cells: Annotated[int | None, typer.Option("--max-cells", min=1, help="Train at most N cells, then stop; "

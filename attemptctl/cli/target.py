@@ -43,7 +43,8 @@ def target_train(
     tasks: Annotated[str, typer.Argument(help="Target task, or several comma-separated to share G (rte,cb).")],
     sources: SourcesOpt = "",
     variant: Annotated[str, typer.Option("--variant", help="attempt | uniform | no-target | pt | spot.")] = "attempt",
-    init: Annotated[str, typer.Option("--init", help="Target prompt init: auto | vocab | zeros | source:NAME.")] = "auto",
+    init: Annotated[str, typer.Option("--init", help="Target prompt init: auto | vocab | zeros | best-source (the source scoring best on dev, "
+                                "untrained) | source:NAME.")] = "auto",
     init_from: Annotated[str | None, typer.Option("--init-from", help="spot: a source NAME, or auto (most similar).")] = None,
     attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
     sampling_temperature: Annotated[float | None, typer.Option(

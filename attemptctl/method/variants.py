@@ -49,6 +49,11 @@ SELECTABLE = tuple(name for name, v in VARIANTS.items() if v.selectable)
 MIXINGS = tuple(dict.fromkeys(v.mixing for v in VARIANTS.values()))
 """The ways a mixture combines prompts."""
 
+TARGET_INITS = ("auto", "vocab", "zeros", "best-source")
+"""Starts of a mixing variant's target prompt besides ``source:NAME`` (``target train --init``): auto (the
+paper's: MNLI's prompt for classification, SQuAD's for QA), a random-vocabulary prompt, zeros, or the
+source whose prompt alone scores best on the target's dev rows."""
+
 TARGET_COLUMN = "(target)"
 """The attention column of a target's own prompt (a_{t+1}, shown before the +1), beside its sources' refs."""
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from attemptctl.errors import ConfigError
-from attemptctl.method.variants import TARGET_COLUMN, variant_of  # noqa: F401  (TARGET_COLUMN: the studies' column name)
+from attemptctl.method.variants import TARGET_COLUMN, TARGET_INITS, variant_of  # noqa: F401  (TARGET_COLUMN: the studies' column name)
 from attemptctl.tasks import get_task
 from registry import PromptRecord, Registry
 
@@ -25,8 +25,6 @@ UNCOMPARED_OPTIONS = ("seed", "shots", "checkpoint_every")
 """Training options that may differ between the cells of one study: the rest must be equal."""
 SCALED_OPTIONS = ("max_steps", "warmup_steps", "eval_every")
 """Step counts a multi-task run multiplies by its number of targets (see :func:`run_options`)."""
-TARGET_INITS = ("auto", "vocab", "zeros")
-"""Starts of a mixing method's target prompt besides source:NAME (see ``MethodsStudyConfig.target_init``)."""
 MIXING_METHODS = tuple(m for m, (variant, _) in METHODS.items() if variant_of(variant).mixes_sources)
 """Methods whose target prompt starts at ``target_init`` (PT and SPoT have starts of their own)."""
 UNIFORM_SAMPLING = 1e6
@@ -84,8 +82,8 @@ class MethodsStudyConfig:
     """Initialise G of the attention methods from this attention prior."""
     target_init: str = "auto"
     """Where the mixing methods' target prompt starts (``target train --init``): auto (MNLI's prompt for a
-    classification target, as the paper), vocab, zeros or source:NAME. PT starts from vocabulary, SPoT
-    from its chosen source."""
+    classification target, as the paper), vocab, zeros, best-source (the source that scores best on the
+    target's dev rows) or source:NAME. PT starts from vocabulary, SPoT from its chosen source."""
 
     def __post_init__(self) -> None:
         if not self.targets:

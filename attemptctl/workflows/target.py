@@ -18,12 +18,14 @@ from dataclasses import replace
 
 import torch
 
+from attemptctl.engine.evaluate import evaluate
 from attemptctl.engine.train import Event, TrainConfig, TrainResult, train
 from attemptctl.errors import ConfigError
 from attemptctl.method.backbones import Backbone
 from attemptctl.method.mixture import PromptMixture
-from attemptctl.method.variants import variant_of
+from attemptctl.method.variants import TARGET_INITS, variant_of
 from attemptctl.tasks import Task, labels_of, task_of
+from attemptctl.tasks.metrics import primary_metric
 from attemptctl.workflows import payloads
 from attemptctl.workflows.runs import (
     TargetRun,
@@ -38,23 +40,51 @@ from attemptctl.workflows.runs import (
 from attemptctl.workflows.workspace import Workspace
 from registry import PromptRecord, Registry
 
+BEST_SOURCE_ROWS = 64
+"""``best-source`` scores each source on at most this many of the target's dev rows."""
 
-def _initial_target(init: str, task: Task, sources: dict[str, torch.Tensor], backbone: Backbone, m: int,
-                    seed: int) -> tuple[torch.Tensor, str]:
-    """Target prompt initialisation; ``auto`` follows the paper (MNLI for classification, SQuAD for QA)."""
+
+def _initial_target(init: str, task: Task, sources: dict[str, torch.Tensor], backbone: Backbone,
+                    config: TrainConfig, dev: Sequence) -> tuple[torch.Tensor, str, dict]:
+    """Target prompt initialisation and what the record keeps of it.
+
+    ``auto`` follows the paper (MNLI for classification, SQuAD for QA); ``best-source`` starts from the
+    source whose prompt, untrained and alone, scores best on the target's dev rows (SPoT's idea, measured
+    instead of guessed from prompt similarity), so a target keeps the source that already answers it.
+    """
     by_name = {ref.split("@")[0]: ref for ref in sources}
     if init == "auto":
         preferred = "mnli" if task.is_classification else "squad"
         first = next(iter(by_name), None)
         init = f"source:{preferred}" if preferred in by_name else (f"source:{first}" if first else "vocab")
     if init == "vocab":
-        return vocab_prompt(backbone, m, seed), init
+        return vocab_prompt(backbone, config.prompt_length, config.seed), init, {}
     if init == "zeros":
-        return torch.zeros(m, backbone.d), init
+        return torch.zeros(config.prompt_length, backbone.d), init, {}
+    if init == "best-source":
+        if not sources:
+            raise ConfigError("--init best-source picks among the sources; give candidates with --sources a,b")
+        scores = _source_scores(task, sources, backbone, config, list(dev)[:BEST_SOURCE_ROWS])
+        best = max(scores, key=scores.get)  # ties: the first source given
+        return sources[best].clone(), f"source:{best}", {"init_scores": scores}
     if init.startswith("source:") and init[7:] in by_name:
-        return sources[by_name[init[7:]]].clone(), f"source:{by_name[init[7:]]}"
-    raise ConfigError(f"unknown --init '{init}'; use auto, vocab, zeros or source:NAME with NAME one of the sources "
-                      f"({', '.join(by_name) or 'none given'})")
+        return sources[by_name[init[7:]]].clone(), f"source:{by_name[init[7:]]}", {}
+    raise ConfigError(f"unknown --init '{init}'; use {', '.join(TARGET_INITS)} or source:NAME with NAME one of the "
+                      f"sources ({', '.join(by_name) or 'none given'})")
+
+
+def _source_scores(task: Task, sources: dict[str, torch.Tensor], backbone: Backbone, config: TrainConfig,
+                   rows: list) -> dict[str, float]:
+    """Each source prompt alone on ``rows`` of the target, in one evaluation (the task's primary metric);
+    all zero when there are no rows to score."""
+    if not rows:
+        return {ref: 0.0 for ref in sources}
+    bank = PromptMixture({ref: prompt for ref, prompt in sources.items()})
+    results = evaluate(backbone, bank, {ref: rows for ref in sources}, {ref: task for ref in sources},
+                       max_length=config.max_length,
+                       batch_size=backbone.runtime.eval_batch_size or max(config.batch_size, 8))
+    metric = primary_metric(task)
+    return {ref: round(float(results[ref].metrics[metric]), 4) for ref in sources}
 
 
 def _spot_init(run: TargetRun, task: Task, init_from: str, backbone: Backbone, sources: dict[str, torch.Tensor],
@@ -101,8 +131,8 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
                                                                        on_event)
         else:
             chosen = "vocab" if variant == "pt" and init == "auto" else init
-            targets[t.name], inits[t.name] = _initial_target(chosen, t, sources, backbone, run.config.prompt_length,
-                                                             run.config.seed)
+            targets[t.name], inits[t.name], extra[t.name] = _initial_target(chosen, t, sources, backbone, run.config,
+                                                                            splits[t.name].dev)
     chosen = variant_of(variant)
     attention = attention_module(run.registry, attn_prior, backbone, run.config) if chosen.has_attention else None
     mixture = PromptMixture(targets, sources=sources if chosen.mixes_sources else None, attention=attention,
