@@ -3,8 +3,8 @@
     python recipes/control.py --data-dir DIR [--tasks sst2,qnli] [--steps 24] [--test-limit 200]
 
 For each task it trains a target over the zoo's label sources (MNLI, QQP, QNLI, SST-2) into a fresh
-registry, twice: with today's defaults (target prompt from MNLI's, lr 0.3, G at 0.01) and with the
-target prompt from zeros trained slowly (lr 0.001) and G at 0.1. It prints, on the same test rows, the
+registry, twice: with the v1 recipe (target prompt from MNLI's, lr 0.3, G at 0.01), the defaults before
+issue 28, and with the transfer recipe (target prompt from zeros trained slowly, lr 0.001, and G at 0.1). It prints, on the same test rows, the
 source prompt's own score (the oracle), each run's score and the weight G puts on the oracle. ATTEMPT
 passes when it keeps the oracle's score (within 3 points) and G puts at least 0.5 on it.
 """
@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SOURCES = "mnli,qqp,qnli,sst2"
-SETTINGS = {"defaults": [], "zeros, slow": ["--init", "zeros", "--lr", "0.001", "--attn-lr", "0.1"]}
+SETTINGS = {"v1": ["--recipe", "v1"], "transfer": ["--recipe", "transfer"]}
+"""The defaults before the transfer recipe (target from MNLI's prompt, lr 0.3, G at 0.01), and the transfer
+recipe (target from zeros at lr 0.001, G at 0.1)."""
 
 
 def _cli(*argv: str) -> str:

@@ -90,7 +90,7 @@ def test_a_study_starts_its_mixing_targets_where_asked_and_keeps_one_start(regis
     assert records["attempt"].config["init"] == "zeros" and records["attempt"].config["study"]["target_init"] == "zeros"
     assert records["pt"].config["init"] == "vocab" and "target_init" not in records["pt"].config["study"]
     before = len(Registry(copy).list())
-    for extra, message in ((["--seeds", "2"], f"started {records['attempt'].ref}'s target prompt at zeros, this run asks auto"),
+    for extra, message in ((["--seeds", "2", "--target-init", "auto"], f"started {records['attempt'].ref}'s target prompt at zeros, this run asks auto"),
                            (["--seeds", "2", "--target-init", "source:qqp"], "unknown --target-init 'source:qqp'")):
         result = run(*study, *extra)
         assert result.exit_code == 1 and message in result.output, result.output

@@ -290,7 +290,7 @@ def test_imported_prompt_is_mixed_by_target_train(trained, backbones, tiny_causa
     assert run("source", "import", adapter, "--task", "mnli", *common[:2], "--backbone", tiny_causal_dir).exit_code == 0
     assert _export(world, "qqp@1", tmp_path / "qqp", "--kind", "source").exit_code == 0
     assert run("source", "import", tmp_path / "qqp", "--task", "qqp", *common[:2]).exit_code == 0
-    result = run("target", "train", "rte", "--sources", "mnli,qqp", *common, *SMALL)
+    result = run("target", "train", "rte", "--sources", "mnli,qqp", "--init", "auto", *common, *SMALL)
     assert result.exit_code == 0, result.output
     registry = Registry(registry_dir)
     target = registry.get("target", "rte")

@@ -71,7 +71,7 @@ def test_the_table_has_every_cell(full_study):
     records = study_records(registry, "methods-rte+cb")
     assert len(records) == 2 * len(METHODS)
     for record, cell in zip(sorted(records, key=lambda r: r.ref), sorted(table["cells"], key=lambda c: c["prompt"])):
-        mixing = {"target_init"} if record.config["study"]["method"] in MIXING_METHODS else set()
+        mixing = {"target_init", "recipe"} if record.config["study"]["method"] in MIXING_METHODS else set()
         assert set(record.config["study"]) == TAG_KEYS | mixing and record.ref == cell["prompt"]
         evaluation = next(e for e in registry.evaluations("target", record.ref) if e.split == "test")
         assert evaluation.examples == 4 and evaluation.metrics[cell["metric"]] == cell["score"]

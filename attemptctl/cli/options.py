@@ -17,6 +17,10 @@ DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", envvar="ATTEMPTCT
 BackboneOpt = Annotated[str | None, typer.Option("--backbone", help="Alias (smollm2-135m), hub id (t5-base) or local "
                         "model folder (default: the registry's backbone, else smollm2-135m).")]
 PresetOpt = Annotated[str, typer.Option("--preset", help="cpu: minutes on a laptop; paper: the paper's settings.")]
+RecipeOpt = Annotated[str, typer.Option(
+    "--recipe", help="How a target that mixes sources trains: transfer (the default: target prompt from zeros at "
+    "lr 0.001, G at 0.1), paper (Asai et al. as published) or v1 (the defaults before the transfer recipe: MNLI start, "
+    "lr 0.3, G at 0.01). Options given win.")]
 PromptLengthOpt = Annotated[int | None, typer.Option("--prompt-length", "-m", help="Prompt length m.")]
 MaxLengthOpt = Annotated[int | None, typer.Option("--max-length", help="Input tokens kept per example.")]
 BatchSizeOpt = Annotated[int | None, typer.Option("--batch-size", help="Examples per step.")]

@@ -16,6 +16,7 @@ from attemptctl.cli.options import (
     DeviceOpt,
     JsonOpt,
     PrecisionOpt,
+    RecipeOpt,
     RegistryOpt,
     SourcesOpt,
     TrainingArgs,
@@ -26,6 +27,7 @@ from attemptctl.cli.options import (
 from attemptctl.cli.progress import StudyProgress
 from attemptctl.cli.render import AttentionRow, attention_heatmap
 from attemptctl.formatting import percent
+from attemptctl.method.variants import DEFAULT_RECIPE
 
 study_app = typer.Typer(help="Studies over registered prompts.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
@@ -139,8 +141,10 @@ def study_methods(
     single_source: Annotated[str | None, typer.Option("--single-source", help="single: this source for every target "
                              "(default: the most attended source of the target's attempt cell).")] = None,
     attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
-    target_init: Annotated[str, typer.Option("--target-init", help="Where the mixing methods' target prompt starts: "
-                           "auto (MNLI's prompt for classification, as the paper), vocab, zeros, best-source or source:NAME.")] = "auto",
+    target_init: Annotated[str | None, typer.Option("--target-init", help="Where the mixing methods' target prompt "
+                           "starts: auto (MNLI's prompt for classification, as the paper), vocab, zeros, best-source or "
+                           "source:NAME (default: the recipe's).")] = None,
+    recipe: RecipeOpt = DEFAULT_RECIPE,
     sampling_temperature: Annotated[float | None, typer.Option(
         "--sampling-temperature", help="attempt-mt sampling ∝ size^(1/T): 1 proportional, large uniform.")] = None,
     max_cells: Annotated[int | None, typer.Option("--max-cells", min=1, help="Train at most N cells, then stop; "
@@ -166,7 +170,7 @@ def study_methods(
     config = call(MethodsStudyConfig, tuple(names(targets)), tuple(names(sources)),
                   tuple(names(methods)) or tuple(METHODS), tuple(_integers(seeds, "--seeds")),
                   tuple(_integers(shots, "--shots")) or (None,), name, args.preset, overrides,
-                  single_source, attn_prior, target_init)
+                  single_source, attn_prior, target_init, recipe)
     started = time.perf_counter()
     ws = workspace(registry, data_dir, backbone, **args.runtime)
     on_cell = None

@@ -13,6 +13,7 @@ from attemptctl.cli.options import (
     DeviceOpt,
     EvalBatchSizeOpt,
     PrecisionOpt,
+    RecipeOpt,
     RegistryOpt,
     SourcesOpt,
     TrainingArgs,
@@ -22,6 +23,7 @@ from attemptctl.cli.options import (
 )
 from attemptctl.cli.progress import TrainProgress
 from attemptctl.cli.render import dev_summary
+from attemptctl.method.variants import DEFAULT_RECIPE
 
 
 def _report_targets(records, result) -> None:
@@ -43,8 +45,10 @@ def target_train(
     tasks: Annotated[str, typer.Argument(help="Target task, or several comma-separated to share G (rte,cb).")],
     sources: SourcesOpt = "",
     variant: Annotated[str, typer.Option("--variant", help="attempt | uniform | no-target | pt | spot.")] = "attempt",
-    init: Annotated[str, typer.Option("--init", help="Target prompt init: auto | vocab | zeros | best-source (the source scoring best on dev, "
-                                "untrained) | source:NAME.")] = "auto",
+    init: Annotated[str | None, typer.Option("--init", help="Target prompt init: auto (MNLI's, as the paper) | vocab "
+                    "| zeros | best-source (the source scoring best on dev, untrained) | source:NAME (default: the "
+                    "recipe's).")] = None,
+    recipe: RecipeOpt = DEFAULT_RECIPE,
     init_from: Annotated[str | None, typer.Option("--init-from", help="spot: a source NAME, or auto (most similar).")] = None,
     attn_prior: Annotated[str | None, typer.Option("--attn-prior", help="Initialise G from this attention prior.")] = None,
     sampling_temperature: Annotated[float | None, typer.Option(
@@ -63,7 +67,7 @@ def target_train(
     with TrainProgress() as progress:
         records, result = call(train_target, workspace(registry, data_dir, backbone, **args.runtime), names(tasks),
                                names(sources), variant=variant, init=init, init_from=init_from, attn_prior=attn_prior,
-                               preset=args.preset, overrides=overrides, on_event=progress, resume=args.resume,
+                               preset=args.preset, overrides=overrides, recipe=recipe, on_event=progress, resume=args.resume,
                                force=args.force)
     _report_targets(records, result)
 

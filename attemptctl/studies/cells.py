@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from attemptctl.errors import ConfigError
-from attemptctl.method.variants import TARGET_COLUMN, TARGET_INITS, variant_of  # noqa: F401  (TARGET_COLUMN: the studies' column name)
+from attemptctl.method.variants import DEFAULT_RECIPE, RECIPES, TARGET_COLUMN, TARGET_INITS, variant_of  # noqa: F401  (TARGET_COLUMN: the studies' column name)
 from attemptctl.tasks import get_task
 from registry import PromptRecord, Registry
 
@@ -80,10 +80,13 @@ class MethodsStudyConfig:
     """``single``: this source for every target instead of the attempt cell's most attended one."""
     attn_prior: str | None = None
     """Initialise G of the attention methods from this attention prior."""
-    target_init: str = "auto"
+    target_init: str | None = None
     """Where the mixing methods' target prompt starts (``target train --init``): auto (MNLI's prompt for a
     classification target, as the paper), vocab, zeros, best-source (the source that scores best on the
-    target's dev rows) or source:NAME. PT starts from vocabulary, SPoT from its chosen source."""
+    target's dev rows) or source:NAME; None: the recipe's. PT starts from vocabulary, SPoT from its chosen
+    source."""
+    recipe: str = DEFAULT_RECIPE
+    """How the mixing methods train (``target train --recipe``); PT and SPoT keep the preset's rate."""
 
     def __post_init__(self) -> None:
         if not self.targets:
@@ -104,10 +107,17 @@ class MethodsStudyConfig:
         for target in self.targets:
             get_task(target)  # an unknown task fails here, before anything trains
         names = [ref.split("@")[0] for ref in self.sources]
-        if self.target_init not in TARGET_INITS and not (self.target_init.startswith("source:")
-                                                        and self.target_init[7:] in names):
-            raise ConfigError(f"unknown --target-init '{self.target_init}'; use {', '.join(TARGET_INITS)} or "
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe '{self.recipe}'; choose one of {', '.join(RECIPES)}")
+        init = self.mixing_init
+        if init not in TARGET_INITS and not (init.startswith("source:") and init[7:] in names):
+            raise ConfigError(f"unknown --target-init '{init}'; use {', '.join(TARGET_INITS)} or "
                               f"source:NAME with NAME one of the sources ({', '.join(names) or 'none given'})")
+
+    @property
+    def mixing_init(self) -> str:
+        """Where the mixing methods' target prompts start: as given, else the recipe's start."""
+        return self.target_init or RECIPES[self.recipe]["init"]
 
     @property
     def study(self) -> str:

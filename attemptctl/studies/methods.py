@@ -104,10 +104,23 @@ def run_options(options: Mapping, tasks: int) -> dict:
     return {**options, **scaled, "sampling_temperature": options.get("sampling_temperature") or UNIFORM_SAMPLING}
 
 
-def _check_options(records: Sequence[PromptRecord], options: Mapping, overrides: Mapping, name: str) -> None:
+def _recipe_options(config: MethodsStudyConfig, overrides: dict) -> tuple[dict, dict]:
+    """The mixing methods' overrides and compared options: the study's, with the recipe's rates where the
+    study gives none (PT and SPoT train at the study's options as they are)."""
+    from attemptctl.engine.train import make_config
+    from attemptctl.method.variants import apply_recipe
+
+    _, mixing = apply_recipe(config.recipe, overrides)
+    options = make_config(config.preset, **mixing).to_dict()
+    return mixing, {k: v for k, v in options.items() if k not in UNCOMPARED_OPTIONS}
+
+
+def _check_options(records: Sequence[PromptRecord], by_method, name: str) -> None:
     """A study keeps one budget: a run with other options than its finished cells is refused (a
-    multi-task cell is compared with the options this run would give a run over as many targets)."""
+    multi-task cell is compared with the options this run would give a run over as many targets).
+    ``by_method(method)`` gives a method's (overrides, options)."""
     for record in records:
+        overrides, options = by_method(record.config["study"]["method"])
         tasks = len(record.config.get("tasks") or [record.task])
         expected = {**options, **{k: v for k, v in run_options(overrides, tasks).items()
                                   if k in (*SCALED_OPTIONS, "sampling_temperature")}}
@@ -119,18 +132,18 @@ def _check_options(records: Sequence[PromptRecord], options: Mapping, overrides:
 
 
 def _init_tag(config: MethodsStudyConfig, method: str) -> dict:
-    """What a mixing cell's tag keeps of its target prompt's start (a study's cells share one)."""
-    return {"target_init": config.target_init} if method in MIXING_METHODS else {}
+    """What a mixing cell's tag keeps of its target prompt's start and recipe (a study's cells share one)."""
+    return {"target_init": config.mixing_init, "recipe": config.recipe} if method in MIXING_METHODS else {}
 
 
 def _check_init(records: Sequence[PromptRecord], config: MethodsStudyConfig) -> None:
     """A study's mixing cells start their target prompts one way; cells from before the option started at auto."""
     for record in records:
         tag = record.config["study"]
-        if tag["method"] in MIXING_METHODS and tag.get("target_init", "auto") != config.target_init:
+        if tag["method"] in MIXING_METHODS and tag.get("target_init", "auto") != config.mixing_init:
             raise ConfigError(f"study '{config.study}' started {record.ref}'s target prompt at "
-                              f"{tag.get('target_init', 'auto')}, this run asks {config.target_init}; give the "
-                              "study's --target-init or another --name")
+                              f"{tag.get('target_init', 'auto')}, this run asks {config.mixing_init}; give the "
+                              "study's --target-init (or --recipe) or another --name")
 
 
 def _jobs(todo: Sequence[Cell], targets: Sequence[str]) -> list[list[Cell]]:
@@ -187,8 +200,13 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
     sources = _pinned_sources(registry, config.sources, records)
     single = [registry.get("source", config.single_source).ref] if config.single_source else []
     overrides, options = _options(config, registry, [*sources, *single])
+    mixing = _recipe_options(config, overrides)
+
+    def by_method(method: str) -> tuple[dict, dict]:
+        return mixing if method in MIXING_METHODS else (overrides, options)
+
     done = finished_cells(registry, records)
-    _check_options([record for record, _ in done.values()], options, overrides, name)
+    _check_options([record for record, _ in done.values()], by_method, name)
     _check_init([record for record, _ in done.values()], config)
     cells = config.cells()
     skipped = sum(c in done for c in cells)
@@ -213,9 +231,10 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
             checkpoint = ws.registry_path / "checkpoints" / f"target-{'+'.join(c.target for c in job)}.safetensors"
             ready, result = train_target(
                 ws, [c.target for c in job], mixes, variant=variant, init_from="auto" if method == "spot" else None,
-                init=config.target_init if method in MIXING_METHODS else "auto",
+                init=config.mixing_init if method in MIXING_METHODS else "auto",
                 attn_prior=config.attn_prior if variant_of(variant).has_attention else None, preset=config.preset,
-                overrides=run_options(overrides, len(job)) | {"seed": seed, "shots": shots}, on_event=on_event,
+                overrides=run_options(by_method(method)[0], len(job)) | {"seed": seed, "shots": shots},
+                recipe=config.recipe, on_event=on_event,
                 resume=resume and not trained and checkpoint.exists(),
                 record_config={c.target: {"study": {"name": name, **c.tag, **_init_tag(config, method)}} for c in job})
             if not result.main_process:

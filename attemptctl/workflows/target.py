@@ -23,7 +23,7 @@ from attemptctl.engine.train import Event, TrainConfig, TrainResult, train
 from attemptctl.errors import ConfigError
 from attemptctl.method.backbones import Backbone
 from attemptctl.method.mixture import PromptMixture
-from attemptctl.method.variants import TARGET_INITS, variant_of
+from attemptctl.method.variants import DEFAULT_RECIPE, SELECTABLE, TARGET_INITS, apply_recipe, variant_of
 from attemptctl.tasks import Task, labels_of, task_of
 from attemptctl.tasks.metrics import primary_metric
 from attemptctl.workflows import payloads
@@ -106,14 +106,22 @@ def _spot_init(run: TargetRun, task: Task, init_from: str, backbone: Backbone, s
 
 
 def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str], *, variant: str = "attempt",
-                 init: str = "auto", init_from: str | None = None, attn_prior: str | None = None, preset: str = "cpu",
-                 overrides: dict | None = None, on_event: Event | None = None, resume: bool = False,
-                 force: bool = False, record_config: dict[str, dict] | None = None
-                 ) -> tuple[list[PromptRecord], TrainResult]:
+                 init: str | None = None, init_from: str | None = None, attn_prior: str | None = None,
+                 preset: str = "cpu", overrides: dict | None = None, recipe: str = DEFAULT_RECIPE,
+                 on_event: Event | None = None, resume: bool = False, force: bool = False,
+                 record_config: dict[str, dict] | None = None) -> tuple[list[PromptRecord], TrainResult]:
     """Train target prompt(s) (and G) over frozen sources; register G, then one target per task.
 
-    ``record_config`` adds entries to each task's recorded config, by task name (a study's tag).
+    A variant that mixes sources takes its start (``init`` None) and rates from ``recipe`` (see
+    :data:`~attemptctl.engine.train.RECIPES`), under what ``overrides`` gives; PT and SPoT have their own
+    starts and the preset's rate. ``record_config`` adds entries to each task's recorded config, by task
+    name (a study's tag).
     """
+    mixing = variant_of(variant).mixes_sources and variant in SELECTABLE
+    if mixing:
+        start, overrides = apply_recipe(recipe, overrides)
+        init = init or start
+    init = init or "auto"
     run = plan_run(ws, task_names, source_refs, variant, preset, overrides)
     if variant == "spot" and not init_from:
         raise ConfigError("variant 'spot' starts from a source prompt; give --init-from NAME or --init-from auto")
@@ -144,7 +152,8 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
                        on_event=on_event, resume=resume, force=force)
     if not result.main_process:
         return [], result  # under `accelerate launch` only the main process writes the registry
-    config = {**run.config.to_dict(), "preset": preset, "tasks": list(task_map), "attn_prior": attn_prior}
+    config = {**run.config.to_dict(), "preset": preset, "recipe": recipe if mixing else None, "tasks": list(task_map),
+              "attn_prior": attn_prior}
     records = register_trained(run, backbone, mixture, result, variant, config,
                         {t.name: {"init": inits[t.name], "data": splits[t.name].source, "rows": _rows(splits[t.name]),
                                   **extra.get(t.name, {}),

@@ -360,7 +360,7 @@ def _cell_job(ws, job: dict, work: Path, worker_id: int) -> dict:
 
     options = dict(job["options"])
     config = MethodsStudyConfig(tuple(job["targets"]), SOURCES, (job["method"],), (job["seed"],), (None,),
-                                job["study"], "cpu", options, None, None, job["init"])
+                                job["study"], "cpu", options, None, None, job["init"], job.get("recipe", "v1"))
     result = study_methods(ws, config)
     write_export(work / "exports" / job["study"] / f"w{worker_id}.json", methods_table(ws.registry(), job["study"]))
     return {"trained": len(result.trained), "interrupted": result.interrupted}
