@@ -130,8 +130,10 @@ for _part, _methods, _extra in (
         # (keeps MNLI's knowledge for CB, which the zero start lost: 46.8 against 55.0 on seed 1)
         ("defaults-best-lr1e-3-g1e-1", ("attempt",), {"--target-init": "best-source", "--lr": 0.001,
                                                       "--attn-lr": 0.1}),
-        # the official code's G: its LayerNorm frozen (today's defaults otherwise)
+        # the official code's G: its LayerNorm frozen (the v1 defaults otherwise)
         ("defaults-frozen-norm", ("attempt",), {"--attn-norm": "frozen"}),
+        # the transfer recipe (the default since issue 28) with G's LayerNorm frozen, as the official code has it
+        ("defaults-transfer-frozen-norm", ("attempt",), {"--recipe": "transfer", "--attn-norm": "frozen"}),
         ("defaults-spot", ("spot",), {})):
     PARTS[_part] = {"study": _part, "targets": DEFAULTS_TARGETS, "methods": _methods, "seeds": (1, 2),
                     "shots": (None,), "budget": {**DEFAULTS_BUDGET, **_extra}, "sources": "mnli,qqp,qnli,sst2,squad"}
