@@ -267,7 +267,7 @@ def constant_answers(part: dict, data_dir: str) -> dict[str, list[float]]:
     sys.path.insert(0, str(ROOT))
     from attemptctl.tasks import get_task
     from attemptctl.tasks.data import load_task
-    from attemptctl.tasks.metrics import compute_metrics, primary_metric
+    from attemptctl.tasks.metrics import constant_answer, primary_metric
 
     limit = int(part["budget"]["--test-limit"])
     scores = {}
@@ -275,7 +275,7 @@ def constant_answers(part: dict, data_dir: str) -> dict[str, list[float]]:
         task, metric, per_seed = get_task(target), primary_metric(get_task(target)), []
         for seed in part["seeds"]:
             rows = load_task(task, data_dir=data_dir, seed=seed, train_limit=1, test_limit=limit).test
-            per_seed.append(max(compute_metrics(task, [label] * len(rows), rows)[metric] for label in task.labels))
+            per_seed.append(constant_answer(task, rows).metrics[metric])
         scores[target] = per_seed
     return scores
 
@@ -386,7 +386,7 @@ def transfer(args) -> None:
     from attemptctl.method.mixture import PromptMixture
     from attemptctl.tasks import get_task, labelled, labels_of
     from attemptctl.tasks.data import load_task
-    from attemptctl.tasks.metrics import compute_metrics, primary_metric
+    from attemptctl.tasks.metrics import constant_answer, primary_metric
     from attemptctl.workflows.payloads import load_prompt
     from attemptctl.workflows.runs import vocab_prompt
     from attemptctl.zoo import pull_zoo

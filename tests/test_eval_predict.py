@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 import torch
@@ -29,8 +30,9 @@ def run(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, real_data_dir, tiny_causal_dir):
-    """Two sources, an ATTEMPT target (rte) and a PT target (rte@2) and another target (cb)."""
+def training(tmp_path_factory, real_data_dir, tiny_causal_dir):
+    """Two sources, an ATTEMPT target (rte) and a PT target (rte@2) and another target (cb); with what
+    each training printed."""
     path = tmp_path_factory.mktemp("eval") / "registry"
     common = ["--registry", path, "--data-dir", real_data_dir]
     steps = [["source", "train", "mnli", "--backbone", tiny_causal_dir, "--prompt-length", "4"],
@@ -38,10 +40,17 @@ def trained(tmp_path_factory, real_data_dir, tiny_causal_dir):
              ["target", "train", "rte", "--sources", "mnli,qqp"],
              ["target", "train", "rte", "--variant", "pt", "--prompt-length", "4"],
              ["target", "train", "cb", "--sources", "mnli"]]
+    printed = []
     for step in steps:
         result = run(*step, *common, *SMALL)
         assert result.exit_code == 0, result.output
-    return path, common
+        printed.append(result.output)
+    return path, common, printed
+
+
+@pytest.fixture(scope="module")
+def trained(training):
+    return training[:2]
 
 
 def test_eval_every_target_in_one_table_and_csv(trained, accuracy_by_hand):
@@ -63,11 +72,85 @@ def test_compare_lays_versions_side_by_side(trained):
     assert [(r["prompt"], r["variant"]) for r in rows] == [("rte@1", "attempt"), ("rte@2", "pt")]
     table = run("eval", "rte", "--compare", *common)
     assert table.exit_code == 0 and "Δ accuracy" in table.output
-    # Δ is each version's accuracy minus the first version's, in points; the last cell of its line.
+    # Δ is each version's accuracy minus the first version's, in points; the last cell of its line, after
+    # the constant answer's accuracy on the same rows.
     first = rows[0]["metrics"]["accuracy"]
     for row in rows:
         [line] = [line for line in table.output.splitlines() if row["prompt"] in line]
         assert line.strip(" │").split("│")[-1].strip() == f"{100 * (row['metrics']['accuracy'] - first):+.1f}"
+        assert line.strip(" │").split("│")[-2].strip() == f"{100 * row['constant']['metrics']['accuracy']:.1f}"
+
+
+def constant_by_hand(data_dir, ref: str, registry_path, split: str = "test", limit: int | None = None
+                     ) -> tuple[str, float]:
+    """The best constant answer of a prompt's rows, counted by hand: for accuracy the most frequent gold
+    label; for CB's macro-F1 (F1 2n/(n+N) of the label answered, 0 for the other two) the same label."""
+    from collections import Counter
+    from pathlib import Path
+
+    from attemptctl.workflows.workspace import Workspace, split_examples
+
+    ws = Workspace(Path(registry_path), Path(data_dir))
+    task, rows = split_examples(ws, ws.registry().find(ref), split, limit)
+    counts = Counter(e.target for e in rows)
+    answer = max(task.labels, key=lambda label: counts[label])  # ties: the first label, as the tool breaks them
+    n, total = counts[answer], len(rows)
+    return answer, (2 * n / (n + total) / len(task.labels) if task.name == "cb" else n / total)
+
+
+def test_eval_shows_the_constant_answer_on_the_same_rows(trained):
+    """JSON, CSV and the table carry the best single label's score on the rows each prompt was scored on."""
+    path, common = trained
+    rows = json.loads(run("eval", *common, "--json").output)
+    assert [r["prompt"] for r in rows] == ["cb@1", "rte@2"]
+    for row in rows:
+        answer, score = constant_by_hand(common[3], row["prompt"], path)
+        primary = next(iter(row["metrics"]))
+        assert row["constant"]["answer"] == answer and set(row["constant"]["metrics"]) == set(row["metrics"])
+        assert row["constant"]["metrics"][primary] == pytest.approx(score)
+    table = run("eval", *common)
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.output.splitlines() if "prompt" in line)
+    assert header.split()[-3:] == ["constant", "rows", "s"]
+    for row in rows:  # the constant sits beside the score, before the row count
+        words = next(line for line in table.output.splitlines() if line.startswith(row["prompt"])).split()
+        assert words[-3] == f"{100 * row['constant']['metrics'][next(iter(row['metrics']))]:.1f}"
+    by_csv = {r["prompt"]: r for r in csv.DictReader(io.StringIO(run("eval", *common, "--csv").output))}
+    assert float(by_csv["rte@2"]["constant_accuracy"]) == pytest.approx(rows[1]["constant"]["metrics"]["accuracy"])
+    assert by_csv["cb@1"]["constant_answer"] == rows[0]["constant"]["answer"]
+    [limited] = json.loads(run("eval", "rte@2", *common, "--split", "dev", "--limit", "3", "--json").output)
+    assert limited["examples"] == 3  # the constant is counted on the rows scored, not the whole split
+    answer, score = constant_by_hand(common[3], "rte@2", path, "dev", 3)
+    assert limited["constant"] == {"answer": answer, "metrics": {"accuracy": pytest.approx(score)}}
+
+
+def test_a_free_form_task_has_no_constant_answer(tmp_path, real_data_dir, tiny_causal_dir):
+    common = ["--registry", tmp_path / "registry", "--data-dir", real_data_dir]
+    tiny = ["--max-steps", "1", "--train-limit", "4", "--dev-limit", "2", "--test-limit", "2", "--batch-size", "2",
+            "--max-length", "40", "--prompt-length", "4"]
+    trained = run("source", "train", "squad", "--backbone", tiny_causal_dir, *common, *tiny)
+    assert trained.exit_code == 0, trained.output
+    [row] = json.loads(run("eval", "squad", *common, "--json").output)
+    assert row["constant"] is None and row["examples"] == 2
+    table = run("eval", "squad", *common)
+    assert next(line for line in table.output.splitlines() if line.startswith("squad@1")).split()[-3] == "—"
+
+
+def test_training_lines_name_the_split_and_the_rows(training):
+    """Each dev check and each registration line reads ``dev accuracy 62.5 on 6 rows`` (6: --dev-limit)."""
+    path, _, printed = training
+    lines = [" ".join(text.split()) for text in printed]  # rich wraps long lines at 80 columns
+    registry = Registry(path)
+    mnli, rte, cb = registry.get("source", "mnli@1"), registry.get("target", "rte@1"), registry.get("target", "cb@1")
+    assert re.search(r"^step 2: dev accuracy \d+\.\d on 6 rows", printed[2], re.MULTILINE), printed[2]
+    assert f"registered source mnli@1 (dev accuracy {100 * mnli.metrics['dev']['mnli']['accuracy']:.1f} on 6 rows; " \
+        in lines[0]
+    assert f"registered target rte@1 (attempt over mnli@1, qqp@1; dev accuracy " \
+           f"{100 * rte.metrics['dev']['rte']['accuracy']:.1f} on 6 rows)" in lines[2]
+    dev = cb.metrics["dev"]["cb"]
+    assert f"dev macro_f1 {100 * dev['macro_f1']:.1f}, accuracy {100 * dev['accuracy']:.1f} on 6 rows)" in lines[4]
+    assert rte.metrics["dev_examples"] == {"rte": 6} and mnli.metrics["dev_examples"] == {"mnli": 6}
+    assert not any(": dev rte:" in text or "rte accuracy" in text for text in lines)  # the old forms
 
 
 def test_predict_from_argument_file_and_stdin(trained, tmp_path):

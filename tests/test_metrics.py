@@ -14,6 +14,7 @@ from attemptctl.tasks.metrics import (
     METRICS,
     binary_f1,
     compute_metrics,
+    constant_answer,
     macro_f1,
     matthews_corrcoef,
     normalize_answer,
@@ -253,3 +254,22 @@ def test_scitail_and_winogrande_accuracy_with_invalid_outputs():
     wino = get_task("winogrande")
     gold = [Example("winogrande", "x", "option1", 0), Example("winogrande", "x", "option2", 1)]
     assert compute_metrics(wino, ["option1", "garage"], gold) == {"accuracy": 0.5}
+
+
+def test_the_constant_answer_is_the_best_label_for_every_row():
+    """MRPC, 3 of 8 rows equivalent: always "equivalent" has F1 2·3/(3+8) = 0.545 and accuracy 3/8, always
+    "not_equivalent" F1 0 and accuracy 5/8; the primary metric (F1) picks "equivalent", accuracy the other."""
+    rows = examples_for("mrpc", [1, 1, 1, 0, 0, 0, 0, 0])
+    best = constant_answer(get_task("mrpc"), rows)
+    assert best.answer == "equivalent" and best.metrics == pytest.approx({"f1": 6 / 11, "accuracy": 3 / 8})
+    assert constant_answer(get_task("mrpc"), rows, "accuracy").answer == "not_equivalent"
+    # CB: the most frequent class (2 of 4 neutral): macro-F1 (2·2/(2+4)) / 3 classes, accuracy 2/4.
+    cb = constant_answer(get_task("cb"), examples_for("cb", [0, 1, 2, 2]))
+    assert cb.answer == "neutral" and cb.metrics == pytest.approx({"macro_f1": 4 / 6 / 3, "accuracy": 2 / 4})
+    assert constant_answer(get_task("rte"), examples_for("rte", [0, 1])).answer == "entailment"  # a tie: the first
+
+
+def test_free_form_tasks_and_no_rows_have_no_constant_answer():
+    squad = [Example("squad", "x", "Paris", None, answers=("Paris",))]
+    assert constant_answer(get_task("squad"), squad) is None and constant_answer(get_task("stsb"), []) is None
+    assert constant_answer(get_task("rte"), []) is None

@@ -4,6 +4,7 @@ end to end through the CLI on a tiny random Llama with the real tokenizer and re
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -58,6 +59,12 @@ def test_multi_task_shares_one_attention_module_and_evaluates(sources_registry):
     registry = Registry(path)
     rte, cb = registry.get("target", "rte"), registry.get("target", "cb")
     assert rte.attention == cb.attention == "rte+cb@1"
+    # Each dev check names every task with the rows it scored (--dev-limit 6); each target its own.
+    printed = " ".join(result.output.split())
+    assert re.search(r"step 2: dev: rte accuracy \d+\.\d on 6 rows; cb macro_f1 \d+\.\d, accuracy \d+\.\d on 6 rows",
+                     printed), printed
+    assert "registered target cb@1 (attempt over mnli@1, qqp@1; dev macro_f1 " in printed
+    assert rte.metrics["dev_examples"] == {"rte": 6} and cb.metrics["dev_examples"] == {"cb": 6}
     assert rte.config["sampling_temperature"] == 4.0
     evaluated = json.loads(run("eval", "rte", "cb", *common, "--json").output)
     assert [row["prompt"] for row in evaluated] == ["rte@1", "cb@1"]

@@ -16,6 +16,7 @@ from attemptctl.cli.render import (
     ExampleRow,
     MetricsRow,
     attention_heatmap,
+    dev_summary,
     examples_table,
     heatmap_png,
     metrics_table,
@@ -39,6 +40,11 @@ def body_cells(text: str, label: str) -> list[str]:
         if cells[0] == label:
             return cells[1:]
     raise AssertionError(f"no row {label!r} in:\n{text}")
+
+
+def body_words(text: str, label: str) -> list[str]:
+    """The words of the line that starts with `label` (a borderless table's row)."""
+    return next(line for line in text.splitlines() if line.strip().startswith(label)).split()
 
 
 def test_heatmap_exact_plain_text():
@@ -214,16 +220,16 @@ def test_metrics_table_with_missing_metrics():
     ]
     text = render_to_text(metrics_table(rows, title="Scores"), width=120)
     header = next(line for line in text.splitlines() if "prompt" in line).split()
-    assert header == ["prompt", "sources", "accuracy", "f1", "rows", "s"]
+    assert header == ["prompt", "sources", "accuracy", "f1", "constant", "rows", "s"]
     mnli = next(line for line in text.splitlines() if line.strip().startswith("mnli@1"))
-    assert mnli.split() == ["mnli@1", "—", "85.1", "9,815", "12.3"]
+    assert mnli.split() == ["mnli@1", "—", "85.1", "—", "9,815", "12.3"]  # no constant given: none shown
     rte = next(line for line in text.splitlines() if line.strip().startswith("rte@2"))
-    assert rte.split() == ["rte@2", "mnli", "qqp", "90.0", "88.8", "1,500", "3.0"]
+    assert rte.split() == ["rte@2", "mnli", "qqp", "90.0", "88.8", "—", "1,500", "3.0"]
     mrpc = next(line for line in text.splitlines() if line.strip().startswith("mrpc@1"))
     header_line = next(line for line in text.splitlines() if "accuracy" in line)
     start, end = header_line.index("accuracy"), header_line.index("f1")
     assert mrpc[start:start + 8].strip() == "" and "50.0" in mrpc[end - 3:end + 3]
-    assert "metrics in %; split: test" in text
+    assert "metrics in %; split: test; constant: first metric" in text  # the rows' primary metrics differ
 
 
 def test_metrics_table_of_tasks_with_different_metrics_fits_80_columns():
@@ -236,8 +242,38 @@ def test_metrics_table_of_tasks_with_different_metrics_fits_80_columns():
     text = render_to_text(metrics_table(rows), width=80)
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
     assert next(line for line in text.splitlines() if "prompt" in line).split() == [
-        "prompt", "sources", "metrics", "(%)", "rows", "s"]
+        "prompt", "sources", "metrics", "(%)", "constant", "rows", "s"]
     assert "macro_f1 41.0, accuracy 60.0" in text and "pearson 90.0, spearman 88.0" in text
+
+
+def test_metrics_table_shows_the_constant_answer_beside_each_score():
+    """One task: the constant's primary score as a bare number; free-form tasks: a dash."""
+    rows = [MetricsRow("rte", 1, "target", ["mnli@1"], {"accuracy": 0.625}, 48, 1.0, "test",
+                       constant={"accuracy": 0.5417}),
+            MetricsRow("rte", 2, "target", [], {"accuracy": 0.5}, 48, 1.0, "test", constant={"accuracy": 0.5417})]
+    text = render_to_text(metrics_table(rows), width=100)
+    assert next(line for line in text.splitlines() if "prompt" in line).split() == [
+        "prompt", "sources", "accuracy", "constant", "rows", "s"]
+    assert next(line for line in text.splitlines() if "rte@1" in line).split() == [
+        "rte@1", "mnli", "62.5", "54.2", "48", "1.0"]
+
+
+def test_metrics_table_gives_the_constant_in_each_tasks_first_metric_and_dashes_free_form():
+    rows = [MetricsRow("mrpc", 1, "target", [], {"f1": 0.7, "accuracy": 0.6}, 48, 1.0, "test",
+                       constant={"f1": 0.8123, "accuracy": 0.6842}),
+            MetricsRow("squad", 1, "source", [], {"squad_f1": 0.371, "squad_em": 0.303}, 30, 9.0, "test")]
+    text = render_to_text(metrics_table(rows), width=100)
+    assert body_words(text, "mrpc@1")[-3:] == ["81.2", "48", "1.0"]  # F1, MRPC's first metric
+    assert body_words(text, "squad@1")[-3:] == ["—", "30", "9.0"]
+    assert "split: test; constant: first metric" in text
+
+
+def test_dev_summary_names_the_split_and_the_rows():
+    assert dev_summary({"rte": {"accuracy": 0.625}}, {"rte": 48}) == "dev accuracy 62.5 on 48 rows"
+    several = dev_summary({"rte": {"accuracy": 0.625}, "cb": {"accuracy": 0.5, "macro_f1": 0.4}}, {"rte": 48, "cb": 28})
+    assert several == "dev: rte accuracy 62.5 on 48 rows; cb macro_f1 40.0, accuracy 50.0 on 28 rows"  # primary first
+    assert dev_summary({"rte": {"accuracy": 0.625}}) == "dev accuracy 62.5"  # a record from before the counts
+    assert dev_summary({}) == dev_summary({"rte": {}}) == "no dev score"
 
 
 def test_records_table_with_a_plain_record():

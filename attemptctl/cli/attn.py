@@ -235,5 +235,5 @@ def attn_pretrain(
     if record is None:
         return
     out.print(f"registered attention prior [bold]{record.ref}[/] over {', '.join(names(sources))} "
-              f"({dev_summary(result.dev)}; {result.steps} steps)", highlight=False)
+              f"({dev_summary(result.dev, result.dev_examples)}; {result.steps} steps)", highlight=False)
     exit_if_interrupted(result)

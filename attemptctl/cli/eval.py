@@ -25,37 +25,49 @@ from attemptctl.cli.render import MetricsRow, metrics_table
 from attemptctl.formatting import percent
 
 
+def _constant(row) -> dict | None:
+    """The task's constant answer on the row's examples (None for free-form tasks), as JSON gives it."""
+    return None if row.constant is None else {"answer": row.constant.answer, "metrics": row.constant.metrics}
+
+
 def _eval_records(rows) -> list[dict]:
     return [{"prompt": r.record.ref, "task": r.record.name, "version": r.record.version, "kind": r.record.kind,
              "variant": r.record.variant, "split": r.split, "sources": list(r.record.sources), "metrics": r.metrics,
-             "examples": r.examples, "seconds": round(r.seconds, 3)} for r in rows]
+             "constant": _constant(r), "examples": r.examples, "seconds": round(r.seconds, 3)} for r in rows]
 
 
 def _csv(records: list[dict]) -> str:
     metrics = list(dict.fromkeys(name for record in records for name in record["metrics"]))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["prompt", "kind", "variant", "split", "sources", *metrics, "examples", "seconds"])
+    writer.writerow(["prompt", "kind", "variant", "split", "sources", *metrics, "constant_answer",
+                     *(f"constant_{m}" for m in metrics), "examples", "seconds"])
     for r in records:
+        constant = r["constant"] or {"answer": "", "metrics": {}}
         writer.writerow([r["prompt"], r["kind"], r["variant"], r["split"], " ".join(r["sources"]),
-                         *(r["metrics"].get(m, "") for m in metrics), r["examples"], r["seconds"]])
+                         *(r["metrics"].get(m, "") for m in metrics), constant["answer"],
+                         *(constant["metrics"].get(m, "") for m in metrics), r["examples"], r["seconds"]])
     return buffer.getvalue()
 
 
 def _comparison(rows):
-    """Versions of each task side by side: variant, sources, parent, metrics and the change from the first."""
+    """Versions of each task side by side: variant, sources, parent, metrics, the constant answer (in the
+    first metric, as Δ) and the change from the first."""
     from rich.table import Table
 
-    table = Table(title="Versions side by side", caption="metrics in %; Δ against the first version of the task")
     metrics = list(dict.fromkeys(name for row in rows for name in row.metrics))
-    for column in ("prompt", "variant", "sources", "parent", *metrics, "Δ " + metrics[0]):
-        table.add_column(column, justify="right" if column in metrics or column.startswith("Δ") else "left")
+    table = Table(title="Versions side by side",
+                  caption="metrics in %; constant: best single label; Δ against the task's first version")
+    for column in ("prompt", "variant", "sources", "parent", *metrics, "constant", "Δ " + metrics[0]):
+        numeric = column in (*metrics, "constant") or column.startswith("Δ")
+        table.add_column(column, justify="right" if numeric else "left")
     first: dict[str, float] = {}
     for row in rows:
         primary = row.metrics.get(metrics[0], 0.0)
         base = first.setdefault(row.record.name, primary)
+        constant = percent(row.constant.metrics.get(metrics[0])) if row.constant else "—"
         table.add_row(row.record.ref, row.record.variant, ", ".join(row.record.sources) or "—", row.record.parent or "",
-                      *(percent(row.metrics.get(m)) for m in metrics),
+                      *(percent(row.metrics.get(m)) for m in metrics), constant,
                       f"{100 * (primary - base):+.1f}")
     return table
 
@@ -91,4 +103,5 @@ def eval_command(
     else:
         out.print(metrics_table([MetricsRow(task=r.record.name, version=r.record.version, kind=r.record.kind,
                                             sources=r.record.sources, metrics=r.metrics, examples=r.examples,
-                                            seconds=r.seconds, split=r.split) for r in rows]))
+                                            seconds=r.seconds, split=r.split,
+                                            constant=r.constant.metrics if r.constant else None) for r in rows]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from attemptctl.cli.app import err
+from attemptctl.cli.render import dev_summary
 from attemptctl.formatting import percent
 
 
@@ -48,8 +49,8 @@ class TrainProgress:
             loss = {} if data["loss"] is None else {"loss": data["loss"]}  # None: not synced this step (GPU)
             self.progress.update(self.bar, advance=1, speed=self.seen / elapsed, **loss)
         elif event == "eval" and not self.transient:
-            marks = " ".join(f"{task}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()) for task, m in data["dev"].items())
-            self.progress.console.print(f"step {data['step']}: dev {marks}" + ("  [green]best[/]" if data["improved"] else ""))
+            self.progress.console.print(f"step {data['step']}: {dev_summary(data['dev'], data.get('examples'))}"
+                                        + ("  [green]best[/]" if data["improved"] else ""), highlight=False)
         elif event == "interrupted":
             where = f"; checkpoint {data['checkpoint']} (continue with --resume)" if data.get("checkpoint") else ""
             if self.transient:
@@ -82,5 +83,10 @@ class StudyProgress:
     def cell(self, event: str, cells, index: int, total: int, **data: Any) -> None:
         self.training.label = f"[{index}/{total}] {self._name(cells)}"
         if event == "done":
-            scores = ", ".join(f"{ref} {metric} {percent(value)}" for ref, metric, value in data["scores"])
+            scores = ", ".join(_test_score(*score) for score in data["scores"])
             self.training.progress.console.print(f"{self.training.label}: test {scores}", highlight=False)
+
+
+def _test_score(ref: str, metric: str, value: float, examples: int | None = None) -> str:
+    """A finished cell's test score, with the rows it was measured on when the study gives them."""
+    return f"{ref} {metric} {percent(value)}" + (f" on {examples:,} rows" if examples is not None else "")

@@ -58,6 +58,8 @@ class MetricsRow:
     examples: int
     seconds: float
     split: str
+    constant: Mapping[str, float] | None = None
+    """The task's constant answer on the same rows, scored like ``metrics``; None: the task has none (free-form)."""
 
 
 def _weight_style(weight: float) -> Style:
@@ -283,11 +285,13 @@ METRIC_COLUMNS = 2
 
 
 def metrics_table(rows: Sequence[MetricsRow], *, title: str | None = None) -> Table:
-    """Prompt, sources, the metrics (in %), examples, seconds — readable at 80 columns.
+    """Prompt, sources, the metrics (in %), the constant answer's score, examples, seconds — readable at 80 columns.
 
     When the rows have at most two metrics between them (one task, or tasks scored alike) each
     metric gets a column; tasks with different metrics share one ``metrics (%)`` column of
-    ``name value`` pairs instead of a dozen mostly empty columns.
+    ``name value`` pairs instead of a dozen mostly empty columns. The ``constant`` column is what
+    answering every row with the task's best single label scores in its primary (first) metric
+    (``—`` for free-form tasks); the caption says so when the rows' primary metrics differ.
     """
     metric_names: list[str] = []
     for row in rows:
@@ -295,8 +299,10 @@ def metrics_table(rows: Sequence[MetricsRow], *, title: str | None = None) -> Ta
     splits = list(dict.fromkeys(row.split for row in rows))
     split_column = len(splits) > 1
     own_columns = len(metric_names) <= METRIC_COLUMNS
+    mixed_primaries = len({next(iter(row.metrics), None) for row in rows}) > 1
 
-    caption = ("metrics in %" if own_columns else "") + (f"; split: {splits[0]}" if len(splits) == 1 else "")
+    caption = (("metrics in %" if own_columns else "") + (f"; split: {splits[0]}" if len(splits) == 1 else "")
+               + ("; constant: first metric" if mixed_primaries else ""))
     table = Table(title=title, caption=caption.strip("; "), caption_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False, padding=(0, 1, 0, 0), show_edge=False)
     table.add_column("prompt", no_wrap=True)
@@ -304,7 +310,8 @@ def metrics_table(rows: Sequence[MetricsRow], *, title: str | None = None) -> Ta
     if split_column:
         table.add_column("split", no_wrap=True)
     for name in metric_names if own_columns else ["metrics (%)"]:
-        table.add_column(name, justify="right" if own_columns else "left", no_wrap=own_columns)
+        table.add_column(name, justify="right" if own_columns else "left", no_wrap=True)  # sources wrap instead
+    table.add_column("constant", justify="right", no_wrap=True)
     table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("s", justify="right", no_wrap=True)
 
@@ -316,10 +323,17 @@ def metrics_table(rows: Sequence[MetricsRow], *, title: str | None = None) -> Ta
             " ".join(str(ref).split("@")[0] for ref in row.sources) or BLANK,
             *([row.split] if split_column else []),
             *scores,
+            _constant_cell(row),
             f"{row.examples:,}",
             f"{row.seconds:.1f}",
         )
     return table
+
+
+def _constant_cell(row: MetricsRow) -> str:
+    """The constant answer's score in the row's primary (first) metric; a dash where the task has none."""
+    primary = next(iter(row.metrics), None)
+    return percent(row.constant[primary]) if row.constant and primary in row.constant else BLANK
 
 
 def _first_dev_score(metrics: Mapping[str, Any]) -> str:
@@ -446,6 +460,17 @@ def render_to_text(renderable: Any, *, width: int = 100, color: bool = False) ->
     return console.file.getvalue()
 
 
-def dev_summary(dev: dict) -> str:
-    parts = [f"{task} " + ", ".join(f"{k} {percent(v)}" for k, v in metrics.items()) for task, metrics in dev.items() if metrics]
-    return "; ".join(parts) or "no dev score"
+def dev_summary(dev: Mapping[str, Mapping[str, float]], examples: Mapping[str, int] | None = None) -> str:
+    """A dev check in one phrase, naming the split and the rows scored: ``dev accuracy 62.5 on 48 rows``;
+    several tasks ``dev: rte accuracy 62.5 on 48 rows; cb macro_f1 40.0, accuracy 50.0 on 28 rows``.
+    ``examples``: rows scored per task (records from before they were kept have none: no count)."""
+    examples = examples or {}
+    scored = {task: metrics for task, metrics in dev.items() if metrics}
+    parts = [", ".join(f"{k} {percent(v)}" for k, v in in_metric_order(task, metrics).items())
+             + (f" on {examples[task]:,} rows" if examples.get(task) is not None else "")
+             for task, metrics in scored.items()]
+    if not parts:
+        return "no dev score"
+    if len(parts) == 1:
+        return f"dev {parts[0]}"
+    return "dev: " + "; ".join(f"{task} {part}" for task, part in zip(scored, parts))

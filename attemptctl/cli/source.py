@@ -67,8 +67,9 @@ def source_train(
                               force=args.force)
     if record is None:
         return  # a worker process of `accelerate launch`: the main process reports
-    out.print(f"registered source [bold]{record.ref}[/] ({dev_summary(result.dev)}; {result.steps} steps, "
-              f"{result.seconds:.0f} s)" + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)
+    out.print(f"registered source [bold]{record.ref}[/] ({dev_summary(result.dev, result.dev_examples)}; "
+              f"{result.steps} steps, {result.seconds:.0f} s)" + (" [yellow]interrupted[/]" if result.interrupted else ""),
+              highlight=False)
     exit_if_interrupted(result)
 
 

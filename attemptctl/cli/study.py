@@ -83,11 +83,12 @@ def _integers(text: str, option: str) -> list[int]:
 
 
 def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
-    """The study's table in the format asked; as a rich table, with the attention heatmap and the time."""
-    from attemptctl.studies import TARGET_COLUMN, table_csv, table_markdown, table_rows
+    """The study's table in the format asked; as a rich table, with the differences from PT, the attention
+    heatmap and the time."""
+    from attemptctl.studies import TARGET_COLUMN, table_csv, table_json, table_markdown, table_rows
 
     if as_json:
-        out.print_json(json.dumps(table.as_dict()))
+        out.print_json(json.dumps(table_json(table)))
         return
     if as_csv or markdown:
         out.out(table_csv(table) if as_csv else table_markdown(table), highlight=False)
@@ -109,6 +110,7 @@ def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
     for note in (table.borrowed_note(), table.kept_start_note()):
         if note:
             out.print(note, highlight=False)
+    _print_differences(table)
     attention = table.attention()
     if attention:
         from attemptctl.studies import METHODS
@@ -125,6 +127,27 @@ def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
                   "trains them", highlight=False)
     out.print(f"{len(table.cells)} cells; total time {table.seconds / 60:.1f} min (training and test evaluation)",
               highlight=False)
+
+
+def _print_differences(table) -> None:
+    """Each method's difference from PT with its paired bootstrap interval; one that holds is bold and starred."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from attemptctl.studies import difference_note, difference_rows, differences
+
+    rows = differences(table)
+    for shots, header, body in difference_rows(table, rows):
+        out.print(f"Study {table.name}: difference from PT (points, 95% paired bootstrap)"
+                  + (f", {shots}-shot" if shots else ""), highlight=False)
+        rendered = Table()
+        for i, name in enumerate(header):
+            rendered.add_column(name, justify="left" if i == 0 else "right")
+        for row in body:
+            rendered.add_row(*(Text(text + " *", style="bold") if holds else Text(text) for text, holds in row))
+        out.print(rendered)
+    if rows:
+        out.print(difference_note(rows, mark="*"), highlight=False)
 
 
 @study_app.command("methods")

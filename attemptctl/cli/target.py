@@ -32,7 +32,7 @@ def _report_targets(records, result) -> None:
     for record in records:
         mixes = ", ".join(record.sources) or "no sources"
         out.print(f"registered target [bold]{record.ref}[/] ({record.variant} over {mixes}; "
-                  f"{dev_summary(record.metrics.get('dev', {}))})", highlight=False)
+                  f"{dev_summary(record.metrics.get('dev', {}), record.metrics.get('dev_examples'))})", highlight=False)
     if result is not None:
         out.print(f"{result.steps} steps in {result.seconds:.0f} s"
                   + (" [yellow]interrupted[/]" if result.interrupted else ""), highlight=False)

@@ -163,6 +163,8 @@ class TrainResult:
     interrupted: bool = False
     history: list[dict] = field(default_factory=list)
     train_rows: int = 0
+    dev_examples: dict[str, int] = field(default_factory=dict)
+    """Per task: the dev rows each check scored (what ``dev`` is measured on)."""
     max_new_tokens: dict[str, int] = field(default_factory=dict)
     """Per task: how many tokens free-form answers may take (from the training answers)."""
     main_process: bool = True
@@ -312,7 +314,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
         best.state, best.step = _trainable_state(run.mixture), run.step
     return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=run.step,
                        seconds=run.seconds(), interrupted=interrupted, history=best.history,
-                       train_rows=len(items), max_new_tokens=limits, main_process=main)
+                       train_rows=len(items), dev_examples=best.examples, max_new_tokens=limits, main_process=main)
 
 
 def _step(accelerator, backbone: Backbone, mixture, optimizer, scheduler, batch: lm.Batch,
@@ -374,7 +376,7 @@ class _Run:
     step: int = 0
     epoch: int = 0
     batches_done: int = 0
-    best: "_Best" = field(default_factory=lambda: _Best())
+    best: _Best = field(default_factory=lambda: _Best())
     seconds_before: float = 0.0
     """Training seconds of the segments before this one (a resumed run's earlier processes)."""
     started: float = field(default_factory=time.perf_counter)
@@ -389,7 +391,8 @@ class _Run:
 
     def save(self, path) -> None:
         best = {"score": self.best.score if self.best.state is not None else None, "dev": self.best.dev,
-                "step": self.best.step, "history": self.best.history, "history_step": self.best.history_step}
+                "examples": self.best.examples, "step": self.best.step, "history": self.best.history,
+                "history_step": self.best.history_step}
         checkpoints.save(path, checkpoints.Checkpoint(
             step=self.step, epoch=self.epoch, batches_done=self.batches_done,
             trainable=_trainable_state(self.mixture), optimizer=self.optimizer.state_dict(),
@@ -414,7 +417,8 @@ class _Run:
         self.step, self.epoch, self.batches_done = saved.step, saved.epoch, saved.batches_done
         self.seconds_before = saved.seconds
         self.best = _Best(state=saved.best_state, score=saved.best["score"] if saved.best_state is not None else -math.inf,
-                          dev=saved.best["dev"], step=saved.best["step"], history=saved.best["history"],
+                          dev=saved.best["dev"], examples=saved.best.get("examples", {}),  # none in older checkpoints
+                          step=saved.best["step"], history=saved.best["history"],
                           history_step=saved.best["history_step"])
 
 
@@ -445,6 +449,7 @@ class _Best:
     state: dict[str, torch.Tensor] | None = None
     score: float = -math.inf
     dev: dict[str, dict[str, float]] = field(default_factory=dict)
+    examples: dict[str, int] = field(default_factory=dict)  # dev rows scored per task
     step: int = 0
     history: list[dict] = field(default_factory=list)
     history_step: int = 0  # the last step whose dev evaluation finished
@@ -467,13 +472,15 @@ def _evaluate_dev(backbone, mixture, dev_rows, tasks, config, step, best: _Best,
     results = evaluate(backbone, mixture, dev_rows, tasks, max_length=config.max_length,
                        batch_size=backbone.runtime.eval_batch_size or max(config.batch_size, 8), max_new_tokens=limits)
     dev = {name: result.metrics for name, result in results.items()}
+    examples = {name: result.examples for name, result in results.items()}
     # Mean of every task's primary metric: the paper's code selected on the first task only.
     score = sum(dev[name][primary_metric(tasks[name])] for name in dev) / len(dev)
-    best.history.append({"step": step, "score": score, "lr": lr, "dev": dev})
+    best.history.append({"step": step, "score": score, "lr": lr, "dev": dev, "examples": examples})
     improved = score > best.score
     if improved:
-        best.state, best.score, best.dev, best.step = _trainable_state(mixture), score, dev, step
-    notify("eval", step=step, score=score, dev=dev, improved=improved)
+        best.state, best.score, best.step = _trainable_state(mixture), score, step
+        best.dev, best.examples = dev, examples
+    notify("eval", step=step, score=score, dev=dev, examples=examples, improved=improved)
 
 
 def _trainable_state(mixture: PromptMixture) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from attemptctl.errors import ConfigError
 from attemptctl.studies.cells import METHODS, TARGET_COLUMN
+from attemptctl.studies.differences import difference_note, difference_rows, differences, differences_dict, has_answers
 from attemptctl.studies.table import MethodsTable
 
 
@@ -50,9 +51,14 @@ def write_export(path, table: MethodsTable) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(table.as_dict(), indent=1, sort_keys=True) + "\n")
+    temporary.write_text(json.dumps(table_json(table), indent=1, sort_keys=True) + "\n")
     os.replace(temporary, path)
 
+
+def table_json(table: MethodsTable) -> dict:
+    """``study show --json`` and the export: the table, its cells with their answers, and the differences from
+    PT with their intervals (recomputed from the answers whenever the export is read)."""
+    return {**table.as_dict(), "differences": differences_dict(differences(table))}
 
 
 def _header(table: MethodsTable, shots) -> list[str]:
@@ -90,7 +96,23 @@ def table_markdown(table: MethodsTable) -> str:
     for extra in (table.borrowed_note(), table.kept_start_note()):
         note += f" {extra}" if extra else ""
     attention = attention_markdown(table)
-    return "\n\n".join(parts) + note + (f"\n\n{attention}" if attention else "")
+    intervals = differences_markdown(table)
+    return ("\n\n".join(parts) + note + (f"\n\n{intervals}" if intervals else "")
+            + (f"\n\n{attention}" if attention else ""))
+
+
+def differences_markdown(table: MethodsTable) -> str:
+    """Each method's difference from PT with its interval, bold where it holds; ``""`` for a study with no PT
+    cell or none of whose cells kept its answers (an export from before they were kept prints as it did)."""
+    rows = differences(table) if has_answers(table) else []
+    if not rows:
+        return ""
+    parts = []
+    for _, header, body in difference_rows(table, rows):
+        lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+        lines += ["| " + " | ".join(f"**{text}**" if holds else text for text, holds in row) + " |" for row in body]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n\n" + difference_note(rows, mark="**Bold**")
 
 
 def attention_markdown(table: MethodsTable) -> str:

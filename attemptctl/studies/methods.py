@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from attemptctl.errors import ConfigError
 from attemptctl.method.variants import variant_of
+from attemptctl.studies.answers import keep_answers
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     METHODS,
@@ -172,12 +173,14 @@ def _single_source(registry: Registry, config: MethodsStudyConfig, cell: Cell, d
 
 
 def _finish(ws: Workspace, records: Sequence[PromptRecord], batch_size: int) -> None:
-    """Score the cells on test (stored as evaluations) and store the attention methods' mean attention."""
+    """Score the cells on test (stored as evaluations), keep their per-row answers (the paired intervals'
+    input) and store the attention methods' mean attention."""
     from attemptctl.workflows.attn import attention_weights
     from attemptctl.workflows.eval import evaluate_prompts
 
     registry = ws.registry()
-    evaluate_prompts(ws, [r.ref for r in records], split="test", batch_size=batch_size)
+    for row in evaluate_prompts(ws, [r.ref for r in records], split="test", batch_size=batch_size):
+        keep_answers(registry, row.record, row.task, row.predictions, row.rows)
     attending = [r for r in records if r.config["study"]["method"] in ATTENTION_METHODS]
     if attending:
         for weights in attention_weights(ws, [r.ref for r in attending], split="test", batch_size=batch_size):
@@ -246,7 +249,7 @@ def study_methods(ws: Workspace, config: MethodsStudyConfig, *, on_event=None, o
         for record in ready:
             done[cell_of(record)] = (record, evaluation := test_evaluation(registry, record))
             metric = primary_metric(get_task(record.task))
-            scores.append((record.ref, metric, evaluation.metrics[metric]))
+            scores.append((record.ref, metric, evaluation.metrics[metric], evaluation.examples))
         trained += job
         notify("done", cells=job, index=index, total=len(jobs), scores=scores)
     return MethodsStudyResult(methods_table(registry, name), tuple(trained), skipped)

@@ -6,11 +6,12 @@ import json
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from attemptctl.errors import ConfigError
 from attemptctl.formatting import percent
 from attemptctl.method.variants import variant_of
+from attemptctl.studies.answers import Stored, stored_answers
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     BUDGET_KEYS,
@@ -53,6 +54,11 @@ class CellResult:
     start: str | None = None
     """Where the prompt started (the record's ``init``: ``vocab``, ``source:mnli@1``, …), so SPoT's pick
     is on record; None for an export written before it was recorded."""
+    predictions: Stored | None = None
+    """The cell's test answers row by row (:mod:`attemptctl.studies.answers`); None for a cell scored
+    before they were kept."""
+    test_rows: str | None = None
+    """The digest of the test rows ``predictions`` answer (the table's ``test_rows`` holds their gold)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,8 @@ class MethodsTable:
     """Cells whose budget differs from the study's (marked in the table)."""
     unfinished: int
     """Cells tagged in the registry that have no finished version (interrupted or never evaluated)."""
+    test_rows: Mapping[str, Mapping] = field(default_factory=dict)
+    """Digest -> the gold answers of one target's test rows at one seed, kept once for all its cells."""
 
     def _scores(self, method: str, target: str, shots) -> dict[int, float]:
         return {c.cell.seed: c.score for c in self.cells
@@ -169,11 +177,14 @@ class MethodsTable:
         cells = [{**c.cell.tag, "prompt": c.ref, "sources": list(c.sources), "metric": c.metric, "score": c.score,
                   "params": c.params, "budget": c.budget, "train_seconds": c.train_seconds,
                   "eval_seconds": c.eval_seconds, "run": c.run, "attention": c.attention,
-                  "best_step": c.best_step, "start": c.start, "budget_differs": c.cell in self.flagged}
+                  "best_step": c.best_step, "start": c.start, "budget_differs": c.cell in self.flagged,
+                  "predictions": c.predictions, "test_rows": c.test_rows}
                  for c in self.cells]
+        used = {c.test_rows for c in self.cells if c.test_rows}
         return {"study": self.name, "targets": list(self.targets), "seeds": list(self.seeds), "shots": list(self.shots),
                 "rows": rows, "cells": cells, "budget_issues": list(self.budget_issues), "seconds": self.seconds,
-                "unfinished": self.unfinished}
+                "unfinished": self.unfinished,
+                "test_rows": {digest: dict(gold) for digest, gold in self.test_rows.items() if digest in used}}
 
 
 def _parameters(payload: bytes) -> int:
@@ -242,20 +253,24 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
     records = study_records(registry, name)
     done = finished_cells(registry, records)
     seen: dict[str, tuple[int, int]] = {}
-    cells = []
+    cells, test_rows = [], {}
     for cell, (record, evaluation) in done.items():
         metric = primary_metric(get_task(record.task))
+        digest, predictions, gold = stored_answers(registry, record) or (None, None, None)
+        if digest:
+            test_rows[digest] = gold
         cells.append(CellResult(cell, record.ref, tuple(record.sources), metric, float(evaluation.metrics[metric]),
                                 _trainable(registry, record, seen), _budget(record),
                                 float(record.metrics.get("seconds", 0.0)), float(evaluation.seconds),
                                 record.attention or record.ref,
                                 stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None,
-                                record.metrics.get("best_step"), record.config.get("init")))
+                                record.metrics.get("best_step"), record.config.get("init"), predictions, digest))
     unfinished = len({cell_of(r) for r in records} - set(done))
-    return _table(name, cells, [cell_of(r).target for r in records], unfinished)
+    return _table(name, cells, [cell_of(r).target for r in records], unfinished, test_rows)
 
 
-def _table(name: str, cells: list[CellResult], target_order: Sequence[str], unfinished: int) -> MethodsTable:
+def _table(name: str, cells: list[CellResult], target_order: Sequence[str], unfinished: int,
+           test_rows: Mapping[str, Mapping]) -> MethodsTable:
     cells = sorted(cells, key=lambda c: (list(METHODS).index(c.cell.method), c.cell))
     issues, flagged = _budget_issues(cells)
     first_seen = list(dict.fromkeys(target_order))
@@ -263,7 +278,7 @@ def _table(name: str, cells: list[CellResult], target_order: Sequence[str], unfi
                         tuple(t for t in first_seen if any(c.cell.target == t for c in cells)),
                         tuple(sorted({c.cell.seed for c in cells})),
                         tuple(sorted({c.cell.shots for c in cells}, key=lambda k: (k is not None, k or 0))),
-                        tuple(issues), frozenset(flagged), unfinished)
+                        tuple(issues), frozenset(flagged), unfinished, dict(test_rows))
 
 
 def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> MethodsTable:
@@ -276,6 +291,7 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
     """
     found: dict[Cell, tuple[str, CellResult]] = {}
     order: list[str] = []
+    test_rows: dict[str, Mapping] = {}
     for origin, doc in exports:
         if not isinstance(doc, Mapping) or not isinstance(doc.get("cells"), list):
             raise ConfigError(f"{origin} is not a study export (no list of cells); write one with "
@@ -283,6 +299,7 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
         if doc.get("study") != name:
             raise ConfigError(f"{origin} holds study '{doc.get('study')}', not '{name}'; give that name or other files")
         order += doc.get("targets") or []
+        gold = doc.get("test_rows") or {}
         for row in doc["cells"]:
             try:
                 cell = Cell(row["method"], row["target"], int(row["seed"]), row["shots"])
@@ -290,7 +307,8 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                                     int(row["params"]), dict(row["budget"]), float(row["train_seconds"]),
                                     float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"],
                                     None if row.get("best_step") is None else int(row["best_step"]),
-                                    None if row.get("start") is None else str(row["start"]))
+                                    None if row.get("start") is None else str(row["start"]),
+                                    *_exported_answers(row, gold, test_rows))
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
                     from None
@@ -301,14 +319,32 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                 if (seen.ref, seen.score) != (result.ref, result.score):
                     raise ConfigError(f"cell {cell} is in {first} ({seen.ref}, {percent(seen.score)}) and in {origin} "
                                       f"({result.ref}, {percent(result.score)}); keep one of the two files")
-                # The same cell, one copy perhaps exported before best_step and start were recorded.
+                # The same cell, one copy perhaps exported before best_step, start or its answers were recorded.
+                answers = (seen.predictions, seen.test_rows) if seen.test_rows else (result.predictions,
+                                                                                     result.test_rows)
                 found[cell] = (first, replace(seen, best_step=result.best_step if seen.best_step is None
-                                              else seen.best_step, start=seen.start or result.start))
+                                              else seen.best_step, start=seen.start or result.start,
+                                              predictions=answers[0], test_rows=answers[1]))
                 continue
             found[cell] = (origin, result)
     if not found:
         raise ConfigError(f"no finished cell of study '{name}' in {', '.join(o for o, _ in exports) or 'no file'}")
-    return _table(name, [result for _, result in found.values()], order, 0)
+    return _table(name, [result for _, result in found.values()], order, 0, test_rows)
+
+
+def _exported_answers(row: Mapping, gold: Mapping, test_rows: dict) -> tuple:
+    """An exported cell's (predictions, test rows' digest), its rows' gold added to ``test_rows``; (None,
+    None) for a cell exported before answers were kept. A mangled one raises KeyError or ValueError."""
+    digest, predictions = row.get("test_rows"), row.get("predictions")
+    if digest is None:
+        return None, None
+    rows = gold[digest]
+    count = len(rows["labels"] if "labels" in rows else rows["targets"])
+    if not isinstance(predictions, (str, list)) or len(predictions) != count:
+        raise ValueError("predictions (not one per test row)")
+    if test_rows.setdefault(digest, rows) != rows:
+        raise ValueError(f"test rows {digest} (two exports disagree)")
+    return predictions, digest
 
 
 def in_order(table: MethodsTable, targets: Sequence[str]) -> MethodsTable:

@@ -12,6 +12,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -231,3 +232,22 @@ def compute_metrics(
             f"{task.name}: {len(predictions)} predictions for {len(examples)} examples"
         )
     return {name: float(METRICS[name](task, predictions, examples)) for name in task.metrics}
+
+
+@dataclass(frozen=True)
+class ConstantAnswer:
+    """One label answered for every row, and what it scores: the floor a prompt's score is read against."""
+
+    answer: str
+    metrics: dict[str, float]
+
+
+def constant_answer(task: Task, examples: Sequence[Example], metric: str | None = None) -> ConstantAnswer | None:
+    """The label that, answered for every one of ``examples``, scores best in ``metric`` (default: the
+    task's primary; ties go to the earlier label), with every metric of the task for it. None for a
+    free-form task (no label to repeat) or no rows. E.g. MRPC's is the F1 of always "equivalent"."""
+    if not task.labels or not examples:
+        return None
+    metric = metric or primary_metric(task)
+    scored = [ConstantAnswer(label, compute_metrics(task, [label] * len(examples), examples)) for label in task.labels]
+    return max(scored, key=lambda constant: constant.metrics[metric])

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from attemptctl.engine.evaluate import DECODES, DEFAULT_MAX_NEW_TOKENS, evaluate
 from attemptctl.errors import ConfigError
 from attemptctl.method.lm import DEFAULT_SCORING, SCORINGS
 from attemptctl.method.mixture import PromptBank, PromptMixture
+from attemptctl.tasks.base import Example, Task
+from attemptctl.tasks.metrics import ConstantAnswer, constant_answer
 from attemptctl.workflows import payloads
 from attemptctl.workflows.workspace import SPLITS, Workspace, select_records, split_examples
 from registry import PromptRecord, Registry
@@ -28,6 +30,14 @@ class EvalRow:
     metrics: dict[str, float]
     examples: int
     seconds: float
+    constant: ConstantAnswer | None = None
+    """The best single label answered for every one of the same rows (None for free-form tasks)."""
+    task: Task | None = field(default=None, repr=False, compare=False)
+    """The task as scored (its label format and words)."""
+    rows: tuple[Example, ...] = field(default=(), repr=False, compare=False)
+    """The rows scored, in order (what a study keeps with ``predictions`` for its paired intervals)."""
+    predictions: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """The answer to each of ``rows``."""
 
 
 def _mixtures(registry: Registry, records: Sequence[PromptRecord], backbone) -> dict[str, tuple[PromptMixture, str]]:
@@ -87,6 +97,7 @@ def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split:
                      on_batch=None, scoring: str | None = None) -> list[EvalRow]:
     """Evaluate prompts (default: every latest target) in shared batches; store each result with its version.
 
+    Each row carries its task's constant answer on the same rows, the floor to read its score against.
     Only results of the default label scoring are stored (what training selected on and studies compare);
     another ``scoring`` is printed, not stored."""
     if split not in SPLITS:
@@ -110,7 +121,10 @@ def evaluate_prompts(ws: Workspace, refs: Sequence[str] | None = None, *, split:
         result = results[record.ref]
         if scoring == DEFAULT_SCORING:
             registry.add_evaluation(record.kind, record.ref, split, result.metrics, result.examples, result.seconds)
-        rows.append(EvalRow(record, split, result.metrics, result.examples, result.seconds))
+        task, examples = data[record.ref]
+        rows.append(EvalRow(record, split, result.metrics, result.examples, result.seconds,
+                            constant_answer(task, examples), task=task, rows=tuple(examples),
+                            predictions=tuple(result.predictions)))
     return rows
 
 

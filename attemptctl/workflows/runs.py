@@ -46,7 +46,8 @@ def checkpoint_plan(ws: Workspace, run: str, config: TrainConfig, resume: bool, 
 
 def training_metrics(result: TrainResult) -> dict:
     """What a registered prompt records about its training run."""
-    return {"dev": result.dev, "best_step": result.best_step, "steps": result.steps, "train_rows": result.train_rows,
+    return {"dev": result.dev, "dev_examples": result.dev_examples, "best_step": result.best_step,
+            "steps": result.steps, "train_rows": result.train_rows,
             "seconds": round(result.seconds, 2), "interrupted": result.interrupted,
             "max_new_tokens": result.max_new_tokens,
             # The dev curve (step, mean dev score, learning rate): whether more steps would have helped.
@@ -192,7 +193,8 @@ def register_trained(run: TargetRun, backbone: Backbone, mixture: PromptMixture,
             kind="target", name=name, task=name, m=mixture.prompts[i].shape[0],
             payload=payloads.prompt_payload(result.state[f"prompts.{i}"]), sources=tuple(mixture.source_refs),
             attention=attention_ref, variant=variant, parent=parent,
-            metrics={**training_metrics(result), "dev": {name: result.dev.get(name, {})}},
+            metrics={**training_metrics(result), "dev": {name: result.dev.get(name, {})},
+                     "dev_examples": {name: result.dev_examples[name]} if name in result.dev_examples else {}},
             config={**config, **per_task.get(name, {})}, **common))
     return registered
 
