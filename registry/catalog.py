@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.pool import NullPool
@@ -25,9 +26,11 @@ class Catalog:
     busy handler instead of failing halfway through a transaction.
     """
 
-    def __init__(self, path: Path, busy_timeout: float, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+    def __init__(self, path: Path, busy_timeout: float, migrations: Sequence[Migration] = MIGRATIONS, *,
+                 read_only: bool = False) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         self.migrations = tuple(migrations)
         self.schema_version = check_order(self.migrations)
         self._engine: Engine | None = None
@@ -37,7 +40,7 @@ class Catalog:
     def engine(self) -> Engine:
         # Created lazily so that close() can drop it and a later call simply opens a new one.
         if self._engine is None:
-            self._engine = _create_engine(self.path, self.busy_timeout)
+            self._engine = _create_engine(self.path, self.busy_timeout, self.read_only)
         return self._engine
 
     def close(self) -> None:
@@ -48,6 +51,8 @@ class Catalog:
     @contextmanager
     def transaction(self, *, write: bool) -> Iterator[Connection]:
         """One connection and one transaction; committed on success, rolled back on any error."""
+        if write and self.read_only:
+            raise RegistryError(f"registry {self.path.parent} is open read-only here; nothing was changed")
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(**{_WRITE: write})
@@ -71,6 +76,10 @@ class Catalog:
         self._refuse_newer(version)
         if version == self.schema_version:
             return
+        if self.read_only:
+            raise RegistryError(f"registry {self.path.parent} has schema {version}, this attemptctl reads "
+                                f"{self.schema_version}; upgrade it once with a command that writes "
+                                "(e.g. `attemptctl registry list`)")
         # Re-read under the write lock: several processes may open a fresh registry at once.
         with self.transaction(write=True) as conn:
             version = _user_version(conn)
@@ -117,12 +126,12 @@ def _enable_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:
             time.sleep(0.02)
 
 
-def _create_engine(path: Path, busy_timeout: float) -> Engine:
+def _create_engine(path: Path, busy_timeout: float, read_only: bool = False) -> Engine:
     # NullPool: a file database gains nothing from pooling, and no connection outlives its
     # transaction, which keeps the registry safe to use after fork and after dispose().
-    engine = create_engine(
-        f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": busy_timeout}
-    )
+    # Read-only: SQLite itself refuses every write (``mode=ro``), whatever the code above it does.
+    url = f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true" if read_only else f"sqlite:///{path}"
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
@@ -131,7 +140,8 @@ def _create_engine(path: Path, busy_timeout: float) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            _enable_wal(cursor, busy_timeout)
+            if not read_only:  # a read-only connection cannot switch modes; it reads in the file's own
+                _enable_wal(cursor, busy_timeout)
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

@@ -36,15 +36,22 @@ class Registry:
     """Registered prompts under ``root``: ``catalog.sqlite`` plus ``blobs/<sha[:2]>/<sha>.safetensors``."""
 
     def __init__(self, root: str | os.PathLike, *, busy_timeout: float = 10.0,
-                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
-        """Open (creating or upgrading) the registry; ``migrations`` is for tests of the upgrade path."""
+                 migrations: Sequence[Migration] = MIGRATIONS, read_only: bool = False) -> None:
+        """Open (creating or upgrading) the registry; ``migrations`` is for tests of the upgrade path.
+
+        ``read_only`` opens an existing registry for reading only (``attemptctl serve``): nothing is
+        created or upgraded, SQLite opens the catalog read-only, and every write is refused.
+        """
         self.root = Path(root).expanduser().resolve()
+        if read_only and not (self.root / "catalog.sqlite").is_file():
+            raise RegistryError(f"no registry at {self.root}; register prompts first (e.g. `attemptctl source pull`)")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            if not read_only:
+                self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise RegistryError(f"cannot create registry {self.root}: {error.strerror}") from None
         self._blobs = BlobStore(self.root / "blobs")
-        self._catalog = Catalog(self.root / "catalog.sqlite", busy_timeout, migrations)
+        self._catalog = Catalog(self.root / "catalog.sqlite", busy_timeout, migrations, read_only=read_only)
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"

@@ -15,7 +15,7 @@ import warnings
 import typer
 
 # Importing the command modules registers their commands on the apps.
-from attemptctl.cli import attn, eval, predict, registry, source, study, target, task  # noqa: F401
+from attemptctl.cli import attn, eval, predict, registry, serve, source, study, target, task  # noqa: F401
 from attemptctl.cli.app import app, call, err
 
 __all__ = ["app", "main"]

@@ -166,6 +166,56 @@ def _with_cache(model, cache) -> dict:
     return {_cache_keyword(type(model)): cache}
 
 
+@dataclass(frozen=True)
+class Prefix:
+    """Keys and values of each row's prompt, computed before the rows' tokens: per layer a pair of
+    (B, heads, m, head_dim) tensors.
+
+    A decoder-only LM's prompt states do not depend on the input, so a prompt that does not either (prompt
+    tuning, SPoT, a source) is computed once (:func:`prompt_prefix`) and serves every row behind it: a
+    training batch's (:func:`prefix_cache`), or every batch of a server (``attemptctl serve``), which joins
+    the rows of several prompts with :meth:`join`.
+    """
+
+    states: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+    @property
+    def length(self) -> int:
+        """m, the prompt positions."""
+        return self.states[0][0].shape[-2]
+
+    def __len__(self) -> int:
+        return self.states[0][0].shape[0]
+
+    def rows(self, count: int) -> Prefix:
+        """A one-row prefix for ``count`` rows (a view: no copy)."""
+        return Prefix(tuple((k.expand(count, *k.shape[1:]), v.expand(count, *v.shape[1:])) for k, v in self.states))
+
+    @staticmethod
+    def join(parts: Sequence[Prefix]) -> Prefix:
+        """The rows of ``parts`` in order, as one prefix (all of one prompt length)."""
+        if len(parts) == 1:
+            return parts[0]
+        layers = zip(*(part.states for part in parts))
+        return Prefix(tuple((torch.cat([k for k, _ in layer]), torch.cat([v for _, v in layer])) for layer in layers))
+
+    def cache(self):
+        """A fresh KV cache holding these states (a forward pass appends to the cache it is given)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(self.states)
+
+
+def prompt_prefix(backbone: Backbone, prompts: torch.Tensor) -> Prefix:
+    """The keys/values of (P, m, d) prompts, each alone at positions 0..m-1: what any row behind it sees.
+    Gradients flow back through them into the prompts."""
+    count, m = prompts.shape[:2]
+    positions = torch.arange(m, device=prompts.device).unsqueeze(0).expand(count, -1)
+    out = backbone.model(inputs_embeds=prompts.to(backbone.model.dtype), position_ids=positions, use_cache=True,
+                         logits_to_keep=1)
+    return Prefix(tuple((layer[0], layer[1]) for layer in out.past_key_values))
+
+
 def prefix_cache(backbone: Backbone, prompt: torch.Tensor, batch_size: int):
     """Keys/values of a shared (m, d) prompt, computed ONCE and repeated for ``batch_size`` rows.
 
@@ -173,23 +223,26 @@ def prefix_cache(backbone: Backbone, prompt: torch.Tensor, batch_size: int):
     computing them per row would repeat the same work B times. Gradients flow back through the
     cache into the prompt.
     """
-    m = prompt.shape[0]
-    positions = torch.arange(m, device=prompt.device).unsqueeze(0)
-    out = backbone.model(inputs_embeds=prompt.unsqueeze(0).to(backbone.model.dtype), position_ids=positions,
-                         use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(batch_size)
-    return cache
+    return prompt_prefix(backbone, prompt.unsqueeze(0)).rows(batch_size).cache()
 
 
-def _decoder_forward(backbone: Backbone, prompt: torch.Tensor, batch: Batch, keep: int, use_cache: bool = False):
-    """Decoder-only forward with the prompt in front; logits for the last ``keep`` positions only."""
-    if prompt.dim() == 2:  # shared prompt: reuse its keys/values for every row
-        m = prompt.shape[0]
+def _prompt_length(prompt: torch.Tensor | Prefix) -> int:
+    return prompt.length if isinstance(prompt, Prefix) else prompt.shape[-2]
+
+
+def _decoder_forward(backbone: Backbone, prompt: torch.Tensor | Prefix, batch: Batch, keep: int,
+                     use_cache: bool = False):
+    """Decoder-only forward with the prompt in front; logits for the last ``keep`` positions only.
+
+    ``prompt``: (B, m, d) per row; (m, d) shared by every row; or each row's ready :class:`Prefix`.
+    """
+    if isinstance(prompt, Prefix) or prompt.dim() == 2:  # keys/values of the prompt, computed before the rows
+        m = _prompt_length(prompt)
+        cache = prompt.cache() if isinstance(prompt, Prefix) else prefix_cache(backbone, prompt, len(batch))
         mask = torch.cat([batch.attention_mask.new_ones(len(batch), m), batch.attention_mask], dim=1)
         return backbone.model(inputs_embeds=backbone.embed(batch.input_ids), attention_mask=mask,
                               position_ids=_positions(batch.attention_mask, m), use_cache=use_cache,
-                              logits_to_keep=keep, **_with_cache(backbone.model, prefix_cache(backbone, prompt, len(batch))))
+                              logits_to_keep=keep, **_with_cache(backbone.model, cache))
     embeds, mask = _prompted(backbone, prompt, batch)
     return backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=_positions(mask),
                           logits_to_keep=keep, use_cache=use_cache)
@@ -226,7 +279,7 @@ def loss(backbone: Backbone, prompt: torch.Tensor, batch: Batch) -> torch.Tensor
 
 
 @torch.no_grad()
-def label_scores(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encoded],
+def label_scores(backbone: Backbone, prompt: torch.Tensor | Prefix, items: Sequence[Encoded],
                  candidates: Sequence[Sequence[tuple[int, ...]]], scoring: str = "sum") -> list[list[float]]:
     """Each row's score for each of its candidate labels (rank classification), by ``scoring``:
 
@@ -242,9 +295,11 @@ def label_scores(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encod
 
 
 @torch.no_grad()
-def label_score_table(backbone: Backbone, prompt: torch.Tensor, items: Sequence[Encoded],
+def label_score_table(backbone: Backbone, prompt: torch.Tensor | Prefix, items: Sequence[Encoded],
                       candidates: Sequence[Sequence[tuple[int, ...]]]) -> list[list[dict[str, float]]]:
-    """Every scoring of :func:`label_scores` from one pass: per row, per candidate ``{sum, mean, first}``."""
+    """Every scoring of :func:`label_scores` from one pass: per row, per candidate ``{sum, mean, first}``.
+
+    ``prompt`` is (B, m, d), (m, d) or, for a decoder-only LM, a :class:`Prefix` of B rows."""
     batch = collate(backbone, [Encoded(item.input_ids, (), item.special) for item in items], [0] * len(items))
     pairs = [(i, label) for i, row in enumerate(candidates) for label in row]
     owners = torch.tensor([i for i, _ in pairs], dtype=torch.long, device=batch.input_ids.device)
@@ -277,7 +332,7 @@ def _causal_label_logprobs(backbone, prompt, batch, owners, labels) -> tuple[tor
     # Continue every (row, label) pair from the row's cached input with the label's tokens but the last.
     cache = out.past_key_values
     cache.batch_select_indices(owners)
-    m = prompt.shape[-2]
+    m = _prompt_length(prompt)
     past_mask = torch.cat([batch.attention_mask.new_ones(len(batch), m), batch.attention_mask], 1)[owners]
     feed = _padded([label[:-1] for label in labels], backbone.pad_id, device)  # (R, W)
     feed_mask = _padded([[1] * (len(label) - 1) for label in labels], 0, device)
