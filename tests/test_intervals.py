@@ -223,6 +223,18 @@ def test_show_prints_the_difference_table_and_the_export_carries_its_intervals(s
         assert constant["targets"][target]["seeds"] == 2
     average = attempt["average"]
     assert average["difference"] == pytest.approx(np.mean([attempt["targets"][t]["difference"] for t in ("rte", "cb")]))
+    # The scores table ends with the constant answer on the same rows: the best single label of each seed's
+    # rows, scored as the data gives them, its mean over seeds (PT + its difference from PT, too).
+    score_rows = {row["method"]: row for row in table["rows"]}
+    assert list(score_rows) == ["pt", "attempt", "constant"] and score_rows["constant"]["params"] == 0
+    for target in ("rte", "cb"):
+        task = get_task(target)
+        best = [max(compute_metrics(task, [label] * 12, examples_of(task, table["test_rows"][
+            cells[("pt", target, s)]["test_rows"]]))[primary_metric(task)] for label in task.labels) for s in (1, 2)]
+        assert score_rows["constant"]["scores"][target]["mean"] == pytest.approx(np.mean(best))
+        pt_mean = score_rows["pt"]["scores"][target]["mean"]
+        assert score_rows["constant"]["scores"][target]["mean"] == pytest.approx(
+            pt_mean + constant["targets"][target]["difference"])
     # The terminal table and the Markdown: one row per method and the constant answer, the average column.
     text = " ".join(run("study", "show", "paired", "--registry", common[1]).output.split())
     assert "difference from PT (points, 95% paired bootstrap)" in text and "paired bootstrap interval" in text
@@ -248,10 +260,10 @@ def test_the_export_alone_gives_the_same_intervals_and_an_old_export_shows_as_be
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     shown = json.loads(run("study", "show", "paired", "--from", path, "--json").output)
-    assert shown["rows"] == joined["rows"]
+    assert shown["rows"] == [row for row in joined["rows"] if row["method"] != "constant"]  # no rows to score it on
     assert all(i is None for row in shown["differences"]["rows"] for i in [*row["targets"].values(), row["average"]])
     markdown = run("study", "show", "paired", "--from", path, "--markdown").output
-    assert "difference from PT" not in markdown and "| PT |" in markdown
+    assert "difference from PT" not in markdown and "| PT |" in markdown and "| constant answer |" not in markdown
     text = " ".join(run("study", "show", "paired", "--from", path).output.split())  # the note wraps at 80 columns
     assert "n/a" in text and "no per-row test answers on record" in text
     # Joined with the new export, each cell takes the copy that kept its answers.

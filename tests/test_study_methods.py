@@ -61,7 +61,7 @@ def _table(path, name):
 def test_the_table_has_every_cell(full_study):
     path, _ = full_study
     table = _table(path, "methods-rte+cb")
-    assert [row["method"] for row in table["rows"]] == list(METHODS)
+    assert [row["method"] for row in table["rows"]] == [*METHODS, "constant"]  # the constant answer comes last
     for row in table["rows"]:
         assert all(row["scores"][t]["n"] == 1 for t in ("rte", "cb")) and row["average"] is not None
         mean = (row["scores"]["rte"]["mean"] + row["scores"]["cb"]["mean"]) / 2
@@ -321,7 +321,8 @@ def test_export_after_each_cell_and_show_joins_exports_of_two_registries(sources
     assert result.exit_code == 0, result.output
     joined = json.loads(result.output)
     assert sorted(c["seed"] for c in joined["cells"]) == [1, 2]
-    [row] = joined["rows"]
+    row, constant = joined["rows"]  # the one method, then the constant answer on both seeds' rows
+    assert constant["method"] == "constant" and constant["scores"]["rte"]["n"] == 2
     scores = sorted(c["score"] for c in joined["cells"])
     assert row["scores"]["rte"]["n"] == 2 and row["scores"]["rte"]["mean"] == pytest.approx(sum(scores) / 2)
     assert joined["budget_issues"] == []

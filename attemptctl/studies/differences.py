@@ -28,14 +28,12 @@ from attemptctl.studies.intervals import (
     paired,
     scored,
 )
-from attemptctl.studies.table import CellResult, MethodsTable
+from attemptctl.studies.table import CONSTANT, CONSTANT_LABEL, CellResult, MethodsTable
 from attemptctl.tasks import get_task
 from attemptctl.tasks.base import Task
 from attemptctl.tasks.metrics import constant_answer
 
 BASELINE = "pt"
-CONSTANT = "constant"
-"""The constant-answer row's method name (in the JSON)."""
 BOOTSTRAP_SEED = 0
 """With the target, seed and shot count, seeds the draw of a target's rows: every method shares it (paired),
 each target and seed has its own (resampled independently), and the numbers are the same at every show."""
@@ -55,7 +53,7 @@ class DifferenceRow:
 
     @property
     def label(self) -> str:
-        return "constant answer" if self.method == CONSTANT else METHODS[self.method][1]
+        return CONSTANT_LABEL if self.method == CONSTANT else METHODS[self.method][1]
 
     def as_dict(self) -> dict:
         return {"method": self.method, "label": self.label, "shots": self.shots,

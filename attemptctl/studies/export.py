@@ -9,9 +9,10 @@ import json
 from collections.abc import Mapping
 
 from attemptctl.errors import ConfigError
+from attemptctl.formatting import percent
 from attemptctl.studies.cells import METHODS, TARGET_COLUMN
 from attemptctl.studies.differences import difference_note, difference_rows, differences, differences_dict, has_answers
-from attemptctl.studies.table import MethodsTable
+from attemptctl.studies.table import CONSTANT_LABEL, MethodsTable
 
 
 def read_export(path) -> dict:
@@ -75,11 +76,26 @@ def _row(table: MethodsTable, method: str, shots) -> list[str]:
             text(table.average(method, shots))]
 
 
+def _constant_row(table: MethodsTable, shots) -> list[str] | None:
+    """The constant answer's row (params 0, no spread: it learns nothing); None when no target's cells kept
+    their test rows (an export from before answers were kept: the results page adds its own row then)."""
+    scores = [table.constant(t, shots) for t in table.targets]
+    if not any(scores):
+        return None
+    average = table.constant_average(shots)
+    return [CONSTANT_LABEL, "0", *("—" if s is None else percent(s.mean) for s in scores),
+            "—" if average is None else percent(average.mean)]
+
+
 def table_rows(table: MethodsTable) -> list[tuple[int | None, list[str], list[list[str]]]]:
-    """(shots, header, rows of text) per shot count: what every rendering prints."""
-    return [(shots, _header(table, shots), [_row(table, m, shots) for m in table.methods
-                                            if any(c.cell.method == m and c.cell.shots == shots for c in table.cells)])
-            for shots in table.shots]
+    """(shots, header, rows of text) per shot count: what every rendering prints, the constant answer last."""
+    tables = []
+    for shots in table.shots:
+        rows = [_row(table, m, shots) for m in table.methods
+                if any(c.cell.method == m and c.cell.shots == shots for c in table.cells)]
+        constant = _constant_row(table, shots)
+        tables.append((shots, _header(table, shots), rows + ([constant] if constant else [])))
+    return tables
 
 
 def table_markdown(table: MethodsTable) -> str:

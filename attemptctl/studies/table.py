@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from attemptctl.errors import ConfigError
 from attemptctl.formatting import percent
 from attemptctl.method.variants import variant_of
-from attemptctl.studies.answers import Stored, stored_answers
+from attemptctl.studies.answers import Stored, examples_of, stored_answers
 from attemptctl.studies.cells import (
     ATTENTION_METHODS,
     BUDGET_KEYS,
@@ -25,9 +25,14 @@ from attemptctl.studies.cells import (
     study_records,
 )
 from attemptctl.tasks import CONFIG_BEFORE, get_task, label_words_of
-from attemptctl.tasks.metrics import primary_metric
+from attemptctl.tasks.metrics import constant_answer, primary_metric
 from attemptctl.workflows.workspace import Workspace
 from registry import PromptRecord, Registry
+
+
+CONSTANT = "constant"
+"""The constant-answer row's method name in the JSON and CSV (no method trains it)."""
+CONSTANT_LABEL = "constant answer"
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,33 @@ class MethodsTable:
         spread = [statistics.fmean(s[seed] for s in by_target) for seed in complete]
         return Summary(mean, statistics.stdev(spread) if len(spread) > 1 else None, len(complete))
 
+    def constant(self, target: str, shots=None) -> Summary | None:
+        """The best constant answer's score on the test rows the target's cells were scored on, mean over
+        seeds (each seed has its own rows); None unless every such cell kept its rows (answers kept) and they
+        agree within a seed, or for a free-form task."""
+        rows: dict[int, set] = defaultdict(set)
+        for c in self.cells:
+            if (c.cell.target, c.cell.shots) == (target, shots):
+                rows[c.cell.seed].add(c.test_rows)
+        if not rows or any(len(digests) != 1 or None in digests for digests in rows.values()):
+            return None
+        task = get_task(target)
+        metric = primary_metric(task)
+        scores = []
+        for seed in sorted(rows):
+            constant = constant_answer(task, examples_of(task, self.test_rows[next(iter(rows[seed]))]), metric)
+            if constant is None:
+                return None
+            scores.append(constant.metrics[metric])
+        return _summary(scores)
+
+    def constant_average(self, shots=None) -> Summary | None:
+        """The constant answer's mean over targets (None unless every target has one); no spread."""
+        by_target = [self.constant(t, shots) for t in self.targets]
+        if not by_target or None in by_target:
+            return None
+        return Summary(statistics.fmean(s.mean for s in by_target), None, min(s.n for s in by_target))
+
     def params(self, method: str, shots=None) -> int | None:
         counts = Counter(c.params for c in self.cells if c.cell.method == method and c.cell.shots == shots)
         return counts.most_common(1)[0][0] if counts else None
@@ -173,6 +205,12 @@ class MethodsTable:
                 rows.append({"method": method, "label": METHODS[method][1], "shots": shots,
                              "params": self.params(method, shots),
                              "scores": {t: None if s is None else vars(s) for t, s in summaries.items()},
+                             "average": None if average is None else vars(average)})
+            constants = {t: self.constant(t, shots) for t in self.targets}
+            if any(constants.values()):
+                average = self.constant_average(shots)
+                rows.append({"method": CONSTANT, "label": CONSTANT_LABEL, "shots": shots, "params": 0,
+                             "scores": {t: None if s is None else vars(s) for t, s in constants.items()},
                              "average": None if average is None else vars(average)})
         cells = [{**c.cell.tag, "prompt": c.ref, "sources": list(c.sources), "metric": c.metric, "score": c.score,
                   "params": c.params, "budget": c.budget, "train_seconds": c.train_seconds,
