@@ -50,6 +50,21 @@ def test_prepare_packs_two_carries_under_the_limit_that_rebuild_the_gguf(gpu, st
     assert expected["fingerprint"]["special_ids"] == {"bos": 1, "eos": 2, "pad": 2}
 
 
+def test_the_sources_plan_trains_each_zoo_source_at_each_rate_on_a_schedule_that_ends(gpu):
+    jobs = gpu.plan(which="sources")
+    assert {(j["task"], j["options"]["lr"]) for j in jobs} == {
+        (task, rate) for task in gpu.SOURCE_TRAINING for rate in gpu.SOURCE_RATES}
+    assert len({j["name"] for j in jobs}) == len(jobs)  # one output file per job
+    for job in jobs:
+        assert job["kind"] == "source"
+        options = job["options"]
+        # the linear schedule reaches zero inside the run, and the dev check sees its end
+        assert options["warmup_steps"] < options["max_steps"] and options["max_steps"] % options["eval_every"] == 0
+        assert options["max_steps"] < gpu.SOURCE_OPTIONS["max_steps"]
+    smoke = gpu.plan(smoke=True, which="sources")
+    assert {j["task"] for j in smoke} == {gpu.SOURCE_TRAINING[0]} and len(smoke) == len(gpu.SOURCE_RATES)
+
+
 def test_a_damaged_half_is_refused_before_anything_runs(gpu, staged, tmp_path):
     broken = tmp_path / "two"
     broken.mkdir()
