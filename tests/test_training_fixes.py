@@ -16,7 +16,7 @@ import random
 import pytest
 import torch
 
-from attemptctl.engine.batching import length_grouped_batches
+from attemptctl.engine.batching import label_groups, length_grouped_batches
 from attemptctl.engine.evaluate import answer_token_limit, evaluate, label_candidates
 from attemptctl.engine.train import TrainConfig, _optimizer, _step, train
 from attemptctl.method import lm
@@ -107,6 +107,27 @@ def test_mixed_batches_pad_less_than_random_ones():
     random_batches = [order[i:i + 10] for i in range(0, len(order), 10)]
     grouped = length_grouped_batches(lengths, 10, shuffle=True, seed=0, groups=groups)
     assert padding(grouped) < 0.8 * padding(random_batches)
+
+
+def test_label_groups_name_each_task_and_label_pair_once():
+    assert label_groups([0, 0, 1, 1, 0, 1], [0, 1, 0, 0, 1, None]) == [0, 1, 2, 2, 1, 3]
+
+
+def test_one_task_batches_keep_each_labels_share_where_label_lengths_differ():
+    """RTE-like: one label's inputs run longer. Sorting by length alone gathers each label in batches of its
+    own; grouped by label, every batch holds each label's share of the window."""
+    rng = random.Random(4)
+    labels = [0] * 240 + [1] * 160
+    lengths = [rng.randint(20, 70) if label == 0 else rng.randint(50, 128) for label in labels]
+    groups = label_groups([0] * len(labels), labels)
+
+    def drift(batches):
+        return sum(abs(sum(labels[i] for i in b) / len(b) - 0.4) for b in batches) / len(batches)
+    by_length = length_grouped_batches(lengths, 10, shuffle=True, seed=0)
+    by_label = length_grouped_batches(lengths, 10, shuffle=True, seed=0, groups=groups)
+    assert sorted(i for b in by_label for i in b) == list(range(len(labels)))
+    assert all(sum(labels[i] for i in b) in (3, 4, 5) for b in by_label)  # 40% of 10, within rounding
+    assert drift(by_length) > 0.25 and drift(by_label) < 0.06
 
 
 def test_one_task_batches_are_grouped_by_length_alone():

@@ -9,6 +9,11 @@ sorting a window by length alone puts the tasks of different typical lengths int
 own. Inside a window each task's rows are sorted by length on their own and dealt out by length
 quantile, so every batch holds each task's share of the window, at similar lengths within a task
 (docs/method.md has the measured padding and mixing).
+
+Training groups rows by task *and label* (:func:`label_groups`): sorting by length alone gathers the
+rows of one label where its inputs run longer or shorter (RTE's entailed pairs, say), so a batch's
+label shares drift far from the task's; dealt out by quantile per (task, label), every batch holds
+each label's share too.
 """
 
 from __future__ import annotations
@@ -17,6 +22,13 @@ import random
 from collections.abc import Sequence
 
 WINDOW_BATCHES = 50
+
+
+def label_groups(task_ids: Sequence[int], labels: Sequence[int | None]) -> list[int]:
+    """One group id per row for each (task, label) pair, for ``length_grouped_batches(groups=…)``; a row
+    with no label (a free-form task) groups with its task's other unlabelled rows."""
+    ids: dict[tuple[int, int | None], int] = {}
+    return [ids.setdefault((task, label), len(ids)) for task, label in zip(task_ids, labels)]
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, *, shuffle: bool, seed: int = 0,

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from attemptctl.engine import checkpoints
-from attemptctl.engine.batching import length_grouped_batches
+from attemptctl.engine.batching import label_groups, length_grouped_batches
 from attemptctl.engine.checkpoints import CheckpointPlan
 from attemptctl.engine.evaluate import answer_token_limit, evaluate
 from attemptctl.errors import ConfigError
@@ -184,14 +184,16 @@ def _optimizer(mixture: PromptMixture, config: TrainConfig) -> torch.optim.Optim
 
 
 def _encode_train(backbone: Backbone, mixture: PromptMixture, train: Mapping[str, Sequence[Example]],
-                  tasks: Mapping[str, Task], config: TrainConfig) -> tuple[list[lm.Encoded], list[int]]:
-    items, task_ids = [], []
+                  tasks: Mapping[str, Task], config: TrainConfig) -> tuple[list[lm.Encoded], list[int], list[int]]:
+    """The encoded rows, each row's task (its index in the mixture) and its batching group: (task, label)."""
+    items, task_ids, labels = [], [], []
     for name, rows in train.items():
         max_length = config.max_length or tasks[name].max_length
         for example in rows:
             items.append(lm.encode(backbone, example.input, example.target, max_length, example.cut))
             task_ids.append(mixture.tasks.index(name))
-    return items, task_ids
+            labels.append(example.label)
+    return items, task_ids, label_groups(task_ids, labels)
 
 
 def epoch_rows(task_ids: Sequence[int], temperature: float, seed: int) -> list[int]:
@@ -245,7 +247,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
     notify = on_event if on_event is not None and main else (lambda *args, **kwargs: None)
     backbone.model.to(accelerator.device)
-    items, task_ids = _encode_train(backbone, mixture, train_rows, tasks, config)
+    items, task_ids, groups = _encode_train(backbone, mixture, train_rows, tasks, config)
     if not items:
         raise ConfigError("no training rows; check --train-limit and the data directory")
     limits = _answer_limits(items, task_ids, mixture.tasks)
@@ -275,8 +277,9 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                 _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, 0, run.best, notify, limits)
             while run.step < total and not stop.is_set():
                 rows = epoch_rows(task_ids, config.sampling_temperature, config.seed + run.epoch)
+                # grouped by task and label: every batch holds each task's share and each label's share of it
                 batches = length_grouped_batches([len(items[i]) for i in rows], config.batch_size, shuffle=True,
-                                                 seed=config.seed + run.epoch, groups=[task_ids[i] for i in rows])
+                                                 seed=config.seed + run.epoch, groups=[groups[i] for i in rows])
                 # One optimizer step takes `world` batches, process k the k-th (single process: one);
                 # a tail shorter than `world` is dropped so every process takes the same number of steps.
                 usable = len(batches) - len(batches) % world
