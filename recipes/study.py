@@ -274,7 +274,8 @@ def constant_answers(part: dict, data_dir: str) -> dict[str, list[float]]:
     for target in part["targets"]:
         task, metric, per_seed = get_task(target), primary_metric(get_task(target)), []
         for seed in part["seeds"]:
-            rows = load_task(task, data_dir=data_dir, seed=seed, train_limit=1, test_limit=limit).test
+            rows = load_task(task, data_dir=data_dir, seed=seed, train_limit=1, test_limit=limit,
+                             protocol=part["budget"].get("--split-protocol", "paper")).test
             per_seed.append(constant_answer(task, rows).metrics[metric])
         scores[target] = per_seed
     return scores

@@ -73,6 +73,35 @@ def test_large_protocol_carves_dev_from_train(data_dir):
     assert Counter(splits.test) == rendered(data_dir, "sst2", "validation")
 
 
+@pytest.mark.parametrize(
+    ("name", "sizes"),
+    [
+        ("rte", (1992, 498, 277)),    # a fifth of train is dev; the whole validation split is test
+        ("mrpc", (2935, 733, 408)),
+        ("yelp", (480, 120, 400)),    # 600 train rows: the smallest train split heldout takes dev from
+        ("cb", (250, 28, 28)),        # too few train rows to spare: the halves, as the paper has them
+        ("wsc", (554, 52, 52)),
+        ("sst2", (66349, 1000, 872)),  # large: the same as the paper's protocol
+    ],
+)
+def test_heldout_protocol_tests_on_the_whole_validation_split(data_dir, name, sizes):
+    task = get_task(name)
+    splits = load_task(task, data_dir=data_dir, protocol="heldout")
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == sizes
+    paper = load_task(task, data_dir=data_dir)
+    if len(paper.train) < 10_000 and len(splits.test) > len(paper.test):  # dev came out of train
+        assert Counter(splits.train + splits.dev) == Counter(paper.train)
+        assert Counter(splits.test) == Counter(paper.dev + paper.test)
+        assert splits.dev == paper.train[:len(splits.dev)]  # a prefix of the seeded shuffle, as limits are
+    else:
+        assert splits == paper
+
+
+def test_an_unknown_split_protocol_is_refused(data_dir):
+    with pytest.raises(ConfigError, match="unknown split protocol 'halves'; choose one of paper, heldout"):
+        load_task(get_task("rte"), data_dir=data_dir, protocol="halves")
+
+
 def test_splits_are_deterministic_and_depend_on_the_seed(data_dir):
     first = load_task(get_task("rte"), data_dir=data_dir)
     assert load_task(get_task("rte"), data_dir=data_dir) == first

@@ -52,6 +52,10 @@ ShotsOpt = Annotated[int | None, typer.Option("--shots", help="Few-shot: K train
 TrainLimitOpt = Annotated[int | None, typer.Option("--train-limit", help="Use the first N training rows.")]
 DevLimitOpt = Annotated[int | None, typer.Option("--dev-limit", help="Use the first N dev rows.")]
 TestLimitOpt = Annotated[int | None, typer.Option("--test-limit", help="Use the first N test rows.")]
+SplitProtocolOpt = Annotated[str | None, typer.Option(
+    "--split-protocol", help="How dev and test are drawn for tasks under 10k training rows: paper (halves of "
+    "validation) or heldout (dev held out of train, the whole validation as test; CB and WSC keep the halves) "
+    "(default: paper).")]
 EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", help="Dev evaluation every N steps.")]
 EvalStartOpt = Annotated[bool | None, typer.Option(
     "--eval-start/--no-eval-start", help="Score dev before the first step too, and keep the start if no trained "
@@ -98,7 +102,8 @@ TRAINING_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("labels", LabelsOpt, None),
     ("label_words", LabelWordsOpt, None), ("epochs", EpochsOpt, None), ("max_steps", StepsOpt, None),
     ("warmup_steps", WarmupOpt, None), ("train_limit", TrainLimitOpt, None), ("shots", ShotsOpt, None),
-    ("dev_limit", DevLimitOpt, None), ("test_limit", TestLimitOpt, None), ("eval_every", EvalEveryOpt, None),
+    ("dev_limit", DevLimitOpt, None), ("test_limit", TestLimitOpt, None),
+    ("split_protocol", SplitProtocolOpt, None), ("eval_every", EvalEveryOpt, None),
     ("eval_start", EvalStartOpt, None), ("seed", SeedOpt, None), ("checkpoint_every", CheckpointEveryOpt, None),
     ("resume", ResumeOpt, False), ("force", ForceOpt, False), ("device", DeviceOpt, "auto"),
     ("precision", PrecisionOpt, "fp32"), ("eval_batch_size", EvalBatchSizeOpt, None),

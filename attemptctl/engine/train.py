@@ -72,6 +72,9 @@ class TrainConfig:
     """Few-shot: K training rows per class (K in all for free-form tasks), seeded."""
     dev_limit: int | None = None
     test_limit: int | None = None
+    split_protocol: str = "paper"
+    """How dev and test are drawn (attemptctl.tasks.data.PROTOCOLS): the paper's halves of validation for
+    tasks under 10k training rows, or ``heldout``: dev held out of train, the whole validation as test."""
     eval_every: int | None = None
     """Evaluate on dev every N steps (and at the end); None: once per epoch."""
     eval_start: bool = False
@@ -110,6 +113,10 @@ class TrainConfig:
         if self.label_words and self.labels != "words":
             raise ConfigError(f"--label-words borrows label words, and labels '{self.labels}' answers without "
                               "them; use it with word-format sources (--labels words)")
+        from attemptctl.tasks.data import PROTOCOLS
+
+        if self.split_protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown split-protocol '{self.split_protocol}'; choose one of {', '.join(PROTOCOLS)}")
         if self.sampling_temperature <= 0:
             raise ConfigError(f"sampling-temperature must be positive, got {self.sampling_temperature}")
         if self.warmup_steps < 0:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attemptctl.errors import ConfigError
-from attemptctl.workflows.workspace import Workspace
+from attemptctl.workflows.workspace import Workspace, split_examples
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,11 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
 
     Nothing is registered: each set reuses the target's prompt and G, as ``compose`` would.
     """
-    from dataclasses import replace
 
     import numpy as np
 
     from attemptctl.engine.evaluate import evaluate
-    from attemptctl.engine.train import TrainConfig
     from attemptctl.method.variants import TARGET_COLUMN, variant_of
-    from attemptctl.tasks import task_of
-    from attemptctl.workflows.runs import load_splits
     from attemptctl.workflows.target import composed_mixture, parent_target
 
     if not order:
@@ -43,11 +39,7 @@ def study_sources(ws: Workspace, ref: str, order: Sequence[str], *, split: str =
     registry = ws.registry()
     parent = parent_target(registry, ref)
     refs = [registry.get("source", name).ref for name in order]
-    task = task_of(parent)
-    limit = limit or parent.config.get(f"{split}_limit")
-    splits = load_splits(ws, task, replace(TrainConfig(seed=int(parent.config.get("seed", 42))),
-                                           train_limit=1, dev_limit=limit, test_limit=limit))
-    examples = splits.dev if split == "dev" else splits.test
+    task, examples = split_examples(ws, parent, split, limit)  # as the target's training drew them
     backbone = ws.load_backbone(ws.backbone or parent.backbone)
     rows = []
     for k in range(1, len(refs) + 1):

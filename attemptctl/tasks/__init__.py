@@ -57,7 +57,8 @@ def _custom_names() -> list[str]:
 #: Config fields that records, checkpoints and exports written before the field existed lack, with the
 #: value they were trained with: a prompt from before label formats answers in words, in its own task's,
 #: and its run scored dev only after training steps.
-CONFIG_BEFORE = {"labels": "words", "label_words": None, "eval_start": False, "attn_norm": "trained"}
+CONFIG_BEFORE = {"labels": "words", "label_words": None, "eval_start": False, "attn_norm": "trained",
+                 "split_protocol": "paper"}
 
 
 def parse_label_words(value: str | None) -> str | None:

@@ -7,6 +7,12 @@ Paper protocol (ATTEMPT §4, after Karimi Mahabadi et al. 2021), with a fixed se
 - otherwise 1,000 shuffled train rows become dev, the rest train, and validation is test;
 - a task with dedicated dev/test splits (MNLI: mismatched/matched) uses them when they exist.
 
+``protocol="heldout"`` (``--split-protocol heldout``) tests on the whole validation split wherever the
+train split can spare a dev set: under 10,000 but at least 600 train rows, the first fifth of the
+shuffled train rows (at most 1,000) becomes dev and the rest train, so RTE tests on all 277 validation
+rows instead of 138 and Yelp on 400 instead of 200. Smaller train splits (CB 250, WSC 554) keep the
+halves. Larger ones are split as under the paper's protocol already.
+
 Every list is shuffled with ``random.Random(seed)``, whose permutations are the same on every
 machine and Python version, and limits take a prefix afterwards: a limited run sees a subset of
 a full run's data, never different data.
@@ -36,6 +42,12 @@ SMALL_TRAIN_ROWS = 10_000
 """Train splits smaller than this get dev and test from the halved validation split."""
 DEV_ROWS_FROM_TRAIN = 1_000
 """Rows carved off a large train split to become dev."""
+PROTOCOLS = ("paper", "heldout")
+"""How dev and test are drawn: the paper's halves of validation for small tasks, or dev held out of train."""
+HELDOUT_MIN_TRAIN = 600
+"""The smallest train split ``heldout`` takes dev rows from (a fifth: 120 rows); smaller ones keep the halves."""
+HELDOUT_SHARE = 5
+"""``heldout`` takes 1/HELDOUT_SHARE of the train rows as dev, at most DEV_ROWS_FROM_TRAIN."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +76,17 @@ def load_task(
     dev_limit: int | None = None,
     test_limit: int | None = None,
     shots: int | None = None,
+    protocol: str = "paper",
 ) -> TaskSplits:
-    """Load ``task`` from ``data_dir`` (else $ATTEMPTCTL_DATA_DIR, else the hub) and split it.
+    """Load ``task`` from ``data_dir`` (else $ATTEMPTCTL_DATA_DIR, else the hub) and split it by ``protocol``
+    (:data:`PROTOCOLS`).
 
     A custom task with its own files reads them whatever ``data_dir`` says. ``shots=K`` keeps K
     training rows per class (K in all for a free-form task), drawn with ``seed``, before
     ``train_limit``; dev and test are untouched, as in the paper's few-shot runs.
     """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown split protocol '{protocol}'; choose one of {', '.join(PROTOCOLS)}")
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or None
     if task.files is not None:
@@ -79,7 +95,7 @@ def load_task(
         source, has_split, read_split = _local_source(task, Path(data_dir))
     else:
         source, has_split, read_split = _hub_source(task)
-    train, dev, test = _split(task, source, has_split, read_split, seed)
+    train, dev, test = _split(task, source, has_split, read_split, seed, protocol)
     if shots is not None:
         train = few_shot(train, shots, seed)
     return TaskSplits(
@@ -92,7 +108,7 @@ def load_task(
 
 
 def _split(
-    task: Task, source: str, has_split: _HasSplit, read_split: _ReadSplit, seed: int
+    task: Task, source: str, has_split: _HasSplit, read_split: _ReadSplit, seed: int, protocol: str = "paper"
 ) -> tuple[list[Example], list[Example], list[Example]]:
     train = _shuffled(read_split(task.train_split), seed)
     if task.dev_split and task.test_split:
@@ -106,10 +122,13 @@ def _split(
             stacklevel=3,
         )
     validation = _shuffled(read_split(task.validation_split), seed)
-    if len(train) < SMALL_TRAIN_ROWS:
-        half = len(validation) // 2
-        return train, validation[:half], validation[half:]
-    return train[DEV_ROWS_FROM_TRAIN:], train[:DEV_ROWS_FROM_TRAIN], validation
+    if len(train) >= SMALL_TRAIN_ROWS:
+        return train[DEV_ROWS_FROM_TRAIN:], train[:DEV_ROWS_FROM_TRAIN], validation
+    if protocol == "heldout" and len(train) >= HELDOUT_MIN_TRAIN:
+        held = min(DEV_ROWS_FROM_TRAIN, len(train) // HELDOUT_SHARE)
+        return train[held:], train[:held], validation
+    half = len(validation) // 2
+    return train, validation[:half], validation[half:]
 
 
 def _shuffled(examples: list[Example], seed: int) -> list[Example]:

@@ -35,7 +35,8 @@ from registry import PromptRecord, Registry
 def load_splits(ws: Workspace, task: Task, config: TrainConfig) -> TaskSplits:
     """The task's train/dev/test rows as the training config limits them."""
     return load_task(task, data_dir=ws.data_dir, seed=config.seed, train_limit=config.train_limit,
-                     dev_limit=config.dev_limit, test_limit=config.test_limit, shots=config.shots)
+                     dev_limit=config.dev_limit, test_limit=config.test_limit, shots=config.shots,
+                     protocol=config.split_protocol)
 
 
 def checkpoint_plan(ws: Workspace, run: str, config: TrainConfig, resume: bool, force: bool) -> CheckpointPlan:

@@ -14,7 +14,7 @@ from pathlib import Path
 from attemptctl.errors import AttemptError
 from attemptctl.method.backbones import DEFAULT_BACKBONE
 from attemptctl.method.runtime import Runtime
-from attemptctl.tasks import Example, Task, task_of
+from attemptctl.tasks import CONFIG_BEFORE, Example, Task, task_of
 from attemptctl.tasks.data import load_task
 from registry import PromptRecord, Registry
 
@@ -74,9 +74,11 @@ def select_records(registry: Registry, refs: Sequence[str] | None, kinds: Sequen
 
 
 def split_examples(ws: Workspace, record: PromptRecord, split: str, limit: int | None) -> tuple[Task, list[Example]]:
-    """A prompt's dev or test examples as its training saw them: same seed, same default limit."""
+    """A prompt's dev or test examples as its training saw them: same seed, split protocol and default limit."""
     task = task_of(record)
     seed = int(record.config.get("seed", 42))
     limit = limit or record.config.get(f"{split}_limit")
-    splits = load_task(task, data_dir=ws.data_dir, seed=seed, dev_limit=limit, test_limit=limit, train_limit=1)
+    protocol = record.config.get("split_protocol", CONFIG_BEFORE["split_protocol"])
+    splits = load_task(task, data_dir=ws.data_dir, seed=seed, dev_limit=limit, test_limit=limit, train_limit=1,
+                       protocol=protocol)
     return task, (splits.dev if split == "dev" else splits.test)
