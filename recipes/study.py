@@ -18,6 +18,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py per-seed PART --data-dir DIR   # every cell's score seed by seed, each seed's constant
     python recipes/study.py docs --data-dir DIR            # rewrite docs/results.md's tables from the exports
     python recipes/study.py transfer --data-dir DIR        # each source prompt on each target, untrained
+    python recipes/study.py power --data-dir DIR           # per target: test rows and the difference they can detect
     python recipes/study.py transfer --by-index --data-dir DIR  # the same, each source in its own label words
     python recipes/study.py transfer --by-index --split all --data-dir DIR  # on dev and test halves together
     python recipes/study.py transfer --labels index --prompts-from REG --data-dir DIR  # index prompts, index targets
@@ -368,6 +369,52 @@ def docs(args) -> None:
     print(f"{page.relative_to(ROOT)}: {len(quotes)} tables, " + ("changed" if after != before else "unchanged"))
 
 
+POWER_TARGETS = ("yelp", "imdb", "rte", "mrpc", "cb", "boolq", "wic", "wsc")
+
+
+def _discordance() -> dict[str, tuple[float, int]]:
+    """Per target: the mean share of test rows on which PT and another method's cell of the same rows (any
+    committed export, any study) answer differently, and how many such pairs there are."""
+    cells: dict[str, list[tuple[str, str, str]]] = {}
+    for path in sorted(EXPORTS.glob("*/*.json")):
+        for row in json.loads(path.read_text())["cells"]:
+            if row.get("test_rows") and isinstance(row.get("predictions"), str):
+                cells.setdefault(row["test_rows"], []).append((row["method"], row["target"], row["predictions"]))
+    shares: dict[str, list[float]] = {}
+    for group in cells.values():
+        baselines = {answers for method, _, answers in group if method == "pt"}
+        for method, target, answers in group:
+            if method != "pt":
+                shares.setdefault(target, []).extend(
+                    sum(a != b for a, b in zip(answers, base)) / len(base) for base in baselines)
+    return {target: (sum(s) / len(s), len(s)) for target, s in shares.items() if s}
+
+
+def power(args) -> None:
+    """Per target: its test rows under each split protocol and the smallest accuracy difference they detect
+    at 80% power (α 0.05): unpaired, and paired at the disagreement between PT and the other methods seen in
+    the committed cells that kept their answers."""
+    sys.path.insert(0, str(ROOT))
+    from attemptctl.studies.intervals import detectable_difference
+    from attemptctl.tasks import get_task
+    from attemptctl.tasks.data import load_task
+    from attemptctl.tasks.metrics import primary_metric
+
+    seen = _discordance()
+    print("| target | metric | test rows, paper | detectable, unpaired | test rows, heldout | detectable, unpaired "
+          "| PT and another method disagree on | detectable, paired (heldout) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for target in args.targets.split(","):
+        task = get_task(target)
+        rows = {protocol: len(load_task(task, data_dir=args.data_dir, seed=1, train_limit=1,
+                                        protocol=protocol).test) for protocol in ("paper", "heldout")}
+        share, pairs = seen.get(target, (None, 0))
+        paired = (f"{100 * share:.0f}% of rows ({pairs} pairs)", f"{100 * detectable_difference(rows['heldout'], discordant=share):.1f}") \
+            if share is not None else ("—", "—")
+        print(f"| {target} | {primary_metric(task)} | {rows['paper']} | {100 * detectable_difference(rows['paper']):.1f} "
+              f"| {rows['heldout']} | {100 * detectable_difference(rows['heldout']):.1f} | {paired[0]} | {paired[1]} |")
+
+
 def transfer(args) -> None:
     """What each prompt does on a target before any target training: every zoo source and an untrained
     vocabulary prompt scored on the target's test rows (seed 1 split, the study's input length), with
@@ -460,6 +507,9 @@ def main() -> None:
     p.add_argument("--split", choices=("test", "dev", "all"), default="test",
                    help="the seed-1 split's test half (the cells' test rows), its dev half, or both")
     p.add_argument("--data-dir", required=True)
+    p = sub.add_parser("power", help="per target: test rows per protocol and the smallest difference they detect")
+    p.add_argument("--targets", default=",".join(POWER_TARGETS))
+    p.add_argument("--data-dir", required=True)
     p = sub.add_parser("status", help="cells done and left")
     p.add_argument("part", nargs="?", choices=PARTS)
     p = sub.add_parser("table", help="the part's table from its exports")
@@ -467,7 +517,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
     args = parser.parse_args()
     {"run": run, "status": status, "table": table, "baselines": baselines, "per-seed": per_seed,
-     "docs": docs, "transfer": transfer}[args.command](args)
+     "docs": docs, "transfer": transfer, "power": power}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -276,3 +276,18 @@ def test_the_export_alone_gives_the_same_intervals_and_an_old_export_shows_as_be
     result = run("study", "show", "paired", "--from", path)
     assert result.exit_code == 1 and "lacks or mangles" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_detectable_difference_matches_the_issues_figures_and_pairing_shrinks_it():
+    from attemptctl.studies.intervals import detectable_difference
+
+    # Issue 29's table (unpaired, 80% power, α 0.05, accuracy near 0.5): RTE's 139 test rows ~17 points,
+    # BoolQ's 500 ~9, WSC's 52 ~27.
+    assert [round(100 * detectable_difference(n)) for n in (139, 500, 52)] == [17, 9, 27]
+    assert detectable_difference(277) < detectable_difference(139)  # the whole validation split
+    # Paired: methods that disagree on 20% of 400 rows; a pair that never disagrees detects any difference.
+    paired_400 = detectable_difference(400, discordant=0.2)
+    assert paired_400 == pytest.approx((1.959964 + 0.841621) * (0.2 / 400) ** 0.5, rel=1e-5)
+    assert paired_400 < detectable_difference(400) and detectable_difference(400, discordant=0) == 0
+    with pytest.raises(ValueError, match="rows must be at least 1"):
+        detectable_difference(0)

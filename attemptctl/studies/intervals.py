@@ -164,3 +164,29 @@ def paired_difference(task: Task, metric: str, seeds: Sequence[SeedRows], *, res
         method.append(scored(task, metric, rows.method, draws))
         baseline.append(scored(task, metric, rows.baseline, draws))
     return paired(method, baseline)
+
+
+POWER = 0.8
+"""The power at which :func:`detectable_difference` reports (the usual 80%)."""
+
+
+def detectable_difference(rows: int, *, discordant: float | None = None, accuracy: float = 0.5,
+                          level: float = LEVEL, power: float = POWER) -> float:
+    """The smallest accuracy difference a two-sided test at ``level`` finds with probability ``power`` on
+    ``rows`` test rows (normal approximation), as a fraction.
+
+    Unpaired (``discordant`` None): two independent accuracies near ``accuracy`` (0.5 is the worst case),
+    ``(z_(1+level)/2 + z_power) * sqrt(2 p (1 - p) / rows)``. Paired, as the intervals are: two methods
+    that disagree on a share ``discordant`` of the rows, ``(z + z) * sqrt(discordant / rows)`` (McNemar's
+    test; the pairing removes the rows' luck that both share). F1 and macro-F1 are not accuracies: for
+    them it is a guide, not the exact power. Seeds that test on the same rows do not add rows.
+    """
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    z = statistics.NormalDist()
+    spread = z.inv_cdf((1 + level) / 2) + z.inv_cdf(power)
+    if discordant is None:
+        return spread * (2 * accuracy * (1 - accuracy) / rows) ** 0.5
+    if not 0 <= discordant <= 1:
+        raise ValueError(f"discordant is a share of rows in [0, 1], got {discordant}")
+    return spread * (discordant / rows) ** 0.5
