@@ -135,6 +135,8 @@ for _part, _methods, _extra in (
         ("defaults-frozen-norm", ("attempt",), {"--attn-norm": "frozen"}),
         # the transfer recipe (the default since issue 28) with G's LayerNorm frozen, as the official code has it
         ("defaults-transfer-frozen-norm", ("attempt",), {"--recipe": "transfer", "--attn-norm": "frozen"}),
+        # the target's weight in the mixture: the transfer recipe without a target prompt (weight 0, not 1 + a_t)
+        ("defaults-transfer-no-target", ("no-target",), {"--recipe": "transfer"}),
         ("defaults-spot", ("spot",), {})):
     PARTS[_part] = {"study": _part, "targets": DEFAULTS_TARGETS, "methods": _methods, "seeds": (1, 2),
                     "shots": (None,), "budget": {**DEFAULTS_BUDGET, **_extra}, "sources": "mnli,qqp,qnli,sst2,squad"}
