@@ -51,6 +51,9 @@ class TrainProgress:
         elif event == "eval" and not self.transient:
             self.progress.console.print(f"step {data['step']}: {dev_summary(data['dev'], data.get('examples'))}"
                                         + ("  [green]best[/]" if data["improved"] else ""), highlight=False)
+        elif event == "curve" and not self.transient:
+            self.progress.console.print(f"step {data['step']}: {dev_summary(data['test'], data['examples'], 'test')}"
+                                        "  (learning curve)", highlight=False)
         elif event == "interrupted":
             where = f"; checkpoint {data['checkpoint']} (continue with --resume)" if data.get("checkpoint") else ""
             if self.transient:

@@ -460,17 +460,92 @@ def render_to_text(renderable: Any, *, width: int = 100, color: bool = False) ->
     return console.file.getvalue()
 
 
-def dev_summary(dev: Mapping[str, Mapping[str, float]], examples: Mapping[str, int] | None = None) -> str:
+def dev_summary(dev: Mapping[str, Mapping[str, float]], examples: Mapping[str, int] | None = None,
+                split: str = "dev") -> str:
     """A dev check in one phrase, naming the split and the rows scored: ``dev accuracy 62.5 on 48 rows``;
     several tasks ``dev: rte accuracy 62.5 on 48 rows; cb macro_f1 40.0, accuracy 50.0 on 28 rows``.
-    ``examples``: rows scored per task (records from before they were kept have none: no count)."""
+    ``examples``: rows scored per task (records from before they were kept have none: no count). ``split``:
+    the split's name in the phrase (``test`` for a learning curve's point)."""
     examples = examples or {}
     scored = {task: metrics for task, metrics in dev.items() if metrics}
     parts = [", ".join(f"{k} {percent(v)}" for k, v in in_metric_order(task, metrics).items())
              + (f" on {examples[task]:,} rows" if examples.get(task) is not None else "")
              for task, metrics in scored.items()]
     if not parts:
-        return "no dev score"
+        return f"no {split} score"
     if len(parts) == 1:
-        return f"dev {parts[0]}"
-    return "dev: " + "; ".join(f"{task} {part}" for task, part in zip(scored, parts))
+        return f"{split} {parts[0]}"
+    return f"{split}: " + "; ".join(f"{task} {part}" for task, part in zip(scored, parts))
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class CurveSeries:
+    """One method's learning curve on one target: step -> (mean score, std over seeds or None, seeds)."""
+
+    label: str
+    points: Mapping[int, tuple[float, float | None, int]]
+
+
+def _spark(values: Sequence[float], low: float, high: float) -> str:
+    span = high - low
+    return "".join(SPARKS[0 if span <= 0 else min(len(SPARKS) - 1, int((v - low) / span * len(SPARKS)))]
+                   for v in values)
+
+
+def curve_table(target: str, metric: str, series: Sequence[CurveSeries]) -> Table:
+    """A target's learning curves in the terminal: one row per method, its test score at each step (mean over
+    seeds, ± std where there are several), and a sparkline of the means on a scale shared by the rows."""
+    steps = sorted({step for s in series for step in s.points})
+    means = [p[0] for s in series for p in s.points.values()]
+    low, high = min(means), max(means)
+    table = Table(title=f"{target}: test {metric} (%) by training step", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("method", justify="left")
+    for step in steps:
+        table.add_column(f"{step:,}", justify="right")
+    table.add_column(f"{percent(low)}–{percent(high)}", justify="left")
+    for s in series:
+        cells = []
+        for step in steps:
+            point = s.points.get(step)
+            cells.append("—" if point is None else percent(point[0]) + ("" if point[1] is None else f" ±{percent(point[1])}"))
+        table.add_row(s.label, *cells, _spark([s.points[step][0] for step in steps if step in s.points], low, high))
+    return table
+
+
+def curves_png(curves: Sequence[tuple[str, str, Sequence[CurveSeries]]], path: Any, *, title: str | None = None) -> None:
+    """Learning curves as a PNG: one panel per (target, metric), a line per method (mean over seeds, a band of
+    ± one std where there are several), steps on a symmetric-log axis so 0 and 2,000 both show. Raises
+    ImportError with an install hint without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(PLOT_EXTRA_HINT) from exc
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), dpi=100, squeeze=False)
+    for ax, (target, metric, series) in zip(axes[0], curves):
+        positive = [step for s in series for step in s.points if step > 0]
+        for s in series:
+            steps = sorted(s.points)
+            mean = [100 * s.points[k][0] for k in steps]
+            ax.plot(steps, mean, marker="o", label=s.label)
+            spread = [100 * (s.points[k][1] or 0.0) for k in steps]
+            if any(spread):
+                ax.fill_between(steps, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)],
+                                alpha=0.15)
+        if positive:
+            ax.set_xscale("symlog", linthresh=min(positive))
+        ax.set_title(target)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"test {metric} (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

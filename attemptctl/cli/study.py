@@ -232,6 +232,10 @@ def study_show(
     targets: Annotated[str | None, typer.Option("--targets", help="Comma-separated targets to put first, in "
                                                 "this order, e.g. rte,mrpc,cb (default: the order they "
                                                 "were trained in).")] = None,
+    curves: Annotated[bool, typer.Option("--curves", help="Draw the learning curves (cells trained with "
+                                         "--curve-steps) in the terminal instead of the table.")] = False,
+    png: Annotated[Path | None, typer.Option("--png", help="Write the learning curves to this PNG file "
+                                             "(needs matplotlib: the plot extra).")] = None,
 ) -> None:
     """Print a methods study's table from the registry alone, in about a second (no torch, no data).
 
@@ -240,13 +244,50 @@ def study_show(
 
     Example: attemptctl study show methods-rte+mrpc+cb --markdown
              attemptctl study show six-targets --from part-1.json --from part-2.json
+             attemptctl study show curves --curves --png curves.png
     """
     from attemptctl.studies import in_order, read_export, show_study, table_from_exports
 
+    if png is not None:
+        _need_matplotlib()
     if exports:
         table = call(table_from_exports, name, [(str(p), call(read_export, p)) for p in exports])
     else:
         table = call(show_study, workspace(registry), name)
     if targets is not None:
         table = call(in_order, table, names(targets))
+    if curves or png is not None:
+        _print_curves(table, curves, png)
+        return
     _print_table(table, as_json, as_csv, markdown)
+
+
+def _need_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        from rich.markup import escape
+
+        from attemptctl.cli.render import PLOT_EXTRA_HINT
+
+        err.print(f"[bold red]error:[/] {escape(PLOT_EXTRA_HINT)}", highlight=False)  # "[plot]" is not markup
+        raise typer.Exit(1) from None
+
+
+def _print_curves(table, draw: bool, png: Path | None) -> None:
+    """Each target's learning curves: a terminal table with sparklines (``draw``) and/or a PNG."""
+    from attemptctl.cli.render import CurveSeries, curve_table, curves_png
+    from attemptctl.studies import curve_panels
+
+    panels = [(title, metric, [CurveSeries(label, {step: (s.mean, s.std, s.n) for step, s in points.items()})
+                               for label, points in series])
+              for title, metric, series in call(curve_panels, table)]
+    if draw:
+        seeds = ", ".join(map(str, table.seeds))
+        out.print(f"Study {table.name}: learning curves, test scores (%) at each step, mean ± std over seeds {seeds}",
+                  highlight=False)
+        for title, metric, series in panels:
+            out.print(curve_table(title, metric, series))
+    if png is not None:
+        call(curves_png, panels, png, title=f"Study {table.name}: test score by training step")
+        err.print(f"wrote {png}", highlight=False)

@@ -80,6 +80,10 @@ class TrainConfig:
     eval_start: bool = False
     """Score dev before the first step too, so that a start better than every trained state is the one kept
     (a target started from a source prompt that training then spoils)."""
+    curve_steps: str | None = None
+    """A learning curve: score the test rows at these steps too (comma-separated, 0: the untrained start),
+    recorded with the prompt as ``metrics["curve"]``; the kept state is still the best on dev. Canonical
+    form: sorted, no repeats. Steps past the run's end are not reached."""
     checkpoint_every: int | None = None
     """Save a resumable checkpoint every N steps; None: at every dev evaluation (and always on Ctrl-C)."""
     sampling_temperature: float = 1.0
@@ -113,6 +117,7 @@ class TrainConfig:
         if self.label_words and self.labels != "words":
             raise ConfigError(f"--label-words borrows label words, and labels '{self.labels}' answers without "
                               "them; use it with word-format sources (--labels words)")
+        self.curve_steps = parse_curve_steps(self.curve_steps)
         from attemptctl.tasks.data import PROTOCOLS
 
         if self.split_protocol not in PROTOCOLS:
@@ -134,6 +139,24 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The fields, with G's rate as it is used (what a record keeps and a resume compares)."""
         return {**asdict(self), "attn_lr": self.effective_attn_lr}
+
+
+def parse_curve_steps(value: str | None) -> str | None:
+    """The canonical form of ``--curve-steps`` ("300,0,100" -> "0,100,300"); None or empty: no curve."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        steps = sorted({int(part) for part in str(value).split(",") if part.strip()})
+    except ValueError:
+        raise ConfigError(f"curve-steps takes comma-separated step numbers such as 0,100,300, got '{value}'") from None
+    if not steps or steps[0] < 0:
+        raise ConfigError(f"curve-steps must be steps of 0 or more, got '{value}'")
+    return ",".join(map(str, steps))
+
+
+def curve_points(value: str | None) -> tuple[int, ...]:
+    """The steps of a canonical ``curve_steps``."""
+    return tuple(int(s) for s in value.split(",")) if value else ()
 
 
 #: Steps between the loss's trips to the host on a GPU (each is a sync of the whole queue).
@@ -174,6 +197,8 @@ class TrainResult:
     """Per task: the dev rows each check scored (what ``dev`` is measured on)."""
     max_new_tokens: dict[str, int] = field(default_factory=dict)
     """Per task: how many tokens free-form answers may take (from the training answers)."""
+    curve: list[dict] = field(default_factory=list)
+    """``curve_steps``' test scores: ``{"step", "test": {task: metrics}, "examples": {task: rows}}`` each."""
     main_process: bool = True
     """False in the other processes of `accelerate launch`: only the main process registers."""
 
@@ -237,11 +262,13 @@ def default_epochs(train_rows: int, *, source: bool) -> int:
 def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, Sequence[Example]],
           dev_rows: Mapping[str, Sequence[Example]], tasks: Mapping[str, Task], config: TrainConfig, *,
           source: bool = False, on_event: Event | None = None,
-          checkpoint: CheckpointPlan | None = None) -> TrainResult:
+          checkpoint: CheckpointPlan | None = None, curve_rows: Mapping[str, Sequence[Example]] | None = None
+          ) -> TrainResult:
     """Train ``mixture`` on the tasks' training rows; keep the state with the best mean dev score.
 
     With a ``checkpoint`` plan the run is saved every ``checkpoint.every`` steps (default: at every
     dev evaluation) and on Ctrl-C/SIGTERM, and ``checkpoint.resume`` continues a saved run exactly.
+    With ``config.curve_steps``, ``curve_rows`` (the test rows) are scored at those steps: a learning curve.
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_linear_schedule_with_warmup
@@ -274,6 +301,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                _identity(config, items, task_ids, backbone, accelerator.unwrap_model(mixture)))
     if checkpoint and checkpoint.resume:
         run.restore(checkpoint)
+    curve = set(curve_points(config.curve_steps)) if curve_rows and any(curve_rows.values()) else set()
     run.started, interrupted = time.perf_counter(), False
     notify("start", total=total, examples=len(items), resumed_at=run.step)
     with _stop_requests() as stop:
@@ -282,6 +310,8 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                 _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify, limits)
             if main and config.eval_start and run.step == 0 and not run.best.history:  # the start is a candidate
                 _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, 0, run.best, notify, limits)
+            if main and curve and run.step == 0 and 0 in curve and not run.best.curve:
+                _score_curve(backbone, run.mixture, curve_rows, tasks, config, 0, run.best, notify, limits)
             while run.step < total and not stop.is_set():
                 rows = epoch_rows(task_ids, config.sampling_temperature, config.seed + run.epoch)
                 # grouped by task and label: every batch holds each task's share and each label's share of it
@@ -305,6 +335,8 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
                            tokens=batch.tokens)
                     if main and run.evaluation_due(eval_every, total):
                         _evaluate_dev(backbone, run.mixture, dev_rows, tasks, config, run.step, run.best, notify, limits, lr=lr)
+                    if main and run.step in curve:
+                        _score_curve(backbone, run.mixture, curve_rows, tasks, config, run.step, run.best, notify, limits)
                     if main and checkpoint and (stop.is_set() or (run.step % checkpoint.every == 0 if checkpoint.every
                                                          else run.best.history_step == run.step)):
                         run.save(checkpoint.path)
@@ -324,7 +356,8 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
         best.state, best.step = _trainable_state(run.mixture), run.step
     return TrainResult(state=best.state, dev=best.dev, best_step=best.step, steps=run.step,
                        seconds=run.seconds(), interrupted=interrupted, history=best.history,
-                       train_rows=len(items), dev_examples=best.examples, max_new_tokens=limits, main_process=main)
+                       train_rows=len(items), dev_examples=best.examples, max_new_tokens=limits, curve=best.curve,
+                       main_process=main)
 
 
 def _step(accelerator, backbone: Backbone, mixture, optimizer, scheduler, batch: lm.Batch,
@@ -402,7 +435,7 @@ class _Run:
     def save(self, path) -> None:
         best = {"score": self.best.score if self.best.state is not None else None, "dev": self.best.dev,
                 "examples": self.best.examples, "step": self.best.step, "history": self.best.history,
-                "history_step": self.best.history_step}
+                "history_step": self.best.history_step, "curve": self.best.curve}
         checkpoints.save(path, checkpoints.Checkpoint(
             step=self.step, epoch=self.epoch, batches_done=self.batches_done,
             trainable=_trainable_state(self.mixture), optimizer=self.optimizer.state_dict(),
@@ -429,7 +462,7 @@ class _Run:
         self.best = _Best(state=saved.best_state, score=saved.best["score"] if saved.best_state is not None else -math.inf,
                           dev=saved.best["dev"], examples=saved.best.get("examples", {}),  # none in older checkpoints
                           step=saved.best["step"], history=saved.best["history"],
-                          history_step=saved.best["history_step"])
+                          history_step=saved.best["history_step"], curve=saved.best.get("curve", []))
 
 
 @contextmanager
@@ -463,6 +496,7 @@ class _Best:
     step: int = 0
     history: list[dict] = field(default_factory=list)
     history_step: int = 0  # the last step whose dev evaluation finished
+    curve: list[dict] = field(default_factory=list)  # test scores at config.curve_steps
 
 
 def _answer_limits(items, task_ids, task_names) -> dict[str, int]:
@@ -491,6 +525,17 @@ def _evaluate_dev(backbone, mixture, dev_rows, tasks, config, step, best: _Best,
         best.state, best.score, best.step = _trainable_state(mixture), score, step
         best.dev, best.examples = dev, examples
     notify("eval", step=step, score=score, dev=dev, examples=examples, improved=improved)
+
+
+def _score_curve(backbone, mixture, test_rows, tasks, config, step, best: _Best, notify,
+                 limits: Mapping[str, int]) -> None:
+    """A learning curve's point: the test rows scored at ``step`` (nothing is selected on them)."""
+    results = evaluate(backbone, mixture, test_rows, tasks, max_length=config.max_length,
+                       batch_size=backbone.runtime.eval_batch_size or max(config.batch_size, 8), max_new_tokens=limits)
+    point = {"step": step, "test": {n: r.metrics for n, r in results.items()},
+             "examples": {n: r.examples for n, r in results.items()}}
+    best.curve.append(point)
+    notify("curve", **point)
 
 
 def _trainable_state(mixture: PromptMixture) -> dict[str, torch.Tensor]:

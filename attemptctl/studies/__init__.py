@@ -44,6 +44,7 @@ from attemptctl.studies.table import (
                                       CellResult,
                                       MethodsTable,
                                       Summary,
+                                      curve_panels,
                                       in_order,
                                       methods_table,
                                       show_study,
@@ -52,8 +53,8 @@ from attemptctl.studies.table import (
 
 __all__ = ["ATTENTION_METHODS", "BUDGET_KEYS", "METHODS", "SCALED_OPTIONS", "TARGET_COLUMN", "UNCOMPARED_OPTIONS",
            "UNIFORM_SAMPLING", "Cell", "CellResult", "DifferenceRow", "MethodsStudyConfig", "MethodsStudyResult",
-           "MethodsTable", "OnCell", "StudyRow", "Summary", "attention_markdown", "check_export", "default_name",
-           "difference_note", "difference_rows", "differences", "finished_cells", "in_order", "methods_table",
-           "read_export", "run_options", "show_study", "stored_attention", "study_methods", "study_names",
-           "study_records", "study_sources", "table_csv", "table_from_exports", "table_json", "table_markdown",
-           "table_rows", "write_export"]
+           "MethodsTable", "OnCell", "StudyRow", "Summary", "attention_markdown", "check_export", "curve_panels",
+           "default_name", "difference_note", "difference_rows", "differences", "finished_cells", "in_order",
+           "methods_table", "read_export", "run_options", "show_study", "stored_attention", "study_methods",
+           "study_names", "study_records", "study_sources", "table_csv", "table_from_exports", "table_json",
+           "table_markdown", "table_rows", "write_export"]

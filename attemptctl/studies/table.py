@@ -64,6 +64,8 @@ class CellResult:
     before they were kept."""
     test_rows: str | None = None
     """The digest of the test rows ``predictions`` answer (the table's ``test_rows`` holds their gold)."""
+    curve: tuple[tuple[int, float], ...] | None = None
+    """A learning curve (``--curve-steps``): (step, the primary test metric) at each step scored; None without."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,18 @@ class MethodsTable:
             return None
         return Summary(statistics.fmean(s.mean for s in by_target), None, min(s.n for s in by_target))
 
+    def curves(self) -> list[tuple[str, str, int | None, dict[int, Summary]]]:
+        """(method, target, shots, step -> the test score over the seeds that reached it) for every cell group
+        with a learning curve, in the table's method and target order."""
+        groups: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for c in self.cells:
+            for step, score in c.curve or ():
+                groups[(c.cell.method, c.cell.target, c.cell.shots)][step].append(score)
+        order = {m: i for i, m in enumerate(METHODS)}
+        return [(m, t, k, {step: _summary(values) for step, values in sorted(points.items())})
+                for (m, t, k), points in sorted(groups.items(), key=lambda kv: (order[kv[0][0]],
+                                                                                self.targets.index(kv[0][1])))]
+
     def params(self, method: str, shots=None) -> int | None:
         counts = Counter(c.params for c in self.cells if c.cell.method == method and c.cell.shots == shots)
         return counts.most_common(1)[0][0] if counts else None
@@ -216,7 +230,8 @@ class MethodsTable:
                   "params": c.params, "budget": c.budget, "train_seconds": c.train_seconds,
                   "eval_seconds": c.eval_seconds, "run": c.run, "attention": c.attention,
                   "best_step": c.best_step, "start": c.start, "budget_differs": c.cell in self.flagged,
-                  "predictions": c.predictions, "test_rows": c.test_rows}
+                  "predictions": c.predictions, "test_rows": c.test_rows,
+                  "curve": None if c.curve is None else [list(point) for point in c.curve]}
                  for c in self.cells]
         used = {c.test_rows for c in self.cells if c.test_rows}
         return {"study": self.name, "targets": list(self.targets), "seeds": list(self.seeds), "shots": list(self.shots),
@@ -286,6 +301,13 @@ def _budget_issues(cells: Sequence[CellResult]) -> tuple[list[str], set[Cell]]:
     return issues, flagged
 
 
+def _curve(points, task: str, metric: str) -> tuple[tuple[int, float], ...] | None:
+    """A record's learning curve (``metrics["curve"]``) as (step, the task's primary test metric)."""
+    if not points:
+        return None
+    return tuple((int(p["step"]), float(p["test"][task][metric])) for p in points if metric in p["test"].get(task, {}))
+
+
 def methods_table(registry: Registry, name: str) -> MethodsTable:
     """The study's table from its tagged versions and their stored test evaluations; no torch."""
     records = study_records(registry, name)
@@ -302,7 +324,8 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
                                 float(record.metrics.get("seconds", 0.0)), float(evaluation.seconds),
                                 record.attention or record.ref,
                                 stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None,
-                                record.metrics.get("best_step"), record.config.get("init"), predictions, digest))
+                                record.metrics.get("best_step"), record.config.get("init"), predictions, digest,
+                                _curve(record.metrics.get("curve"), record.task, metric)))
     unfinished = len({cell_of(r) for r in records} - set(done))
     return _table(name, cells, [cell_of(r).target for r in records], unfinished, test_rows)
 
@@ -346,7 +369,8 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                                     float(row["eval_seconds"]), f"{origin}:{row['run']}", row["attention"],
                                     None if row.get("best_step") is None else int(row["best_step"]),
                                     None if row.get("start") is None else str(row["start"]),
-                                    *_exported_answers(row, gold, test_rows))
+                                    *_exported_answers(row, gold, test_rows),
+                                    None if not row.get("curve") else tuple((int(s), float(v)) for s, v in row["curve"]))
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
                     from None
@@ -362,7 +386,8 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                                                                                      result.test_rows)
                 found[cell] = (first, replace(seen, best_step=result.best_step if seen.best_step is None
                                               else seen.best_step, start=seen.start or result.start,
-                                              predictions=answers[0], test_rows=answers[1]))
+                                              predictions=answers[0], test_rows=answers[1],
+                                              curve=seen.curve or result.curve))
                 continue
             found[cell] = (origin, result)
     if not found:
@@ -383,6 +408,21 @@ def _exported_answers(row: Mapping, gold: Mapping, test_rows: dict) -> tuple:
     if test_rows.setdefault(digest, rows) != rows:
         raise ValueError(f"test rows {digest} (two exports disagree)")
     return predictions, digest
+
+
+def curve_panels(table: MethodsTable) -> list[tuple[str, str, list[tuple[str, dict[int, Summary]]]]]:
+    """The learning curves by target (and shot count): (title, the target's metric, [(method label, step ->
+    score over seeds)]); refused, saying how to get them, when no cell has one."""
+    panels: dict[tuple, list] = {}
+    for method, target, shots, points in table.curves():
+        label = METHODS[method][1] + (f" ({shots}-shot)" if shots else "")
+        panels.setdefault((target, shots), []).append((label, points))
+    if not panels:
+        raise ConfigError(f"study '{table.name}' has no learning curve; train its cells with --curve-steps 0,100,300 "
+                          "(study methods passes it to every cell)")
+    metrics = {c.cell.target: c.metric for c in table.cells}
+    return [(target + (f" ({shots}-shot)" if shots else ""), metrics[target], series)
+            for (target, shots), series in panels.items()]
 
 
 def in_order(table: MethodsTable, targets: Sequence[str]) -> MethodsTable:

@@ -52,7 +52,8 @@ def training_metrics(result: TrainResult) -> dict:
             "seconds": round(result.seconds, 2), "interrupted": result.interrupted,
             "max_new_tokens": result.max_new_tokens,
             # The dev curve (step, mean dev score, learning rate): whether more steps would have helped.
-            "history": [{"step": h["step"], "score": h["score"], "lr": h.get("lr")} for h in result.history]}
+            "history": [{"step": h["step"], "score": h["score"], "lr": h.get("lr")} for h in result.history],
+            **({"curve": result.curve} if result.curve else {})}
 
 
 def vocab_prompt(backbone: Backbone, length: int, seed: int) -> torch.Tensor:
@@ -166,8 +167,9 @@ def train_run(ws: Workspace, backbone: Backbone, mixture: PromptMixture, splits:
     """The training step every computing command shares: each task's train rows, dev selection on its dev
     rows, and (``checkpoint``: the run's name, e.g. ``source-mnli``) a resumable checkpoint."""
     plan = checkpoint_plan(ws, checkpoint, config, resume, force) if checkpoint else None
+    curve = {n: s.test for n, s in splits.items()} if config.curve_steps else None
     return train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
-                 tasks, config, source=source, on_event=on_event, checkpoint=plan)
+                 tasks, config, source=source, on_event=on_event, checkpoint=plan, curve_rows=curve)
 
 
 def register_attention(registry: Registry, backbone: Backbone, spec: str, attention: AttentionModule, result: TrainResult,

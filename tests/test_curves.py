@@ -1,0 +1,84 @@
+"""Learning curves (issue 29 item 4): `--curve-steps` scores the test rows at fixed steps of one training run,
+the prompt records them, and `study show --curves` / `--png` draws them per target; on the tiny Llama."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from attemptctl.engine.train import TrainConfig, parse_curve_steps
+from attemptctl.errors import ConfigError
+from registry import Registry
+
+runner = CliRunner()
+SMALL = ["--max-steps", "4", "--train-limit", "16", "--dev-limit", "4", "--test-limit", "8", "--batch-size", "4",
+         "--max-length", "32", "--eval-every", "4", "--prompt-length", "4"]
+
+
+def run(*args):
+    from attemptctl.cli import app
+
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_curve_steps_take_a_canonical_form_and_refuse_what_is_not_steps():
+    assert parse_curve_steps("300, 0,100,100") == "0,100,300" and parse_curve_steps(" ") is None
+    assert TrainConfig(curve_steps="4,0").curve_steps == "0,4"
+    for bad in ("0,ten", "-1,5"):
+        with pytest.raises(ConfigError, match="curve-steps"):
+            TrainConfig(curve_steps=bad)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, real_data_dir, tiny_causal_dir):
+    folder = tmp_path_factory.mktemp("curves")
+    common = ["--registry", folder / "registry", "--data-dir", real_data_dir]
+    result = run("source", "train", "mnli", "--backbone", tiny_causal_dir, *common, *SMALL)
+    assert result.exit_code == 0, result.output
+    result = run("study", "methods", "rte", "--sources", "mnli", "--methods", "pt,attempt", "--seeds", "1,2",
+                 "--name", "curves", "--curve-steps", "0,2,4", *common, *SMALL)
+    assert result.exit_code == 0, result.output
+    return common
+
+
+def test_each_cell_records_its_curve_and_the_last_point_is_the_state_it_kept(study):
+    shown = json.loads(run("study", "show", "curves", *study[:2], "--json").output)
+    assert len(shown["cells"]) == 4
+    for cell in shown["cells"]:
+        steps = [step for step, _ in cell["curve"]]
+        assert steps == [0, 2, 4]
+        # one dev check, at step 4: the kept state is step 4's, so its test score is the curve's last point
+        assert cell["best_step"] == 4 and cell["curve"][-1][1] == pytest.approx(cell["score"])
+        assert all(0 <= score <= 1 for _, score in cell["curve"])
+    record = Registry(study[1]).get("target", shown["cells"][0]["prompt"])
+    assert [p["step"] for p in record.metrics["curve"]] == [0, 2, 4]
+    assert record.metrics["curve"][0]["examples"] == {"rte": 8}
+
+
+def test_show_curves_draws_each_method_at_each_step_and_the_png_is_written(study, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    result = run("study", "show", "curves", *study[:2], "--curves", "--png", png)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "rte: test accuracy (%) by training step" in text and "learning curves" in text
+    for row in ("PT", "ATTEMPT"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(row + " "))
+        assert line.count("±") == 3 and any(ch in line for ch in "▁▂▃▄▅▆▇█")  # 3 steps, 2 seeds each
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote" in text
+
+
+def test_a_study_without_curves_says_how_to_get_them(study, tmp_path):
+    result = run("study", "methods", "rte", "--sources", "mnli", "--methods", "pt", "--seeds", "1", "--name", "flat",
+                 *study, *SMALL)
+    assert result.exit_code == 0, result.output
+    shown = run("study", "show", "flat", *study[:2], "--curves")
+    assert shown.exit_code == 1 and "no learning curve" in shown.output and "--curve-steps" in shown.output
+
+
+def test_target_train_prints_each_curve_point_naming_the_split_and_rows(study):
+    result = run("target", "train", "rte", "--variant", "pt", "--curve-steps", "0,4", *study, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "step 0: test accuracy" in result.output and "on 8 rows  (learning curve)" in result.output
