@@ -179,20 +179,18 @@ def _train_one(args, task: str) -> None:
 
 
 def _constant_answers(task_name: str, data_dir: str, examples: int) -> tuple[float, float | None] | None:
-    """What a constant answer scores on the task's test rows: the majority class's accuracy, and for F1
-    tasks the F1 of always answering the positive label; None for tasks without labels."""
-    from collections import Counter
-
+    """What a constant answer scores on the task's test rows: the best one's accuracy (the majority class),
+    and for F1 tasks the best one's F1 (always the positive label); None for tasks without labels."""
     from attemptctl.tasks import get_task
     from attemptctl.tasks.data import load_task
+    from attemptctl.tasks.metrics import constant_answer
 
     task = get_task(task_name)
     if not task.labels:
         return None
     rows = load_task(task, data_dir=data_dir, seed=42, train_limit=1, test_limit=examples).test
-    counts = Counter(e.target for e in rows)
-    share = counts[task.labels[1]] / len(rows)
-    return max(counts.values()) / len(rows), (2 * share / (1 + share) if "f1" in task.metrics else None)
+    f1 = constant_answer(task, rows, "f1").metrics["f1"] if "f1" in task.metrics else None
+    return constant_answer(task, rows, "accuracy").metrics["accuracy"], f1
 
 
 def _floor(task_name: str, data_dir: str, examples: int) -> tuple[str, float, str]:
