@@ -321,7 +321,7 @@ def per_seed(args) -> None:
               + " |")
 
 
-DOC_BLOCK = r"<!-- (results-table|per-seed): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
+DOC_BLOCK = r"<!-- (results-table|per-seed|power): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
 """A quoted table in docs/results.md: the recipe's output for a part, between two HTML comments."""
 
 
@@ -339,12 +339,15 @@ def docs(args) -> None:
     """Rewrite every quoted table of docs/results.md from the committed exports: ``results-table: PART``
     is ``table PART`` with ``baselines PART`` under its first table (unless its cells kept their test rows,
     whose constant-answer row the table has), ``per-seed: PART`` is ``per-seed PART``
-    with each seed's constant answer. tests/test_results_doc.py checks the page against the same output."""
+    with each seed's constant answer, ``power: all`` is ``power``. tests/test_results_doc.py checks the page
+    against the same output."""
     page = ROOT / "docs" / "results.md"
 
     def block(match) -> str:
         kind, name = match.group(1), match.group(2)
-        if kind == "per-seed":
+        if kind == "power":  # ``power: all``: every target of POWER_TARGETS
+            text = _printed("power", "--data-dir", args.data_dir)
+        elif kind == "per-seed":
             text = _printed("per-seed", name, "--data-dir", args.data_dir)
         else:
             lines = _printed("table", name).splitlines()
@@ -358,12 +361,12 @@ def docs(args) -> None:
     before = page.read_text()
     quotes = list(re.finditer(DOC_BLOCK, before, flags=re.DOTALL))
     matched = {m.start() for m in quotes}
-    for opening in re.finditer(r"<!-- (?:results-table|per-seed): ", before):
+    for opening in re.finditer(r"<!-- (?:results-table|per-seed|power): ", before):
         if opening.start() not in matched:
             line = before.count("\n", 0, opening.start()) + 1
             sys.exit(f"{page.relative_to(ROOT)}:{line}: a quote must open with `<!-- KIND: PART -->` on a line of "
                      "its own and close with `<!-- /KIND -->`; nothing rewritten")
-    unknown = sorted({m.group(2) for m in quotes} - set(PARTS))
+    unknown = sorted({m.group(2) for m in quotes if m.group(1) != "power"} - set(PARTS))
     if unknown:
         sys.exit(f"{page.relative_to(ROOT)} quotes unknown part '{unknown[0]}'; parts: {', '.join(PARTS)}")
     after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)

@@ -26,13 +26,15 @@ COMMAND = {"results-table": "table", "per-seed": "per-seed"}
 
 
 def _blocks() -> list[tuple[str, str, str]]:
-    return BLOCK.findall(PAGE.read_text())
+    """The quotes of the exports (torch- and data-free); the power table needs the data, tested below."""
+    return [block for block in BLOCK.findall(PAGE.read_text()) if block[0] != "power"]
 
 
 def test_the_page_quotes_the_main_study_and_its_seeds_and_closes_every_quote():
     assert {(kind, part) for kind, part, _ in _blocks()} >= {("results-table", "start-lr"), ("per-seed", "start-lr")}
     text = PAGE.read_text()  # a quote left open would make `docs` swallow the prose up to the next one
-    assert len(_blocks()) == text.count("<!-- results-table: ") + text.count("<!-- per-seed: ")
+    assert len(BLOCK.findall(text)) == (text.count("<!-- results-table: ") + text.count("<!-- per-seed: ")
+                                        + text.count("<!-- power: "))
     assert all(body.strip() for _, _, body in _blocks())
 
 
@@ -68,3 +70,11 @@ def test_docs_rewrites_each_quote_with_its_constant_row_and_refuses_a_broken_pag
         with pytest.raises(SystemExit, match="nothing rewritten|unknown part 'nosuch'"):
             _RECIPE.docs(type("Args", (), {"data_dir": str(real_data_dir)})())
         assert page.read_text() == broken
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_power_table_is_what_the_recipe_prints_from_the_data(real_data_dir):
+    [quoted] = [body for kind, _, body in BLOCK.findall(PAGE.read_text()) if kind == "power"]
+    printed = subprocess.run([sys.executable, str(ROOT / "recipes" / "study.py"), "power", "--data-dir",
+                              str(real_data_dir)], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert quoted.strip() == printed.strip() and "| rte | accuracy | 139 |" in quoted
