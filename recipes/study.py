@@ -19,6 +19,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py docs --data-dir DIR            # rewrite docs/results.md's tables from the exports
     python recipes/study.py transfer --data-dir DIR        # each source prompt on each target, untrained
     python recipes/study.py power --data-dir DIR           # per target: test rows and the difference they can detect
+    python recipes/study.py compare defaults               # the defaults' candidates side by side, against PT
     python recipes/study.py transfer --by-index --data-dir DIR  # the same, each source in its own label words
     python recipes/study.py transfer --by-index --split all --data-dir DIR  # on dev and test halves together
     python recipes/study.py transfer --labels index --prompts-from REG --data-dir DIR  # index prompts, index targets
@@ -321,7 +322,7 @@ def per_seed(args) -> None:
               + " |")
 
 
-DOC_BLOCK = r"<!-- (results-table|per-seed|power): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
+DOC_BLOCK = r"<!-- (results-table|per-seed|power|compare): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
 """A quoted table in docs/results.md: the recipe's output for a part, between two HTML comments."""
 
 
@@ -339,7 +340,7 @@ def docs(args) -> None:
     """Rewrite every quoted table of docs/results.md from the committed exports: ``results-table: PART``
     is ``table PART`` with ``baselines PART`` under its first table (unless its cells kept their test rows,
     whose constant-answer row the table has), ``per-seed: PART`` is ``per-seed PART``
-    with each seed's constant answer, ``power: all`` is ``power``. tests/test_results_doc.py checks the page
+    with each seed's constant answer, ``power: all`` is ``power``, ``compare: NAME`` is ``compare NAME``. tests/test_results_doc.py checks the page
     against the same output."""
     page = ROOT / "docs" / "results.md"
 
@@ -347,6 +348,8 @@ def docs(args) -> None:
         kind, name = match.group(1), match.group(2)
         if kind == "power":  # ``power: all``: every target of POWER_TARGETS
             text = _printed("power", "--data-dir", args.data_dir)
+        elif kind == "compare":
+            text = _printed("compare", name)
         elif kind == "per-seed":
             text = _printed("per-seed", name, "--data-dir", args.data_dir)
         else:
@@ -361,17 +364,83 @@ def docs(args) -> None:
     before = page.read_text()
     quotes = list(re.finditer(DOC_BLOCK, before, flags=re.DOTALL))
     matched = {m.start() for m in quotes}
-    for opening in re.finditer(r"<!-- (?:results-table|per-seed|power): ", before):
+    for opening in re.finditer(r"<!-- (?:results-table|per-seed|power|compare): ", before):
         if opening.start() not in matched:
             line = before.count("\n", 0, opening.start()) + 1
             sys.exit(f"{page.relative_to(ROOT)}:{line}: a quote must open with `<!-- KIND: PART -->` on a line of "
                      "its own and close with `<!-- /KIND -->`; nothing rewritten")
-    unknown = sorted({m.group(2) for m in quotes if m.group(1) != "power"} - set(PARTS))
+    unknown = sorted({m.group(2) for m in quotes if m.group(1) not in ("power", "compare")} - set(PARTS))
     if unknown:
         sys.exit(f"{page.relative_to(ROOT)} quotes unknown part '{unknown[0]}'; parts: {', '.join(PARTS)}")
     after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
     page.write_text(after)
     print(f"{page.relative_to(ROOT)}: {len(quotes)} tables, " + ("changed" if after != before else "unchanged"))
+
+
+#: Parts compared side by side (``compare NAME``): each part's one method, on the same targets and seeds, against
+#: the first part's PT cells. ``defaults``: issue 28's candidates for ATTEMPT's defaults.
+COMPARISONS = {
+    "defaults": ("defaults-pt", "defaults-attempt", "defaults-zeros-lr1e-2", "defaults-zeros-lr1e-3",
+                 "defaults-mnli-lr1e-2", "defaults-zeros-lr1e-3-g1e-1", "defaults-best-lr1e-3-g1e-1",
+                 "defaults-transfer-frozen-norm", "defaults-transfer-no-target"),
+}
+
+
+def _cells_of(part: str) -> dict[tuple[str, int], dict]:
+    """(target, seed) -> the part's single-method cell, from its committed exports (with the export's gold rows
+    of the cell kept beside it when it kept its answers)."""
+    cells = {}
+    for path in _exports(PARTS[part]["study"]):
+        doc = json.loads(path.read_text())
+        for row in doc["cells"]:
+            gold = (doc.get("test_rows") or {}).get(row.get("test_rows") or "")
+            cells[(row["target"], row["seed"])] = {**row, "gold": gold}
+    return cells
+
+
+def compare(args) -> None:
+    """One row per part of a comparison: its mean test score per target over the seeds it has (their number
+    in brackets where fewer than the part's), the average over targets where every target has a cell, and the
+    difference from the first part's PT with its 95% paired bootstrap interval, pooled over the seeds where
+    both cells kept their answers (their number in brackets where fewer; bold where it holds)."""
+    sys.path.insert(0, str(ROOT))
+    from attemptctl.studies.answers import decode, examples_of
+    from attemptctl.studies.intervals import SeedRows, averaged, paired_difference
+    from attemptctl.tasks import get_task
+    from attemptctl.tasks.metrics import primary_metric
+
+    parts = COMPARISONS[args.name]
+    targets = list(PARTS[parts[0]]["targets"])
+    baseline = _cells_of(parts[0])
+    print("| setting | " + " | ".join(targets) + " | avg | " + " | ".join(f"Δ {t}" for t in targets) + " | Δ avg |")
+    print("|---|" + "---:|" * (2 * len(targets) + 2))
+    for part in parts:
+        cells, seeds = _cells_of(part), PARTS[part]["seeds"]
+        means, differences = [], []
+        for target in targets:
+            task = get_task(target)
+            scores = [cells[(target, s)]["score"] for s in seeds if (target, s) in cells]
+            means.append((sum(scores) / len(scores), len(scores)) if scores else None)
+            pairs = [SeedRows(decode(task, mine["predictions"]), decode(task, base["predictions"]),
+                              examples_of(task, mine["gold"]))
+                     for s in seeds if part != parts[0]
+                     for mine, base in [(cells.get((target, s)), baseline.get((target, s)))]
+                     if mine and base and mine.get("test_rows") and mine["test_rows"] == base.get("test_rows")]
+            differences.append(paired_difference(task, primary_metric(task), pairs) if pairs else None)
+        average = sum(m[0] for m in means) / len(means) if all(means) else None
+        intervals = [d and d.interval() for d in differences]
+        intervals.append(averaged(differences).interval() if all(differences) else None)
+
+        def score(mean) -> str:
+            return "—" if mean is None else f"{100 * mean[0]:.1f}" + ("" if mean[1] == len(seeds) else f" ({mean[1]})")
+
+        def shown(interval) -> str:
+            if interval is None:
+                return "—"
+            text = interval.text() + (f" ({interval.seeds})" if interval.seeds < len(seeds) else "")
+            return f"**{text}**" if interval.holds else text
+        print(f"| {part} | " + " | ".join(map(score, means)) + " | " + ("—" if average is None else f"{100 * average:.1f}")
+              + " | " + " | ".join(map(shown, intervals)) + " |")
 
 
 POWER_TARGETS = ("yelp", "imdb", "rte", "mrpc", "cb", "boolq", "wic", "wsc")
@@ -512,6 +581,8 @@ def main() -> None:
     p.add_argument("--split", choices=("test", "dev", "all"), default="test",
                    help="the seed-1 split's test half (the cells' test rows), its dev half, or both")
     p.add_argument("--data-dir", required=True)
+    p = sub.add_parser("compare", help="parts side by side: each one's scores and its paired difference from PT")
+    p.add_argument("name", choices=COMPARISONS)
     p = sub.add_parser("power", help="per target: test rows per protocol and the smallest difference they detect")
     p.add_argument("--targets", default=",".join(POWER_TARGETS))
     p.add_argument("--data-dir", required=True)
@@ -522,7 +593,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
     args = parser.parse_args()
     {"run": run, "status": status, "table": table, "baselines": baselines, "per-seed": per_seed,
-     "docs": docs, "transfer": transfer, "power": power}[args.command](args)
+     "docs": docs, "transfer": transfer, "power": power, "compare": compare}[args.command](args)
 
 
 if __name__ == "__main__":
