@@ -234,9 +234,10 @@ def _decoder_forward(backbone: Backbone, prompt: torch.Tensor | Prefix, batch: B
                      use_cache: bool = False):
     """Decoder-only forward with the prompt in front; logits for the last ``keep`` positions only.
 
-    ``prompt``: (B, m, d) per row; (m, d) shared by every row; or each row's ready :class:`Prefix`.
+    ``prompt``: (B, m, d) per row; (m, d) shared by every row; or each row's ready :class:`Prefix`. A prompt of
+    length 0 is the LM alone (recipes/headroom.py scores LoRA this way): there is no prefix to cache.
     """
-    if isinstance(prompt, Prefix) or prompt.dim() == 2:  # keys/values of the prompt, computed before the rows
+    if (isinstance(prompt, Prefix) or prompt.dim() == 2) and _prompt_length(prompt) > 0:  # the prompt's keys/values first
         m = _prompt_length(prompt)
         cache = prompt.cache() if isinstance(prompt, Prefix) else prefix_cache(backbone, prompt, len(batch))
         mask = torch.cat([batch.attention_mask.new_ones(len(batch), m), batch.attention_mask], dim=1)
