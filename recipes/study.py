@@ -141,6 +141,20 @@ for _part, _methods, _extra in (
         ("defaults-spot", ("spot",), {})):
     PARTS[_part] = {"study": _part, "targets": DEFAULTS_TARGETS, "methods": _methods, "seeds": (1, 2),
                     "shots": (None,), "budget": {**DEFAULTS_BUDGET, **_extra}, "sources": "mnli,qqp,qnli,sst2,squad"}
+# Issue 29: the main study again, under the transfer recipe (the default since issue 28) and the held-out split
+# protocol (dev held out of train, the whole validation split as test: twice the test rows wherever train can
+# spare them), three seeds, the sentiment targets beside the paper's, a learning curve in every cell, at the
+# largest budget the CPU allows (resumable: many sessions). The GPU recipe runs it at ten times the budget
+# (`run --plan main`, study gpu-main-v2).
+MAIN_BUDGET = {"--preset": "cpu", "--max-steps": 100, "--batch-size": 8, "--max-length": 128, "--warmup-steps": 10,
+               "--train-limit": 10000, "--dev-limit": 200, "--eval-every": 25, "--test-limit": 1000,
+               "--split-protocol": "heldout", "--recipe": "transfer", "--curve-steps": "0,25,50,100"}
+PARTS["main-v2"] = {"study": "main-v2", "targets": GPU_TARGETS, "methods": ("pt", "spot", "attempt", "attempt-mt"),
+                    "seeds": (1, 2, 3), "shots": (None,), "budget": MAIN_BUDGET,
+                    "sources": "mnli,qqp,qnli,sst2,squad"}
+PARTS["gpu-main-v2"] = {**PARTS["main-v2"], "study": "gpu-main-v2", "gpu": True,
+                        "budget": {**MAIN_BUDGET, "--max-steps": 250, "--batch-size": 32, "--warmup-steps": 25,
+                                   "--eval-every": 50, "--curve-steps": "0,25,75,250"}}
 METHOD_ORDER = ("pt", "spot", "attempt", "no-target", "uniform", "single")
 """Single-target methods, in the order each target trains them (attempt before the single that reads it)."""
 

@@ -65,6 +65,27 @@ def test_the_sources_plan_trains_each_zoo_source_at_each_rate_on_a_schedule_that
     assert {j["task"] for j in smoke} == {gpu.SOURCE_TRAINING[0]} and len(smoke) == len(gpu.SOURCE_RATES)
 
 
+def test_the_main_plan_is_the_cpu_main_study_at_ten_times_its_rows_under_the_transfer_recipe(gpu):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    try:
+        import study
+    finally:
+        sys.path.remove(str(ROOT / "recipes"))
+    cpu, here = study.PARTS["main-v2"]["budget"], study.PARTS["gpu-main-v2"]["budget"]
+    assert gpu.MAIN["max_steps"] * gpu.MAIN["batch_size"] == 10 * cpu["--max-steps"] * cpu["--batch-size"]
+    # the GPU part recipes/study.py reads back is the plan's, flag for flag
+    assert {k.removeprefix("--").replace("-", "_"): v for k, v in here.items()
+            if k not in ("--preset", "--recipe")} == gpu.MAIN
+    jobs = gpu.plan(which="main")
+    assert all(j["kind"] == "cell" and j["recipe"] == "transfer" and j["init"] is None for j in jobs)
+    assert {j["study"] for j in jobs} == {study.PARTS["gpu-main-v2"]["study"]}
+    singles = [(j["seed"], j["targets"][0], j["method"]) for j in jobs if j["method"] != "attempt-mt"]
+    assert len(singles) == len(set(singles)) == len(gpu.SEEDS) * len(gpu.TARGETS) * len(gpu.MAIN_METHODS)
+    assert [s for s, _, _ in singles] == sorted(s for s, _, _ in singles)  # seed by seed
+    [multi] = [j for j in jobs if j["method"] == "attempt-mt"]
+    assert multi["targets"] == list(gpu.TARGETS)
+
+
 def test_a_damaged_half_is_refused_before_anything_runs(gpu, staged, tmp_path):
     broken = tmp_path / "two"
     broken.mkdir()

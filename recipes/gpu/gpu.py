@@ -71,7 +71,12 @@ SOURCE_OPTIONS = dict(prompt_length=20, max_length=128, batch_size=32, lr=0.3, w
 #: only as its rate decayed, and a 3,000-step schedule cut at 450 steps lost to it (run 1).
 SOURCE_SWEEP = dict(SOURCE_OPTIONS, warmup_steps=50, max_steps=900, eval_every=150)
 SOURCE_RATES = (0.03, 0.1, 0.3)
-PLANS = ("study", "sources")
+#: ``run --plan main``: issue 29's main study (recipes/study.py part main-v2: the transfer recipe, the held-out split
+#: protocol, a learning curve in every cell) at ten times its CPU budget, seed by seed, ATTEMPT-MT after seed 2.
+MAIN = dict(max_steps=250, batch_size=32, max_length=128, warmup_steps=25, train_limit=10000, dev_limit=200,
+            eval_every=50, test_limit=1000, split_protocol="heldout", curve_steps="0,25,75,250")
+MAIN_STUDY, MAIN_METHODS = "gpu-main-v2", ("pt", "spot", "attempt")
+PLANS = ("study", "sources", "main")
 DEVICE, PRECISION, EVAL_BATCH = "cuda", "bf16", 64
 
 
@@ -277,8 +282,20 @@ SMOKE = dict(max_steps=2, batch_size=2, warmup_steps=0, train_limit=8, dev_limit
 def plan(smoke: bool = False, which: str = "study") -> list[dict]:
     """Every job, most wanted first. ``study``: the source trainings (they run to the deadline), then each
     seed's cells over all targets, seed by seed; ATTEMPT-MT (one run over all targets) after the second
-    seed. ``sources``: each zoo source at each of SOURCE_RATES, on a schedule that fits one lease."""
+    seed. ``sources``: each zoo source at each of SOURCE_RATES, on a schedule that fits one lease. ``main``: the
+    main study under the transfer recipe (MAIN), no source training."""
     small = SMOKE if smoke else {}
+    if which == "main":
+        targets = TARGETS[:2] if smoke else TARGETS
+        jobs = []
+        for seed in SEEDS[:1] if smoke else SEEDS:
+            jobs += [{"kind": "cell", "study": MAIN_STUDY, "targets": [target], "method": method, "seed": seed,
+                      "init": None, "recipe": "transfer", "options": {**MAIN, **small}}
+                     for target in targets for method in MAIN_METHODS]
+            if seed == (1 if smoke else 2):
+                jobs.append({"kind": "cell", "study": MAIN_STUDY, "targets": list(targets), "method": "attempt-mt",
+                             "seed": 1, "init": None, "recipe": "transfer", "options": {**MAIN, **small}})
+        return jobs
     if which == "sources":
         return [{"kind": "source", "task": task, "name": f"{task}-lr{rate:g}",
                  "options": {**SOURCE_SWEEP, "lr": rate, **small}}
@@ -535,7 +552,8 @@ def main(argv=None) -> None:
     p.add_argument("--minutes", type=float, default=4.0, help="hard limit of the study and source workers")
     p.add_argument("--workers", type=int, default=12)
     p.add_argument("--plan", choices=PLANS, default="study",
-                   help="study: sources at GPU batch, then the study's cells; sources: the zoo's sources at three rates")
+                   help="study: sources at GPU batch, then the study's cells; sources: the zoo's sources at three rates; "
+                   "main: issue 29's main study (transfer recipe, held-out splits, curves) at ten times the CPU budget")
     p.add_argument("--source-grace", type=float, default=45.0,
                    help="seconds before the deadline at which source trainings stop to register and score")
     p.add_argument("--bench-limit", type=float, default=45.0, help="seconds each bench precision may take")
