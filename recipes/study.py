@@ -336,17 +336,21 @@ def per_seed(args) -> None:
               + " |")
 
 
-DOC_BLOCK = r"<!-- (results-table|per-seed|power|compare): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
+DOC_BLOCK = r"<!-- (results-table|per-seed|power|compare|headroom): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
 """A quoted table in docs/results.md: the recipe's output for a part, between two HTML comments."""
 
 
 def _printed(*argv: str) -> str:
     """What this recipe prints for ``argv``; a failure stops with its last error line, nothing rewritten."""
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv], capture_output=True, text=True,
-                          check=False)
+    return _printed_by(Path(__file__).resolve(), *argv)
+
+
+def _printed_by(script: Path, *argv: str) -> str:
+    """What a recipe script prints for ``argv``; a failure stops with its last error line, nothing rewritten."""
+    done = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         reason = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()[-1]
-        sys.exit(f"`python recipes/study.py {' '.join(argv)}` failed: {reason}; nothing rewritten")
+        sys.exit(f"`python recipes/{script.name} {' '.join(argv)}` failed: {reason}; nothing rewritten")
     return done.stdout.strip()
 
 
@@ -354,7 +358,8 @@ def docs(args) -> None:
     """Rewrite every quoted table of docs/results.md from the committed exports: ``results-table: PART``
     is ``table PART`` with ``baselines PART`` under its first table (unless its cells kept their test rows,
     whose constant-answer row the table has), ``per-seed: PART`` is ``per-seed PART``
-    with each seed's constant answer, ``power: all`` is ``power``, ``compare: NAME`` is ``compare NAME``. tests/test_results_doc.py checks the page
+    with each seed's constant answer, ``power: all`` is ``power``, ``compare: NAME`` is ``compare NAME``,
+    ``headroom: NAME`` is ``recipes/headroom.py table NAME``. tests/test_results_doc.py checks the page
     against the same output."""
     page = ROOT / "docs" / "results.md"
 
@@ -364,6 +369,8 @@ def docs(args) -> None:
             text = _printed("power", "--data-dir", args.data_dir)
         elif kind == "compare":
             text = _printed("compare", name)
+        elif kind == "headroom":  # recipes/headroom.py's LoRA row
+            text = _printed_by(ROOT / "recipes" / "headroom.py", "table", name)
         elif kind == "per-seed":
             text = _printed("per-seed", name, "--data-dir", args.data_dir)
         else:
@@ -378,12 +385,12 @@ def docs(args) -> None:
     before = page.read_text()
     quotes = list(re.finditer(DOC_BLOCK, before, flags=re.DOTALL))
     matched = {m.start() for m in quotes}
-    for opening in re.finditer(r"<!-- (?:results-table|per-seed|power|compare): ", before):
+    for opening in re.finditer(r"<!-- (?:results-table|per-seed|power|compare|headroom): ", before):
         if opening.start() not in matched:
             line = before.count("\n", 0, opening.start()) + 1
             sys.exit(f"{page.relative_to(ROOT)}:{line}: a quote must open with `<!-- KIND: PART -->` on a line of "
                      "its own and close with `<!-- /KIND -->`; nothing rewritten")
-    unknown = sorted({m.group(2) for m in quotes if m.group(1) not in ("power", "compare")} - set(PARTS))
+    unknown = sorted({m.group(2) for m in quotes if m.group(1) in ("results-table", "per-seed")} - set(PARTS))
     if unknown:
         sys.exit(f"{page.relative_to(ROOT)} quotes unknown part '{unknown[0]}'; parts: {', '.join(PARTS)}")
     after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
