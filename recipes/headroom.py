@@ -110,7 +110,7 @@ def train_cell(target: str, seed: int, part: dict, args) -> dict:
         for indices in batches:
             model.train()
             batch = lm.collate(backbone, [items[i] for i in indices], [0] * len(indices))
-            loss = lm.loss(backbone, torch.zeros(len(indices), 0, backbone.d), batch)  # no prompt in front
+            loss = lm.loss(backbone, torch.zeros(len(indices), 0, backbone.d, device=model.device), batch)  # no prompt
             loss.backward()
             optimizer.step()
             scheduler.step()
@@ -137,8 +137,9 @@ def train_cell(target: str, seed: int, part: dict, args) -> dict:
             "metrics": result.metrics, "params": sum(p.numel() for _, p in trained), "best_step": best_step,
             "steps": step, "history": history, "train_seconds": round(seconds, 1),
             "settings": {**LORA, "rank": args.rank, "lr": args.lr, "target_modules": _lora_modules(model)},
-            "budget": {k: config[k] for k in ("max_steps", "batch_size", "max_length", "train_limit", "dev_limit",
-                                              "test_limit", "warmup_steps", "eval_every", "split_protocol")},
+            "budget": {**{k: config[k] for k in ("max_steps", "batch_size", "max_length", "train_limit", "dev_limit",
+                                                 "test_limit", "warmup_steps", "eval_every", "split_protocol")},
+                       "batching": "label"},  # always label-balanced, whatever the part's cells used
             "test_rows": rows_digest(target, seed, splits.test, gold), "gold": gold,
             "predictions": encode(task, result.predictions)}
 

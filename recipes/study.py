@@ -48,9 +48,11 @@ SOURCES = "mnli,qqp,sst2"  # the zoo as shipped when the study started (QNLI und
 #: docs/results.md). The main study (part start-lr), the ablations and the few-shot part add lr 0.03 and
 #: --eval-start to it; the first parts (main, budget, index, borrowed) ran it as it stands, at lr 0.3.
 BUDGET = {"--preset": "cpu", "--max-steps": 100, "--batch-size": 8, "--max-length": 128, "--warmup-steps": 10,
-          "--train-limit": 10000, "--dev-limit": 100, "--eval-every": 50, "--test-limit": 1000, "--recipe": "v1"}
+          "--train-limit": 10000, "--dev-limit": 100, "--eval-every": 50, "--test-limit": 1000, "--recipe": "v1",
+          "--batching": "length"}
 # Every part so far ran before the transfer recipe became the default: --recipe v1 keeps their mixing cells
-# where they were (target from MNLI's prompt, lr 0.3 unless a part gives its own, G at 0.01).
+# where they were (target from MNLI's prompt, lr 0.3 unless a part gives its own, G at 0.01), and before batches
+# kept labels balanced: --batching length keeps their batches.
 PARTS = {
     "main": {"study": "six-targets", "targets": ("rte", "mrpc", "cb", "boolq", "wic", "wsc"),
              "methods": ("pt", "spot", "attempt", "attempt-mt"), "seeds": (1, 2), "shots": (None,), "budget": BUDGET},
@@ -118,7 +120,7 @@ for _part, _study, _methods, _extra in (
 # preset, no other option) at the budget of that check (48 steps), on the sentiment targets and
 # on CB, RTE and MRPC, over all five zoo sources; each part changes one setting of ATTEMPT's target
 # prompt (where it starts, how fast it trains) against PT and SPoT at their defaults. Seeds 1 and 2.
-DEFAULTS_BUDGET = {"--preset": "cpu", "--max-steps": 48, "--test-limit": 200, "--recipe": "v1"}
+DEFAULTS_BUDGET = {"--preset": "cpu", "--max-steps": 48, "--test-limit": 200, "--recipe": "v1", "--batching": "length"}
 DEFAULTS_TARGETS = ("yelp", "imdb", "cb", "rte", "mrpc")
 for _part, _methods, _extra in (
         ("defaults-pt", ("pt",), {}),

@@ -38,7 +38,7 @@ def study(tmp_path_factory, real_data_dir, tiny_causal_dir):
     result = run("source", "train", "mnli", "--backbone", tiny_causal_dir, *common, *SMALL)
     assert result.exit_code == 0, result.output
     result = run("study", "methods", "rte", "--sources", "mnli", "--methods", "pt,attempt", "--seeds", "1,2",
-                 "--name", "curves", "--curve-steps", "0,2,4", *common, *SMALL)
+                 "--name", "curves", "--curve-steps", "4,0,2", *common, *SMALL)
     assert result.exit_code == 0, result.output
     return common
 
@@ -82,3 +82,14 @@ def test_target_train_prints_each_curve_point_naming_the_split_and_rows(study):
     result = run("target", "train", "rte", "--variant", "pt", "--curve-steps", "0,4", *study, *SMALL)
     assert result.exit_code == 0, result.output
     assert "step 0: test accuracy" in result.output and "on 8 rows  (learning curve)" in result.output
+
+
+def test_a_multi_task_cells_curve_is_at_the_single_task_cells_steps_per_target(study):
+    result = run("study", "methods", "rte,cb", "--sources", "mnli", "--methods", "attempt-mt", "--seeds", "1",
+                 "--name", "mt-curves", "--curve-steps", "0,2,4", *study, *SMALL)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(run("study", "show", "mt-curves", *study[:2], "--json").output)
+    [record] = {c["prompt"]: c for c in shown["cells"] if c["target"] == "rte"}.values()
+    assert [step for step, _ in record["curve"]] == [0, 2, 4]  # the run took 8 steps, 2 per target step
+    stored = Registry(study[1]).get("target", record["prompt"])
+    assert stored.config["curve_steps"] == "0,4,8" and stored.metrics["steps"] == 8

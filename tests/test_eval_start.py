@@ -96,3 +96,13 @@ def test_a_study_starts_its_mixing_targets_where_asked_and_keeps_one_start(regis
         assert result.exit_code == 1 and message in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1
     assert len(Registry(copy).list()) == before
+
+
+def test_a_checkpoint_from_before_split_protocol_and_curve_steps_resumes_and_a_change_is_named(tmp_path):
+    config = make_config("cpu").to_dict()
+    before = {k: v for k, v in config.items() if k not in ("split_protocol", "curve_steps")}
+    stored = {"config": json.dumps(before, sort_keys=True), "data": "d"}
+    check_identity(tmp_path / "c.safetensors", stored, {"config": json.dumps(config, sort_keys=True), "data": "d"}, False)
+    asked = json.dumps({**config, "split_protocol": "heldout"}, sort_keys=True)
+    with pytest.raises(ConfigError, match=r"config field split_protocol \(None -> 'heldout'\) changed"):
+        check_identity(tmp_path / "c.safetensors", stored, {"config": asked, "data": "d"}, False)

@@ -82,8 +82,8 @@ def test_the_main_plan_is_the_cpu_main_study_at_ten_times_its_rows_under_the_tra
     singles = [(j["seed"], j["targets"][0], j["method"]) for j in jobs if j["method"] != "attempt-mt"]
     assert len(singles) == len(set(singles)) == len(gpu.SEEDS) * len(gpu.TARGETS) * len(gpu.MAIN_METHODS)
     assert [s for s, _, _ in singles] == sorted(s for s, _, _ in singles)  # seed by seed
-    [multi] = [j for j in jobs if j["method"] == "attempt-mt"]
-    assert multi["targets"] == list(gpu.TARGETS)
+    multi = [j for j in jobs if j["method"] == "attempt-mt"]  # one run over every target, each seed's last
+    assert [j["seed"] for j in multi] == list(gpu.SEEDS) and all(j["targets"] == list(gpu.TARGETS) for j in multi)
 
 
 def test_a_damaged_half_is_refused_before_anything_runs(gpu, staged, tmp_path):

@@ -39,6 +39,7 @@ def test_the_protocol_is_recorded_and_eval_scores_the_rows_training_drew(trained
     path, common = trained
     registry = Registry(path)
     assert [registry.get("target", f"rte@{v}").config["split_protocol"] for v in (1, 2)] == ["paper", "heldout"]
+    assert registry.get("target", "rte@1").config["batching"] == "label"  # recorded, the default
     shown = json.loads(run("eval", "rte@1", "rte@2", *common, "--limit", 1000, "--json").output)  # past the preset's 100
     rows = {row["prompt"]: row["examples"] for row in shown}
     paper, heldout = (load_task(get_task("rte"), data_dir=real_data_dir, protocol=p) for p in ("paper", "heldout"))

@@ -237,3 +237,23 @@ def test_logits_to_keep_is_honoured_and_the_cache_is_asked_for(backbone):
         assert out.logits.shape[:2] == (2, 3)  # not the full m + L positions
         assert out.past_key_values is not None
         assert out.past_key_values.get_seq_length() == M + batch.input_ids.shape[1]
+
+
+def test_batching_is_an_option_that_old_studies_pin_to_length():
+    from attemptctl.engine.train import TrainConfig
+    from attemptctl.errors import ConfigError
+    from attemptctl.tasks import CONFIG_BEFORE
+
+    assert TrainConfig().batching == "label" and CONFIG_BEFORE["batching"] == "length"  # records from before
+    with pytest.raises(ConfigError, match="unknown batching 'random'; choose one of label, length"):
+        TrainConfig(batching="random")
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("study_recipe", Path(__file__).resolve().parents[1] / "recipes" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    # every part trained before label-balanced batches keeps its batches; the new main study takes the default
+    assert all(part["budget"].get("--batching") == "length" for name, part in study.PARTS.items()
+               if not name.endswith("main-v2") and not part.get("gpu"))
+    assert "--batching" not in study.PARTS["main-v2"]["budget"]

@@ -60,6 +60,9 @@ EvalEveryOpt = Annotated[int | None, typer.Option("--eval-every", help="Dev eval
 EvalStartOpt = Annotated[bool | None, typer.Option(
     "--eval-start/--no-eval-start", help="Score dev before the first step too, and keep the start if no trained "
     "state beats it (default: off).")]
+BatchingOpt = Annotated[str | None, typer.Option(
+    "--batching", help="How training rows form length-grouped batches: label (each task's and each label's share in "
+    "every batch) or length (each task's share only, attemptctl before 2026-12-06) (default: label).")]
 CurveStepsOpt = Annotated[str | None, typer.Option(
     "--curve-steps", help="A learning curve: also score the test rows at these steps, e.g. 0,100,300,1000 (0: the "
     "start); recorded with the prompt and drawn by `study show --curves`.")]
@@ -107,7 +110,8 @@ TRAINING_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("warmup_steps", WarmupOpt, None), ("train_limit", TrainLimitOpt, None), ("shots", ShotsOpt, None),
     ("dev_limit", DevLimitOpt, None), ("test_limit", TestLimitOpt, None),
     ("split_protocol", SplitProtocolOpt, None), ("eval_every", EvalEveryOpt, None),
-    ("eval_start", EvalStartOpt, None), ("curve_steps", CurveStepsOpt, None), ("seed", SeedOpt, None), ("checkpoint_every", CheckpointEveryOpt, None),
+    ("eval_start", EvalStartOpt, None), ("curve_steps", CurveStepsOpt, None), ("batching", BatchingOpt, None),
+    ("seed", SeedOpt, None), ("checkpoint_every", CheckpointEveryOpt, None),
     ("resume", ResumeOpt, False), ("force", ForceOpt, False), ("device", DeviceOpt, "auto"),
     ("precision", PrecisionOpt, "fp32"), ("eval_batch_size", EvalBatchSizeOpt, None),
 )

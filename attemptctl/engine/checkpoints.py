@@ -109,7 +109,8 @@ def check_identity(path: Path, stored: dict[str, str], current: dict[str, str], 
         detail = changed[0]
         if detail == "config":
             old, new = json.loads(stored["config"]), json.loads(current["config"])
-            fields = [k for k in new if old.get(k, CONFIG_BEFORE.get(k)) != new.get(k)]
+            fields = [k for k in dict.fromkeys([*new, *old]) if old.get(k, CONFIG_BEFORE.get(k)) != new.get(k, CONFIG_BEFORE.get(k))]
+            fields = fields or [k for k in dict.fromkeys([*new, *old]) if (k in old) != (k in new)]  # only present or absent
             detail = "config field " + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in fields)
         elif detail == "mixture":
             detail = f"prompt mixture ({stored.get('mixture')} -> {current['mixture']})"

@@ -80,6 +80,10 @@ class TrainConfig:
     eval_start: bool = False
     """Score dev before the first step too, so that a start better than every trained state is the one kept
     (a target started from a source prompt that training then spoils)."""
+    batching: str = "label"
+    """How training rows form batches (:data:`BATCHINGS`): ``label`` keeps each task's and each label's share in
+    every length-grouped batch; ``length`` keeps only each task's (attemptctl before 2026-12-06: the study cells
+    trained then, which their parts pin)."""
     curve_steps: str | None = None
     """A learning curve: score the test rows at these steps too (comma-separated, 0: the untrained start),
     recorded with the prompt as ``metrics["curve"]``; the kept state is still the best on dev. Canonical
@@ -118,6 +122,8 @@ class TrainConfig:
             raise ConfigError(f"--label-words borrows label words, and labels '{self.labels}' answers without "
                               "them; use it with word-format sources (--labels words)")
         self.curve_steps = parse_curve_steps(self.curve_steps)
+        if self.batching not in BATCHINGS:
+            raise ConfigError(f"unknown batching '{self.batching}'; choose one of {', '.join(BATCHINGS)}")
         from attemptctl.tasks.data import PROTOCOLS
 
         if self.split_protocol not in PROTOCOLS:
@@ -139,6 +145,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The fields, with G's rate as it is used (what a record keeps and a resume compares)."""
         return {**asdict(self), "attn_lr": self.effective_attn_lr}
+
+
+BATCHINGS = ("label", "length")
 
 
 def parse_curve_steps(value: str | None) -> str | None:
@@ -225,7 +234,7 @@ def _encode_train(backbone: Backbone, mixture: PromptMixture, train: Mapping[str
             items.append(lm.encode(backbone, example.input, example.target, max_length, example.cut))
             task_ids.append(mixture.tasks.index(name))
             labels.append(example.label)
-    return items, task_ids, label_groups(task_ids, labels)
+    return items, task_ids, label_groups(task_ids, labels) if config.batching == "label" else list(task_ids)
 
 
 def epoch_rows(task_ids: Sequence[int], temperature: float, seed: int) -> list[int]:

@@ -102,6 +102,9 @@ def run_options(options: Mapping, tasks: int) -> dict:
     if tasks == 1:
         return {**options, "sampling_temperature": options.get("sampling_temperature") or 1.0}
     scaled = {k: options[k] * tasks for k in SCALED_OPTIONS if options.get(k)}
+    if options.get("curve_steps"):  # the curve's points at the same steps per target as the single-task cells'
+        steps = sorted({int(s) * tasks for s in str(options["curve_steps"]).split(",") if s.strip()})
+        scaled["curve_steps"] = ",".join(map(str, steps))
     return {**options, **scaled, "sampling_temperature": options.get("sampling_temperature") or UNIFORM_SAMPLING}
 
 
@@ -124,7 +127,7 @@ def _check_options(records: Sequence[PromptRecord], by_method, name: str) -> Non
         overrides, options = by_method(record.config["study"]["method"])
         tasks = len(record.config.get("tasks") or [record.task])
         expected = {**options, **{k: v for k, v in run_options(overrides, tasks).items()
-                                  if k in (*SCALED_OPTIONS, "sampling_temperature")}}
+                                  if k in (*SCALED_OPTIONS, "sampling_temperature", "curve_steps")}}
         differ = [k for k, v in expected.items() if record.config.get(k, CONFIG_BEFORE.get(k)) != v]
         if differ:
             k = differ[0]

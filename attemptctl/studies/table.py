@@ -139,7 +139,7 @@ class MethodsTable:
             if constant is None:
                 return None
             scores.append(constant.metrics[metric])
-        return _summary(scores)
+        return Summary(statistics.fmean(scores), None, len(scores))  # the rows' own number: no spread to report
 
     def constant_average(self, shots=None) -> Summary | None:
         """The constant answer's mean over targets (None unless every target has one); no spread."""
@@ -301,11 +301,13 @@ def _budget_issues(cells: Sequence[CellResult]) -> tuple[list[str], set[Cell]]:
     return issues, flagged
 
 
-def _curve(points, task: str, metric: str) -> tuple[tuple[int, float], ...] | None:
-    """A record's learning curve (``metrics["curve"]``) as (step, the task's primary test metric)."""
+def _curve(points, task: str, metric: str, tasks: int = 1) -> tuple[tuple[int, float], ...] | None:
+    """A record's learning curve (``metrics["curve"]``) as (step per target, the task's primary test metric): a
+    multi-task run over ``tasks`` targets took ``tasks`` steps for each of a single-task cell's."""
     if not points:
         return None
-    return tuple((int(p["step"]), float(p["test"][task][metric])) for p in points if metric in p["test"].get(task, {}))
+    return tuple((int(p["step"]) // tasks, float(p["test"][task][metric])) for p in points
+                 if metric in p["test"].get(task, {}))
 
 
 def methods_table(registry: Registry, name: str) -> MethodsTable:
@@ -325,7 +327,8 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
                                 record.attention or record.ref,
                                 stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None,
                                 record.metrics.get("best_step"), record.config.get("init"), predictions, digest,
-                                _curve(record.metrics.get("curve"), record.task, metric)))
+                                _curve(record.metrics.get("curve"), record.task, metric,
+                                       len(record.config.get("tasks") or [record.task]))))
     unfinished = len({cell_of(r) for r in records} - set(done))
     return _table(name, cells, [cell_of(r).target for r in records], unfinished, test_rows)
 

@@ -58,7 +58,7 @@ def _custom_names() -> list[str]:
 #: value they were trained with: a prompt from before label formats answers in words, in its own task's,
 #: and its run scored dev only after training steps.
 CONFIG_BEFORE = {"labels": "words", "label_words": None, "eval_start": False, "attn_norm": "trained",
-                 "split_protocol": "paper"}
+                 "split_protocol": "paper", "curve_steps": None, "batching": "length"}
 
 
 def parse_label_words(value: str | None) -> str | None:

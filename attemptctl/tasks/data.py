@@ -10,7 +10,7 @@ Paper protocol (ATTEMPT §4, after Karimi Mahabadi et al. 2021), with a fixed se
 ``protocol="heldout"`` (``--split-protocol heldout``) tests on the whole validation split wherever the
 train split can spare a dev set: under 10,000 but at least 600 train rows, the first fifth of the
 shuffled train rows (at most 1,000) becomes dev and the rest train, so RTE tests on all 277 validation
-rows instead of 138 and Yelp on 400 instead of 200. Smaller train splits (CB 250, WSC 554) keep the
+rows instead of 139 and Yelp on 400 instead of 200. Smaller train splits (CB 250, WSC 554) keep the
 halves. Larger ones are split as under the paper's protocol already.
 
 Every list is shuffled with ``random.Random(seed)``, whose permutations are the same on every
