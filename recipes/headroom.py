@@ -176,7 +176,7 @@ def run(args) -> None:
 def table(args) -> None:
     """The LoRA row (mean over seeds; their number in brackets where fewer than the part's) and its difference
     from the part's PT cells of the same rows, with the paired bootstrap interval (bold where it holds)."""
-    from attemptctl.studies.answers import decode, examples_of
+    from attemptctl.studies.answers import decode, examples_of, row_ids
     from attemptctl.studies.intervals import SeedRows, paired_difference
     from attemptctl.tasks import get_task
 
@@ -193,7 +193,7 @@ def table(args) -> None:
         mean = sum(c["score"] for c in mine) / len(mine)
         scores.append(f"{100 * mean:.1f}" + ("" if len(mine) == len(part["seeds"]) else f" ({len(mine)})"))
         pairs = [SeedRows(decode(task, c["predictions"]), decode(task, pt[(target, c["seed"])]["predictions"]),
-                          examples_of(task, c["gold"]))
+                          examples_of(task, c["gold"]), row_ids(c["gold"]))
                  for c in mine if pt.get((target, c["seed"]), {}).get("test_rows") == c["test_rows"]]
         if pairs:
             interval = paired_difference(task, mine[0]["metric"], pairs).interval()

@@ -427,7 +427,7 @@ def compare(args) -> None:
     difference from the first part's PT with its 95% paired bootstrap interval, pooled over the seeds where
     both cells kept their answers (their number in brackets where fewer; bold where it holds)."""
     sys.path.insert(0, str(ROOT))
-    from attemptctl.studies.answers import decode, examples_of
+    from attemptctl.studies.answers import decode, examples_of, row_ids
     from attemptctl.studies.intervals import SeedRows, averaged, paired_difference
     from attemptctl.tasks import get_task
     from attemptctl.tasks.metrics import primary_metric
@@ -445,7 +445,7 @@ def compare(args) -> None:
             scores = [cells[(target, s)]["score"] for s in seeds if (target, s) in cells]
             means.append((sum(scores) / len(scores), len(scores)) if scores else None)
             pairs = [SeedRows(decode(task, mine["predictions"]), decode(task, base["predictions"]),
-                              examples_of(task, mine["gold"]))
+                              examples_of(task, mine["gold"]), row_ids(mine["gold"]))
                      for s in seeds if part != parts[0]
                      for mine, base in [(cells.get((target, s)), baseline.get((target, s)))]
                      if mine and base and mine.get("test_rows") and mine["test_rows"] == base.get("test_rows")]

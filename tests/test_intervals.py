@@ -123,6 +123,49 @@ def test_the_average_over_targets_is_the_mean_of_the_targets_on_each_resample():
     assert averaged([right, mixed]).resampled == pytest.approx((right.resampled + mixed.resampled) / 2)
 
 
+def test_seeds_that_test_on_the_same_rows_share_one_draw_and_add_no_rows():
+    """Under --split-protocol heldout every seed tests on the whole validation split, each in its own order:
+    three seeds with the same rows and answers are one seed's evidence, not three seeds'."""
+    rng = np.random.default_rng(5)
+    gold = rng.integers(0, 2, 80)
+    method = np.where(rng.random(80) < 0.75, gold, 1 - gold)
+    pt = np.where(rng.random(80) < 0.65, gold, 1 - gold)
+    rows = _rows(RTE, gold)
+    ids = [f"row{i}" for i in range(80)]
+    words = RTE.labels
+
+    def seed(order):
+        return SeedRows([words[method[i]] for i in order], [words[pt[i]] for i in order], [rows[i] for i in order],
+                        [ids[i] for i in order])
+    one = paired_difference(RTE, "accuracy", [seed(range(80))]).interval()
+    orders = [rng.permutation(80) for _ in range(3)]
+    three = paired_difference(RTE, "accuracy", [seed(o) for o in orders]).interval()
+    assert (three.difference, three.low, three.high) == pytest.approx((one.difference, one.low, one.high))
+    # Without ids the copies were resampled as if they were other rows: a narrower, wrong interval.
+    blind = paired_difference(RTE, "accuracy", [SeedRows(s.method, s.baseline, s.examples) for s in map(seed, orders)])
+    assert blind.interval().high - blind.interval().low < 0.8 * (three.high - three.low)
+
+
+def test_a_shared_draw_gives_each_seed_the_drawn_rows_it_has():
+    from attemptctl.studies.intervals import draw_shared_rows
+
+    first, second = _rows(RTE, [0, 1, 0, 1]), _rows(RTE, [1, 1, 0, 0])
+    draws = draw_shared_rows([first, second], [["a", "b", "c", "d"], ["c", "d", "e", "f"]], resamples=50, seed=3)
+    union = ["a", "b", "c", "d", "e", "f"]
+    drawn = resample_rows(6, 50, 3)
+    for b in range(50):
+        names = [union[u] for u in drawn[b]]
+        assert [["a", "b", "c", "d"][i] for i in draws[0].indices[b]] == [n for n in names if n in "abcd"]
+        assert [["c", "d", "e", "f"][i] for i in draws[1].indices[b]] == [n for n in names if n in "cdef"]
+
+
+def test_rows_carry_ids_that_leave_their_digest_as_it_was():
+    rows = _rows(RTE, [0, 1, 1])
+    gold = gold_of(RTE, rows)
+    assert len(set(gold["ids"])) == 3
+    assert rows_digest("rte", 1, rows, gold) == rows_digest("rte", 1, rows, {k: v for k, v in gold.items() if k != "ids"})
+
+
 def test_unpaired_answers_are_refused():
     rows = _rows(RTE, [0, 1, 0])
     with pytest.raises(ValueError, match="2 predictions for 3 test rows"):

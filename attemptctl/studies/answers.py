@@ -60,7 +60,20 @@ def gold_of(task: Task, examples: Sequence[Example]) -> dict:
         gold["answers"] = [list(e.answers) for e in examples]
     if any(e.group is not None for e in examples):
         gold["groups"] = [e.group for e in examples]
+    gold["ids"] = [row_id(e) for e in examples]
     return gold
+
+
+def row_id(example: Example) -> str:
+    """A short name of one test row, from its input: the same row under two seeds (the same validation row in
+    another order, or in both seeds' halves) has the same id, so intervals resample it once."""
+    return hashlib.sha256(example.input.encode()).hexdigest()[:12]
+
+
+def row_ids(gold: Mapping) -> list[str] | None:
+    """The rows' ids as :func:`gold_of` keeps them; None for rows kept before ids were."""
+    ids = gold.get("ids")
+    return None if ids is None else [str(i) for i in ids]
 
 
 def examples_of(task: Task, gold: Mapping) -> list[Example]:
@@ -76,8 +89,10 @@ def examples_of(task: Task, gold: Mapping) -> list[Example]:
 
 
 def rows_digest(target: str, seed: int, examples: Sequence[Example], gold: Mapping) -> str:
-    """Names one ordered set of test rows: two cells pair only when they were scored on the same."""
-    text = json.dumps([target, seed, [e.input for e in examples], gold], sort_keys=True)
+    """Names one ordered set of test rows: two cells pair only when they were scored on the same. The row ids
+    are left out, so rows kept before ids were have the same digest."""
+    text = json.dumps([target, seed, [e.input for e in examples], {k: v for k, v in gold.items() if k != "ids"}],
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

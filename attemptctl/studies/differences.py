@@ -3,7 +3,7 @@ targets: the table ``study show`` prints under the scores. Torch-free.
 
 A method's cell is paired with PT's cell of the same target, seed and shot count when both answered the same
 ordered test rows (their digests agree), and the pairs of a target are pooled over seeds
-(:mod:`attemptctl.studies.intervals`). The constant-answer row does the same for the best single label of each
+(:mod:`attemptctl.studies.intervals`: seeds that test on the same rows share one draw over them). The constant-answer row does the same for the best single label of each
 seed's rows (the label that scores best there, the results page's constant answer): a method's row reads
 against PT, and PT's against a prompt that learned nothing.
 """
@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from attemptctl.studies.answers import decode, examples_of
+from attemptctl.studies.answers import decode, examples_of, row_ids
 from attemptctl.studies.cells import METHODS, Cell
 from attemptctl.studies.intervals import (
     LEVEL,
@@ -25,6 +25,7 @@ from attemptctl.studies.intervals import (
     Scores,
     averaged,
     draw_rows,
+    draw_shared_rows,
     paired,
     scored,
 )
@@ -72,14 +73,28 @@ class _Baseline:
     digest: str
 
 
-def _baseline(table: MethodsTable, pt: CellResult, resamples: int) -> _Baseline | None:
-    if pt.test_rows is None:
-        return None
-    task = get_task(pt.cell.target)
-    seed = (BOOTSTRAP_SEED, zlib.crc32(pt.cell.target.encode()), pt.cell.seed, pt.cell.shots or 0)
-    draws = draw_rows(examples_of(task, table.test_rows[pt.test_rows]), resamples, seed)
-    scores = scored(task, pt.metric, decode(task, pt.predictions), draws)
-    return _Baseline(task, pt.metric, draws, scores, pt.test_rows)
+def _baselines(table: MethodsTable, cells: Sequence[CellResult], resamples: int) -> dict[int, _Baseline | None]:
+    """Seed -> PT's cell of one target and shot count scored on its draws. When every seed's rows have ids the
+    seeds share one draw over the union of their rows (a row two seeds test on is drawn once); else each
+    seed's rows are drawn on their own. The draws are seeded from the target and shot count."""
+    task = get_task(cells[0].cell.target)
+    kept = [c for c in cells if c.test_rows is not None]
+    found: dict[int, _Baseline | None] = {c.cell.seed: None for c in cells}
+    if not kept:
+        return found
+    gold = [table.test_rows[c.test_rows] for c in kept]
+    examples = [examples_of(task, g) for g in gold]
+    ids = [row_ids(g) for g in gold]
+    target, shots = kept[0].cell.target, kept[0].cell.shots or 0
+    if all(i is not None for i in ids):
+        draws = draw_shared_rows(examples, ids, resamples, (BOOTSTRAP_SEED, zlib.crc32(target.encode()), shots))
+    else:  # rows kept before ids were: each seed's on its own
+        draws = [draw_rows(rows, resamples, (BOOTSTRAP_SEED, zlib.crc32(target.encode()), c.cell.seed, shots))
+                 for c, rows in zip(kept, examples)]
+    for c, d in zip(kept, draws):
+        found[c.cell.seed] = _Baseline(task, c.metric, d, scored(task, c.metric, decode(task, c.predictions), d),
+                                       c.test_rows)
+    return found
 
 
 def _constant(base: _Baseline) -> list[str] | None:
@@ -113,8 +128,12 @@ def differences(table: MethodsTable, resamples: int = RESAMPLES) -> list[Differe
     cells = {c.cell: c for c in table.cells}
     rows = []
     for shots in table.shots:
-        baselines = {(c.cell.target, c.cell.seed): _baseline(table, c, resamples) for c in table.cells
-                     if c.cell.method == BASELINE and c.cell.shots == shots}
+        pts: dict[str, list[CellResult]] = {}
+        for c in table.cells:
+            if c.cell.method == BASELINE and c.cell.shots == shots:
+                pts.setdefault(c.cell.target, []).append(c)
+        baselines = {(target, seed): base for target, cells_of_target in pts.items()
+                     for seed, base in _baselines(table, cells_of_target, resamples).items()}
         if not baselines:
             continue
         methods = [m for m in table.methods if m != BASELINE and any(c.method == m and c.shots == shots for c in cells)]

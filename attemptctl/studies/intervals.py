@@ -6,8 +6,13 @@ row is hard for both) cancels, and the interval measures what differs between th
 2004; Dror et al., 2018). The metric is recomputed on every resample with the project's own code:
 F1 and macro-F1 are not means over rows, so per-row scores averaged would give another number.
 
-Seeds are pooled as the table pools them, by their mean: each seed's rows are resampled on their own
-and a resample's difference is the mean of the seeds' differences. Over targets likewise: a
+Seeds are pooled as the table pools them, by their mean: a resample's difference is the mean of the
+seeds' differences. Seeds often test on the same rows (under ``--split-protocol heldout`` every seed tests
+on the whole validation split, in its own order; the paper's halves of two seeds overlap by about half),
+and resampling each seed on its own would count a shared row once per seed: the interval would be too
+narrow. So when the rows carry ids (:func:`attemptctl.studies.answers.gold_of` keeps one per row), one
+draw over the union of the seeds' rows serves every seed, each taking the drawn rows it has (a cluster
+bootstrap by row). Rows kept before ids were are resampled per seed, as if the seeds' rows were disjoint. Over targets likewise: a
 resample's difference is the mean of the targets' (each target resampled on its own), as the table's
 average column is the mean of the targets' means. The interval is the 2.5th to 97.5th percentile of
 the resampled differences; a difference *holds* when that interval excludes 0.
@@ -99,33 +104,62 @@ class Draws:
     scored on them."""
 
     examples: Sequence[Example]
-    indices: np.ndarray
-    """(B, n) row indices."""
+    indices: np.ndarray | list[np.ndarray]
+    """(B, n) row indices; or B arrays of any length (rows drawn from the union of several seeds' rows)."""
     rows: list[list[Example]]
     """The rows of each resample."""
 
 
-def _gather(values: Sequence, indices: np.ndarray) -> np.ndarray:
-    """``values[indices]`` for any objects: numpy's indexing, many times faster than a loop per resample."""
+def _gather(values: Sequence, indices: np.ndarray | list[np.ndarray]) -> list[list]:
+    """``values[indices]`` for any objects, one list per resample: numpy's indexing, many times faster than a
+    loop per row."""
     items = np.empty(len(values), dtype=object)
     items[:] = list(values)
-    return items[indices]
+    if isinstance(indices, np.ndarray):
+        return items[indices].tolist()
+    return [items[i].tolist() for i in indices]
 
 
 def draw_rows(examples: Sequence[Example], resamples: int = RESAMPLES, seed: int | Sequence[int] = 0) -> Draws:
     """The resamples every method scored on ``examples`` shares (see :func:`resample_rows`)."""
     indices = resample_rows(len(examples), resamples, seed)
-    return Draws(examples, indices, _gather(examples, indices).tolist())
+    return Draws(examples, indices, _gather(examples, indices))
+
+
+def draw_shared_rows(examples: Sequence[Sequence[Example]], ids: Sequence[Sequence[str]], resamples: int = RESAMPLES,
+                     seed: int | Sequence[int] = 0) -> list[Draws]:
+    """One draw over the union of several seeds' rows (named by ``ids``), seen by each seed as the drawn rows it
+    has, as often as they were drawn: each seed's :class:`Draws`. A row two seeds share counts once."""
+    if len(examples) != len(ids) or any(len(e) != len(i) for e, i in zip(examples, ids)):
+        raise ValueError("give one id per row of every seed")
+    union = sorted({row for seed_ids in ids for row in seed_ids})
+    position = {row: k for k, row in enumerate(union)}
+    drawn = resample_rows(len(union), resamples, seed)  # (B, U) indices into the union
+    draws = []
+    for rows, seed_ids in zip(examples, ids):
+        local: list[list[int]] = [[] for _ in union]  # union row -> this seed's rows with that id
+        for i, row in enumerate(seed_ids):
+            local[position[row]].append(i)
+        if all(len(owned) <= 1 for owned in local):  # ids unique within the seed: one numpy lookup
+            lookup = np.array([owned[0] if owned else -1 for owned in local])
+            picked = lookup[drawn]
+            indices = [row[row >= 0] for row in picked]
+        else:  # an input repeated within the seed: a drawn id brings every row that has it
+            indices = [np.array([i for u in row for i in local[u]], dtype=np.int64) for row in drawn]
+        draws.append(Draws(rows, indices, _gather(rows, indices)))
+    return draws
 
 
 def scored(task: Task, metric: str, predictions: Sequence[str], draws: Draws) -> Scores:
-    """``metric`` (a :data:`METRICS` name) of ``predictions`` on all the rows and on each resample's."""
+    """``metric`` (a :data:`METRICS` name) of ``predictions`` on all the rows and on each resample's (a
+    resample that drew none of this seed's rows scores as the full rows do: it adds no difference)."""
     if len(predictions) != len(draws.examples):
         raise ValueError(f"{task.name}: {len(predictions)} predictions for {len(draws.examples)} test rows")
     score = METRICS[metric]
-    picked = _gather(predictions, draws.indices).tolist()
-    resampled = [score(task, answers, rows) for answers, rows in zip(picked, draws.rows)]
-    return Scores(float(score(task, predictions, draws.examples)), np.asarray(resampled, dtype=np.float64))
+    full = float(score(task, predictions, draws.examples))
+    picked = _gather(predictions, draws.indices)
+    resampled = [score(task, answers, rows) if rows else full for answers, rows in zip(picked, draws.rows)]
+    return Scores(full, np.asarray(resampled, dtype=np.float64))
 
 
 def paired(method: Sequence[Scores], baseline: Sequence[Scores]) -> Difference:
@@ -152,17 +186,27 @@ class SeedRows:
     method: Sequence[str]
     baseline: Sequence[str]
     examples: Sequence[Example]
+    ids: Sequence[str] | None = None
+    """One id per row (:func:`attemptctl.studies.answers.row_ids`), so that seeds sharing rows share draws."""
+
+
+def seed_draws(examples: Sequence[Sequence[Example]], ids: Sequence[Sequence[str] | None], resamples: int = RESAMPLES,
+               seed: int | Sequence[int] = 0) -> list[Draws]:
+    """Each seed's draws: one draw over the union of their rows when every seed's rows have ids
+    (:func:`draw_shared_rows`), else each seed's rows on their own, by a generator of its own (``[*seed, i]``)."""
+    base = [seed] if isinstance(seed, int) else list(seed)
+    if ids and all(i is not None for i in ids):
+        return draw_shared_rows(examples, ids, resamples, base)
+    return [draw_rows(rows, resamples, (*base, i)) for i, rows in enumerate(examples)]
 
 
 def paired_difference(task: Task, metric: str, seeds: Sequence[SeedRows], *, resamples: int = RESAMPLES,
                       seed: int = 0) -> Difference:
-    """metric(method) − metric(baseline) on each seed's rows, pooled over seeds; seed i's rows are drawn by
-    a generator of its own (``[seed, i]``), so seeds are resampled independently."""
-    method, baseline = [], []
-    for i, rows in enumerate(seeds):
-        draws = draw_rows(rows.examples, resamples, (seed, i))
-        method.append(scored(task, metric, rows.method, draws))
-        baseline.append(scored(task, metric, rows.baseline, draws))
+    """metric(method) − metric(baseline) on each seed's rows, pooled over seeds; the seeds share one draw over
+    their rows when the rows have ids, else each seed's rows are resampled on their own."""
+    draws = seed_draws([rows.examples for rows in seeds], [rows.ids for rows in seeds], resamples, seed)
+    method = [scored(task, metric, rows.method, d) for rows, d in zip(seeds, draws)]
+    baseline = [scored(task, metric, rows.baseline, d) for rows, d in zip(seeds, draws)]
     return paired(method, baseline)
 
 
