@@ -503,7 +503,7 @@ def power(args) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for target in args.targets.split(","):
         task = get_task(target)
-        rows = {protocol: len(load_task(task, data_dir=args.data_dir, seed=1, train_limit=1,
+        rows = {protocol: len(load_task(task, data_dir=args.data_dir, seed=1, train_limit=1, test_limit=args.test_limit,
                                         protocol=protocol).test) for protocol in ("paper", "heldout")}
         share, pairs = seen.get(target, (None, 0))
         paired = (f"{100 * share:.0f}% of rows ({pairs} pairs)", f"{100 * detectable_difference(rows['heldout'], discordant=share):.1f}") \
@@ -608,6 +608,8 @@ def main() -> None:
     p.add_argument("name", choices=COMPARISONS)
     p = sub.add_parser("power", help="per target: test rows per protocol and the smallest difference they detect")
     p.add_argument("--targets", default=",".join(POWER_TARGETS))
+    p.add_argument("--test-limit", type=int, default=int(MAIN_BUDGET["--test-limit"]),
+                   help="test rows kept at most (the main study's --test-limit)")
     p.add_argument("--data-dir", required=True)
     p = sub.add_parser("status", help="cells done and left")
     p.add_argument("part", nargs="?", choices=PARTS)
