@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "quickstart.md"
 MARKER = "<!-- quickstart-transcript -->"
-#: The README's quick start with its `--examples` view, then a second target (RTE), every target's view
-#: and the registry listing.
+#: The README's quick start with its `--examples` view, then a second target (RTE), every target's view,
+#: the registry listing, and the README's transfer example: ATTEMPT against PT on Yelp review sentences
+#: over the whole zoo, beside the constant answer.
 COMMANDS = (
     "source pull",
     "target train boolq --sources mnli,qqp",
@@ -36,6 +37,7 @@ COMMANDS = (
     "target train rte --sources mnli,qqp",
     "attn show",
     "registry list",
+    "study methods yelp --sources mnli,qqp,qnli,sst2,squad --methods pt,attempt",
 )
 
 

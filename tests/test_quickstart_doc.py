@@ -57,9 +57,23 @@ def test_the_readmes_quick_start_commands_are_the_transcripts(recipe):
     assert [c for c in recipe.COMMANDS if c in typed] == typed  # in the transcript's order
 
 
-def test_the_output_the_readme_quotes_is_the_transcripts(recipe):
-    quoted = README.read_text().split("$ attemptctl attn show boolq\n", 1)[1].split("```", 1)[0]
-    assert quoted.strip() and quoted.splitlines() == _outputs(_transcript(recipe))["attn show boolq"]
+def _quoted(text: str) -> dict[str, list[str]]:
+    """Each `$ attemptctl …` output block the README quotes (a plain fence that starts with the command)."""
+    quoted = {}
+    for block in re.findall(r"^```\n(\$ attemptctl .*?)^```", text, re.MULTILINE | re.DOTALL):
+        command, *lines = block.rstrip("\n").splitlines()
+        quoted[command.removeprefix("$ attemptctl ")] = lines
+    return quoted
+
+
+def test_every_output_the_readme_quotes_is_the_transcripts(recipe):
+    quoted = _quoted(README.read_text())
+    outputs = _outputs(_transcript(recipe))
+    # the quick start's heatmap and the transfer example's table, at least
+    assert {"attn show boolq", next(c for c in recipe.COMMANDS if c.startswith("study methods"))} <= set(quoted)
+    for command, lines in quoted.items():  # the whole output, or its first lines (a table, not the heatmap after it)
+        assert lines and lines == outputs[command][:len(lines)], command
+    assert quoted["attn show boolq"] == outputs["attn show boolq"]
 
 
 def test_write_doc_replaces_only_the_fenced_block_after_the_marker(recipe, tmp_path, monkeypatch):
