@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "recipes"))
 import study  # noqa: E402  (recipes/study.py: the parts whose rows and budget this reuses)
 
 RESULTS = ROOT / "recipes" / "results" / "headroom"
-HEADROOM = {"defaults": "defaults-pt"}
+HEADROOM = {"defaults": "defaults-pt", "main-v2": "main-v2"}
 """Headroom part -> the study part whose targets, seeds and budget it takes (and whose PT cells it pairs with)."""
 LORA = {"rank": 8, "alpha": 16, "dropout": 0.0, "lr": 1e-3}
 
