@@ -182,6 +182,9 @@ def table(args) -> None:
 
     part = study.PARTS[HEADROOM[args.name]]
     cells = {(c["target"], c["seed"]): c for c in _load(args.name)["cells"]}
+    if not cells:
+        sys.exit(f"no LoRA cell of {args.name} yet; `python recipes/headroom.py run {args.name} --data-dir DIR` "
+                 "trains them")
     pt = study._cells_of(HEADROOM[args.name])
     targets = [t for t in part["targets"] if any(t == target for target, _ in cells)]
     print("| row | params | " + " | ".join(targets) + " |")
@@ -201,7 +204,7 @@ def table(args) -> None:
             deltas.append(f"**{text}**" if interval.holds else text)
         else:
             deltas.append("—")
-    first = next(iter(cells.values()), {"params": 0, "settings": LORA})
+    first = next(iter(cells.values()))
     print(f"| LoRA (rank {first['settings']['rank']}) | {first['params']:,} | " + " | ".join(scores) + " |")
     print("| LoRA − PT | | " + " | ".join(deltas) + " |")
 
