@@ -67,6 +67,19 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise typer.Exit(EXIT_BUG) from None
 
 
+def require_matplotlib() -> None:
+    """A PNG export without matplotlib: one line with the install hint, exit 1, before any work is done."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        from rich.markup import escape
+
+        from attemptctl.cli.render import PLOT_EXTRA_HINT
+
+        err.print(f"[bold red]error:[/] {escape(PLOT_EXTRA_HINT)}", highlight=False)  # "[plot]" is not markup
+        raise typer.Exit(EXIT_ERROR) from None
+
+
 def write_crash_report(exc: BaseException) -> Path:
     """``crash-<UTC time>-<pid>.txt`` under ``$ATTEMPTCTL_CACHE`` (or ``~/.cache/attemptctl``), else the tempdir."""
     import os

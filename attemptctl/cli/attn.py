@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from attemptctl.cli.app import attn_app, call, err, exit_if_interrupted, out, workspace
+from attemptctl.cli.app import attn_app, call, err, exit_if_interrupted, out, require_matplotlib, workspace
 from attemptctl.cli.options import (
     BackboneOpt,
     DataDirOpt,
@@ -89,15 +89,7 @@ def _check_format(fmt: str, output: Path | None, examples: int | None) -> None:
             raise typer.BadParameter("png needs a file: add --output attention.png", param_hint="--output")
         if examples:
             raise typer.BadParameter("--examples lists text; export it as table, csv or json", param_hint="--examples")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            from rich.markup import escape
-
-            from attemptctl.cli.render import PLOT_EXTRA_HINT
-
-            err.print(f"[bold red]error:[/] {escape(PLOT_EXTRA_HINT)}", highlight=False)  # "[plot]" is not markup
-            raise typer.Exit(1) from None
+        require_matplotlib()
 
 
 def _progress_bar():

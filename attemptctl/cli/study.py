@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from attemptctl.cli.app import app, call, err, out, workspace
+from attemptctl.cli.app import app, call, err, out, require_matplotlib, workspace
 from attemptctl.cli.options import (
     BackboneOpt,
     DataDirOpt,
@@ -249,7 +249,7 @@ def study_show(
     from attemptctl.studies import in_order, read_export, show_study, table_from_exports
 
     if png is not None:
-        _need_matplotlib()
+        require_matplotlib()
     if exports:
         table = call(table_from_exports, name, [(str(p), call(read_export, p)) for p in exports])
     else:
@@ -260,18 +260,6 @@ def study_show(
         _print_curves(table, curves, png)
         return
     _print_table(table, as_json, as_csv, markdown)
-
-
-def _need_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        from rich.markup import escape
-
-        from attemptctl.cli.render import PLOT_EXTRA_HINT
-
-        err.print(f"[bold red]error:[/] {escape(PLOT_EXTRA_HINT)}", highlight=False)  # "[plot]" is not markup
-        raise typer.Exit(1) from None
 
 
 def _print_curves(table, draw: bool, png: Path | None) -> None:
