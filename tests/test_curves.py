@@ -93,3 +93,20 @@ def test_a_multi_task_cells_curve_is_at_the_single_task_cells_steps_per_target(s
     assert [step for step, _ in record["curve"]] == [0, 2, 4]  # the run took 8 steps, 2 per target step
     stored = Registry(study[1]).get("target", record["prompt"])
     assert stored.config["curve_steps"] == "0,4,8" and stored.metrics["steps"] == 8
+
+
+def test_a_png_of_many_targets_wraps_into_rows_of_four_panels(tmp_path):
+    pytest.importorskip("matplotlib")
+    import struct
+
+    from attemptctl.cli.render import PNG_COLUMNS, CurveSeries, curves_png
+
+    def size(path):  # the PNG's IHDR: width and height in pixels
+        return struct.unpack(">II", path.read_bytes()[16:24])
+
+    series = [CurveSeries("PT", {0: (0.5, None, 1), 25: (0.6, 0.02, 2)})]
+    one, six = tmp_path / "one.png", tmp_path / "six.png"
+    curves_png([("rte", "accuracy", series)], one)
+    curves_png([(f"t{i}", "accuracy", series) for i in range(6)], six)
+    (w1, h1), (w6, h6) = size(one), size(six)
+    assert w6 == PNG_COLUMNS * w1 and h6 == 2 * h1  # four to a row, the second row half empty

@@ -515,10 +515,14 @@ def curve_table(target: str, metric: str, series: Sequence[CurveSeries]) -> Tabl
     return table
 
 
+PNG_COLUMNS = 4
+"""Panels per row of a learning-curve PNG: eight targets make two rows that still read on a page."""
+
+
 def curves_png(curves: Sequence[tuple[str, str, Sequence[CurveSeries]]], path: Any, *, title: str | None = None) -> None:
-    """Learning curves as a PNG: one panel per (target, metric), a line per method (mean over seeds, a band of
-    ± one std where there are several), steps on a symmetric-log axis so 0 and 2,000 both show. Raises
-    ImportError with an install hint without matplotlib."""
+    """Learning curves as a PNG: one panel per (target, metric), PNG_COLUMNS to a row, a line per method
+    (mean over seeds, a band of ± one std where there are several), steps on a symmetric-log axis so 0 and
+    2,000 both show. Raises ImportError with an install hint without matplotlib."""
     try:
         import matplotlib
 
@@ -526,8 +530,12 @@ def curves_png(curves: Sequence[tuple[str, str, Sequence[CurveSeries]]], path: A
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError(PLOT_EXTRA_HINT) from exc
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), dpi=100, squeeze=False)
-    for ax, (target, metric, series) in zip(axes[0], curves):
+    columns = min(len(curves), PNG_COLUMNS)
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat[len(curves):]:  # the last row's empty places
+        ax.set_visible(False)
+    for ax, (target, metric, series) in zip(axes.flat, curves):
         positive = [step for s in series for step in s.points if step > 0]
         for s in series:
             steps = sorted(s.points)
