@@ -14,6 +14,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run index --data-dir DIR       # the main study, every task answering by label index
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
+    python recipes/study.py curves PART [--png FILE]       # its learning curves (terminal drawing, PNG)
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
     python recipes/study.py per-seed PART --data-dir DIR   # every cell's score seed by seed, each seed's constant
     python recipes/study.py docs --data-dir DIR            # rewrite docs/results.md's tables from the exports
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -203,10 +205,12 @@ def _registry(study: str) -> tuple[Path, Path]:
     return registry, EXPORTS / study / f"{token_file.read_text().strip()}.json"
 
 
-def _attemptctl(*argv: str, echo: bool = True) -> int:
+def _attemptctl(*argv: str, echo: bool = True, columns: int | None = None) -> int:
+    """Run the CLI; ``columns`` fixes the terminal width its tables are drawn for (the same text anywhere)."""
     if echo:
         print("$ attemptctl " + " ".join(argv), flush=True)
-    return subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv], check=False).returncode
+    env = None if columns is None else {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv], check=False, env=env).returncode
 
 
 def _cell_command(name: str, cell: tuple, registry: Path, export: Path, data_dir: str) -> list[str]:
@@ -270,14 +274,29 @@ def _targets_done(part: dict) -> list[str]:
     return [t for t in part["targets"] if t in done]
 
 
-def table(args) -> None:
-    part = PARTS[args.part]
+def _show(name: str, *options: str, columns: int | None = None) -> int:
+    """``attemptctl study show`` over every committed export of part ``name``, its targets in the part's order."""
+    part = PARTS[name]
     study = part["study"]
     files = [arg for path in _exports(study) for arg in ("--from", str(path))]
     if not files:
-        sys.exit(f"no export of {study} yet; `python recipes/study.py run {args.part} --data-dir DIR` makes them")
-    sys.exit(_attemptctl("study", "show", study, *files, "--targets", ",".join(_targets_done(part)),
-                         "--json" if args.json else "--markdown", echo=False))
+        sys.exit(f"no export of {study} yet; `python recipes/study.py run {name} --data-dir DIR` makes them")
+    return _attemptctl("study", "show", study, *files, "--targets", ",".join(_targets_done(part)), *options,
+                       echo=False, columns=columns)
+
+
+def table(args) -> None:
+    sys.exit(_show(args.part, "--json" if args.json else "--markdown"))
+
+
+CURVE_COLUMNS = 100
+"""The terminal width the curves are drawn for in the docs: the same text on every machine."""
+
+
+def curves(args) -> None:
+    """The part's learning curves as `study show --curves` draws them (CURVE_COLUMNS wide), and with --png
+    the plot."""
+    sys.exit(_show(args.part, "--curves", *(["--png", str(args.png)] if args.png else []), columns=CURVE_COLUMNS))
 
 
 def constant_answers(part: dict, data_dir: str) -> dict[str, list[float]]:
@@ -338,8 +357,16 @@ def per_seed(args) -> None:
               + " |")
 
 
-DOC_BLOCK = r"<!-- (results-table|per-seed|power|compare|headroom): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
+DOC_KINDS = ("results-table", "per-seed", "power", "compare", "headroom", "curves")
+DOC_BLOCK = rf"<!-- ({'|'.join(DOC_KINDS)}): ([\w-]+) -->\n(.*?)<!-- /\1 -->"
 """A quoted table in docs/results.md: the recipe's output for a part, between two HTML comments."""
+
+
+def curve_quote(name: str, printed: str) -> str:
+    """A ``curves: PART`` quote: the terminal drawing as a text block, then the PNG that ``docs`` writes beside
+    the page."""
+    drawing = "\n".join(line.rstrip() for line in printed.strip().splitlines())  # no trailing blanks in the page
+    return f"```text\n{drawing}\n```\n\n![Learning curves of {name}](img/curves-{name}.png)"
 
 
 def _printed(*argv: str) -> str:
@@ -361,8 +388,8 @@ def docs(args) -> None:
     is ``table PART`` with ``baselines PART`` under its first table (unless its cells kept their test rows,
     whose constant-answer row the table has), ``per-seed: PART`` is ``per-seed PART``
     with each seed's constant answer, ``power: all`` is ``power``, ``compare: NAME`` is ``compare NAME``,
-    ``headroom: NAME`` is ``recipes/headroom.py table NAME``. tests/test_results_doc.py checks the page
-    against the same output."""
+    ``headroom: NAME`` is ``recipes/headroom.py table NAME``, ``curves: PART`` is ``curves PART`` with its PNG
+    written to docs/img/curves-PART.png. tests/test_results_doc.py checks the page against the same output."""
     page = ROOT / "docs" / "results.md"
 
     def block(match) -> str:
@@ -375,6 +402,9 @@ def docs(args) -> None:
             text = _printed_by(ROOT / "recipes" / "headroom.py", "table", name)
         elif kind == "per-seed":
             text = _printed("per-seed", name, "--data-dir", args.data_dir)
+        elif kind == "curves":  # the terminal drawing, and the PNG written beside the page
+            (page.parent / "img").mkdir(exist_ok=True)
+            text = curve_quote(name, _printed("curves", name, "--png", str(page.parent / "img" / f"curves-{name}.png")))
         else:
             lines = _printed("table", name).splitlines()
             end = next(i for i, line in enumerate(lines) if i and not line.startswith("|"))
@@ -387,12 +417,12 @@ def docs(args) -> None:
     before = page.read_text()
     quotes = list(re.finditer(DOC_BLOCK, before, flags=re.DOTALL))
     matched = {m.start() for m in quotes}
-    for opening in re.finditer(r"<!-- (?:results-table|per-seed|power|compare|headroom): ", before):
+    for opening in re.finditer(rf"<!-- (?:{'|'.join(DOC_KINDS)}): ", before):
         if opening.start() not in matched:
             line = before.count("\n", 0, opening.start()) + 1
             sys.exit(f"{page.relative_to(ROOT)}:{line}: a quote must open with `<!-- KIND: PART -->` on a line of "
                      "its own and close with `<!-- /KIND -->`; nothing rewritten")
-    unknown = sorted({m.group(2) for m in quotes if m.group(1) in ("results-table", "per-seed")} - set(PARTS))
+    unknown = sorted({m.group(2) for m in quotes if m.group(1) in ("results-table", "per-seed", "curves")} - set(PARTS))
     if unknown:
         sys.exit(f"{page.relative_to(ROOT)} quotes unknown part '{unknown[0]}'; parts: {', '.join(PARTS)}")
     after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
@@ -592,6 +622,9 @@ def main() -> None:
     p = sub.add_parser("per-seed", help="each cell's test score, seed by seed, and each seed's constant answer")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", help="also print the constant answer of each seed's test rows")
+    p = sub.add_parser("curves", help="the part's learning curves, drawn as in a terminal")
+    p.add_argument("part", choices=PARTS)
+    p.add_argument("--png", help="also write the plot to this PNG file (needs matplotlib)")
     p = sub.add_parser("docs", help="rewrite docs/results.md's quoted tables from the committed exports")
     p.add_argument("--data-dir", required=True)
     p = sub.add_parser("transfer", help="each zoo source (and a vocabulary prompt) scored on targets, untrained")
@@ -618,7 +651,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
     args = parser.parse_args()
     {"run": run, "status": status, "table": table, "baselines": baselines, "per-seed": per_seed,
-     "docs": docs, "transfer": transfer, "power": power, "compare": compare}[args.command](args)
+     "docs": docs, "transfer": transfer, "power": power, "compare": compare, "curves": curves}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ _SPEC = importlib.util.spec_from_file_location("study_recipe", ROOT / "recipes" 
 _RECIPE = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(_RECIPE)
 BLOCK = re.compile(_RECIPE.DOC_BLOCK, re.DOTALL)  # the blocks `python recipes/study.py docs` writes
-COMMAND = {"results-table": "table", "per-seed": "per-seed", "compare": "compare", "headroom": "table"}
+COMMAND = {"results-table": "table", "per-seed": "per-seed", "compare": "compare", "headroom": "table",
+           "curves": "curves"}
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _blocks() -> list[tuple[str, str, str]]:
@@ -44,6 +46,9 @@ def test_each_quoted_table_is_what_the_recipe_prints(index):
     script = "headroom.py" if kind == "headroom" else "study.py"
     printed = subprocess.run([sys.executable, str(ROOT / "recipes" / script), COMMAND[kind], part],
                              capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    if kind == "curves":  # the terminal drawing in a text block, and the PNG beside the page
+        printed = _RECIPE.curve_quote(part, printed)
+        assert (PAGE.parent / "img" / f"curves-{part}.png").read_bytes()[:8] == PNG
     def kept(text):  # a constant-answer row from the data (not the exports) is left out of both sides
         return [line for line in text.strip().splitlines() if not line.startswith("| constant answer |")]
     assert kept(quoted) == kept(printed)
@@ -57,11 +62,14 @@ def test_docs_rewrites_each_quote_with_its_constant_row_and_refuses_a_broken_pag
     page = tmp_path / "docs" / "results.md"
     page.parent.mkdir()
     page.write_text("# Page\n\n<!-- results-table: ablations -->\nstale\n<!-- /results-table -->\n\nProse stays.\n\n"
-                    "<!-- per-seed: ablations -->\n<!-- /per-seed -->\n")
+                    "<!-- per-seed: ablations -->\n<!-- /per-seed -->\n\n<!-- curves: main-v2 -->\n<!-- /curves -->\n")
     monkeypatch.setattr(_RECIPE, "ROOT", tmp_path)  # the page only: the tables still come from the real exports
     _RECIPE.docs(type("Args", (), {"data_dir": str(real_data_dir)})())
     text = page.read_text()
-    [(_, _, table), (_, _, seeds)] = BLOCK.findall(text)
+    [(_, _, table), (_, _, seeds), (_, _, curves)] = BLOCK.findall(text)
+    assert curves.startswith("```text\nStudy main-v2: learning curves") and "yelp: test accuracy" in curves
+    assert "![Learning curves of main-v2](img/curves-main-v2.png)" in curves
+    assert (tmp_path / "docs" / "img" / "curves-main-v2.png").read_bytes()[:8] == PNG
     lines = table.strip().splitlines()
     first_end = next(i for i, line in enumerate(lines) if i and not line.startswith("|"))
     assert lines[first_end - 1].startswith("| constant answer | 0 | ") and "stale" not in text
