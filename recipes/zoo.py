@@ -8,6 +8,7 @@ the package (``attemptctl/zoo/<backbone>/<task>.safetensors``) with its manifest
     python recipes/zoo.py rates --data-dir DIR              # check the prompts' lr: MNLI at 0.3 and 0.03
     python recipes/zoo.py train sst2 --data-dir DIR         # train (or resume) one source, then ship it
     python recipes/zoo.py train all --data-dir DIR          # every source not shipped yet, in order
+    python recipes/zoo.py train mnli --again --max-steps 2100 --data-dir DIR  # retrain one at a longer budget
     python recipes/zoo.py train mnli --labels index --data-dir DIR  # the zoo answering in label indices
     python recipes/zoo.py table [--data-dir DIR]            # the manifest as a Markdown table
     python recipes/zoo.py fingerprint                       # complete the manifests' fingerprints (special ids)
@@ -142,12 +143,25 @@ def train(args) -> None:
         _train_one(args, task)
 
 
+def _settings(args, task: str) -> dict:
+    """The `source train` options of ``task``: the zoo's, its own budget, the label format, and --max-steps
+    where the run overrides the budget."""
+    return {**COMMON, **SOURCES[task], **({} if _labels(args) == "words" else {"--labels": _labels(args)}),
+            **({"--max-steps": args.max_steps} if getattr(args, "max_steps", None) else {})}
+
+
+def _recipe_line(args, task: str) -> str:
+    """The command that trains ``task`` as this run did, for the manifest."""
+    return (f"python recipes/zoo.py train {task}" + ("" if _labels(args) == "words" else f" --labels {_labels(args)}")
+            + (f" --max-steps {args.max_steps}" if getattr(args, "max_steps", None) else "") + " --data-dir DIR")
+
+
 def _train_one(args, task: str) -> None:
     from attemptctl.zoo import ship_prompt
     from registry import Registry
 
     registry_path = _build_registry(args)
-    settings = {**COMMON, **SOURCES[task], **({} if _labels(args) == "words" else {"--labels": _labels(args)})}
+    settings = _settings(args, task)
     checkpoint = registry_path / "checkpoints" / f"source-{task}.safetensors"
     before = {r.ref for r in Registry(registry_path).list(kind="source", name=task)} if registry_path.exists() else set()
     command = ["source", "train", task, "--registry", str(registry_path), "--data-dir", args.data_dir,
@@ -172,8 +186,7 @@ def _train_one(args, task: str) -> None:
         print(f"{task}: {why}", flush=True)
         return
     entry = ship_prompt(registry, record, test_metrics=test["metrics"], test_examples=test["examples"],
-                        recipe=f"python recipes/zoo.py train {task}"
-                        + ("" if _labels(args) == "words" else f" --labels {_labels(args)}") + " --data-dir DIR",
+                        recipe=_recipe_line(args, task),
                         data_dir=args.data_dir)
     print(f"{task}: shipped {entry['file']} (test {test['metrics']})", flush=True)
 
@@ -292,6 +305,8 @@ def main() -> None:
             p.add_argument("task", help="a source task, or all")
             p.add_argument("--labels", choices=("words", "index"), default="words",
                            help="train the zoo whose prompts answer in this label format [words]")
+            p.add_argument("--max-steps", type=int, help="a longer (or shorter) budget than the source's in SOURCES; "
+                           "the schedule decays over it, so resume with the same value")
         p.add_argument("--data-dir", required=True)
         p.add_argument("--build-registry", help="where the recipe trains [~/.cache/attemptctl/zoo-build/BACKBONE]")
         p.add_argument("--again", action="store_true", help="train again what is already done")

@@ -60,3 +60,13 @@ def test_a_prompt_under_its_floor_is_noted_missing_and_its_file_not_shipped(reci
     shipped = next(iter(manifest["prompts"]))
     recipe._note_missing(shipped, "trained 5 steps: test f1 1.0, under its floor")
     assert json.loads(path.read_text()) == manifest
+
+
+def test_a_longer_budget_overrides_the_sources_steps_and_the_manifest_says_how(recipe):
+    args = type("Args", (), {"labels": "words", "max_steps": 2100})()
+    settings = recipe._settings(args, "mnli")
+    assert settings["--max-steps"] == 2100 and settings["--lr"] == recipe.COMMON["--lr"]
+    assert recipe._recipe_line(args, "mnli") == "python recipes/zoo.py train mnli --max-steps 2100 --data-dir DIR"
+    plain = type("Args", (), {"labels": "index", "max_steps": None})()
+    assert recipe._settings(plain, "mnli")["--max-steps"] == recipe.SOURCES["mnli"]["--max-steps"]
+    assert recipe._recipe_line(plain, "mnli") == "python recipes/zoo.py train mnli --labels index --data-dir DIR"
