@@ -68,6 +68,11 @@ def test_show_curves_draws_each_method_at_each_step_and_the_png_is_written(study
         line = next(line for line in text.splitlines() if line.strip().startswith(row + " "))
         assert line.count("±") == 3 and any(ch in line for ch in "▁▂▃▄▅▆▇█")  # 3 steps, 2 seeds each
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote" in text
+    # the constant answer on the same test rows, flat at every step: what learning nothing scores
+    shown = json.loads(run("study", "show", "curves", *study[:2], "--json").output)
+    constant = next(row for row in shown["rows"] if row["method"] == "constant")["scores"]["rte"]["mean"]
+    line = next(line for line in text.splitlines() if line.strip().startswith("constant answer"))
+    assert line.split()[2:5] == [f"{100 * constant:.1f}"] * 3
 
 
 def test_a_study_without_curves_says_how_to_get_them(study, tmp_path):

@@ -483,10 +483,12 @@ SPARKS = "▁▂▃▄▅▆▇█"
 
 @dataclass(frozen=True)
 class CurveSeries:
-    """One method's learning curve on one target: step -> (mean score, std over seeds or None, seeds)."""
+    """One method's learning curve on one target: step -> (mean score, std over seeds or None, seeds).
+    ``reference``: a score no run trained (the constant answer), drawn flat and dashed in the PNG."""
 
     label: str
     points: Mapping[int, tuple[float, float | None, int]]
+    reference: bool = False
 
 
 def _spark(values: Sequence[float], low: float, high: float) -> str:
@@ -540,6 +542,9 @@ def curves_png(curves: Sequence[tuple[str, str, Sequence[CurveSeries]]], path: A
         for s in series:
             steps = sorted(s.points)
             mean = [100 * s.points[k][0] for k in steps]
+            if s.reference:  # not a run: flat, dashed, grey
+                ax.plot(steps, mean, linestyle="--", color="grey", label=s.label)
+                continue
             ax.plot(steps, mean, marker="o", label=s.label)
             spread = [100 * (s.points[k][1] or 0.0) for k in steps]
             if any(spread):

@@ -266,8 +266,10 @@ def _print_curves(table, draw: bool, png: Path | None) -> None:
     """Each target's learning curves: a terminal table with sparklines (``draw``) and/or a PNG."""
     from attemptctl.cli.render import CurveSeries, curve_table, curves_png
     from attemptctl.studies import curve_panels
+    from attemptctl.studies.table import CONSTANT_LABEL
 
-    panels = [(title, metric, [CurveSeries(label, {step: (s.mean, s.std, s.n) for step, s in points.items()})
+    panels = [(title, metric, [CurveSeries(label, {step: (s.mean, s.std, s.n) for step, s in points.items()},
+                                           reference=label == CONSTANT_LABEL)
                                for label, points in series])
               for title, metric, series in call(curve_panels, table)]
     if draw:

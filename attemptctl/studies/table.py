@@ -421,7 +421,8 @@ def _exported_answers(row: Mapping, gold: Mapping, test_rows: dict) -> tuple:
 
 def curve_panels(table: MethodsTable) -> list[tuple[str, str, list[tuple[str, dict[int, Summary]]]]]:
     """The learning curves by target (and shot count): (title, the target's metric, [(method label, step ->
-    score over seeds)]); refused, saying how to get them, when no cell has one."""
+    score over seeds)]), the constant answer last where the cells kept their test rows; refused, saying how
+    to get them, when no cell has one."""
     panels: dict[tuple, list] = {}
     for method, target, shots, points in table.curves():
         label = METHODS[method][1] + (f" ({shots}-shot)" if shots else "")
@@ -430,6 +431,10 @@ def curve_panels(table: MethodsTable) -> list[tuple[str, str, list[tuple[str, di
         raise ConfigError(f"study '{table.name}' has no learning curve; train its cells with --curve-steps 0,100,300 "
                           "(study methods passes it to every cell)")
     metrics = {c.cell.target: c.metric for c in table.cells}
+    for (target, shots), series in panels.items():  # what learning nothing scores, flat at every step drawn
+        constant = table.constant(target, shots)
+        if constant is not None:
+            series.append((CONSTANT_LABEL, {step: constant for step in sorted({k for _, p in series for k in p})}))
     return [(target + (f" ({shots}-shot)" if shots else ""), metrics[target], series)
             for (target, shots), series in panels.items()]
 
