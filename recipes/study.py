@@ -12,6 +12,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run budget --data-dir DIR      # rte, cb x pt, attempt at 4x the main study's steps
     python recipes/study.py run budget-lr --data-dir DIR   # rte, cb x pt, spot, attempt: start-lr at 4x the steps
     python recipes/study.py run index --data-dir DIR       # the main study, every task answering by label index
+    python recipes/study.py run curves-300 --data-dir DIR  # yelp, imdb, rte x pt, spot, attempt: 300-step curves
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py curves PART [--png FILE]       # its learning curves (terminal drawing, PNG)
@@ -159,6 +160,12 @@ PARTS["main-v2"] = {"study": "main-v2", "targets": GPU_TARGETS, "methods": ("pt"
 PARTS["gpu-main-v2"] = {**PARTS["main-v2"], "study": "gpu-main-v2", "gpu": True,
                         "budget": {**MAIN_BUDGET, "--max-steps": 250, "--batch-size": 32, "--warmup-steps": 25,
                                    "--eval-every": 50, "--curve-steps": "0,25,75,250"}}
+# Issue 29's longer learning curves: the targets where issue 28 found learning (the sentiment targets, RTE), the
+# single-target methods, three seeds, three times main-v2's steps, on the same rows and settings otherwise.
+PARTS["curves-300"] = {**PARTS["main-v2"], "study": "curves-300", "targets": ("yelp", "imdb", "rte"),
+                       "methods": ("pt", "spot", "attempt"),
+                       "budget": {**MAIN_BUDGET, "--max-steps": 300, "--warmup-steps": 30, "--eval-every": 50,
+                                  "--curve-steps": "0,25,100,300"}}
 METHOD_ORDER = ("pt", "spot", "attempt", "no-target", "uniform", "single")
 """Single-target methods, in the order each target trains them (attempt before the single that reads it)."""
 

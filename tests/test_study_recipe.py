@@ -32,7 +32,7 @@ def _export(recipe, study, name, cells):
 
 
 @pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index", "borrowed", "start",
-                                  "start-lr", "start-zeros", "budget-lr"])
+                                  "start-lr", "start-zeros", "budget-lr", "main-v2", "curves-300"])
 def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
     spec = recipe.PARTS[part]
     todo = recipe._todo(spec)
@@ -49,6 +49,14 @@ def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, par
     # Each target's methods come together, so the first target shows PT beside ATTEMPT early.
     first = [c for c in todo[:len([m for m in spec["methods"] if m != "attempt-mt"])]]
     assert {c[1] for c in first} == {spec["targets"][0]}
+
+
+def test_the_longer_curves_change_only_the_step_counts_of_the_main_study(recipe):
+    main, longer = recipe.PARTS["main-v2"]["budget"], recipe.PARTS["curves-300"]["budget"]
+    changed = {key for key in main.keys() | longer.keys() if main.get(key) != longer.get(key)}
+    assert changed == {"--max-steps", "--warmup-steps", "--eval-every", "--curve-steps"}
+    assert longer["--curve-steps"].split(",")[-1] == str(longer["--max-steps"])  # the curve reaches the end
+    assert recipe.PARTS["curves-300"]["study"] != recipe.PARTS["main-v2"]["study"]
 
 
 def test_the_budget_probe_changes_only_the_step_counts_of_the_main_budget(recipe):
