@@ -39,8 +39,10 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,11 +163,12 @@ PARTS["gpu-main-v2"] = {**PARTS["main-v2"], "study": "gpu-main-v2", "gpu": True,
                         "budget": {**MAIN_BUDGET, "--max-steps": 250, "--batch-size": 32, "--warmup-steps": 25,
                                    "--eval-every": 50, "--curve-steps": "0,25,75,250"}}
 # Issue 29's longer learning curves: the targets where issue 28 found learning (the sentiment targets, RTE), the
-# single-target methods, three seeds, three times main-v2's steps, on the same rows and settings otherwise.
+# single-target methods, three seeds, three times main-v2's steps, on the same rows; the dev check every 100 steps,
+# each of them a curve step (so a cell's score is a point of its curve).
 PARTS["curves-300"] = {**PARTS["main-v2"], "study": "curves-300", "targets": ("yelp", "imdb", "rte"),
                        "methods": ("pt", "spot", "attempt"),
-                       "budget": {**MAIN_BUDGET, "--max-steps": 300, "--warmup-steps": 30, "--eval-every": 50,
-                                  "--curve-steps": "0,25,100,300"}}
+                       "budget": {**MAIN_BUDGET, "--max-steps": 300, "--warmup-steps": 30, "--eval-every": 100,
+                                  "--curve-steps": "0,25,100,200,300"}}
 METHOD_ORDER = ("pt", "spot", "attempt", "no-target", "uniform", "single")
 """Single-target methods, in the order each target trains them (attempt before the single that reads it)."""
 
@@ -216,7 +219,7 @@ def _attemptctl(*argv: str, echo: bool = True, columns: int | None = None) -> in
     """Run the CLI; ``columns`` fixes the terminal width its tables are drawn for (the same text anywhere)."""
     if echo:
         print("$ attemptctl " + " ".join(argv), flush=True)
-    env = None if columns is None else {**os.environ, "COLUMNS": str(columns)}
+    env = None if columns is None else {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb"}
     return subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv], check=False, env=env).returncode
 
 
@@ -409,9 +412,10 @@ def docs(args) -> None:
             text = _printed_by(ROOT / "recipes" / "headroom.py", "table", name)
         elif kind == "per-seed":
             text = _printed("per-seed", name, "--data-dir", args.data_dir)
-        elif kind == "curves":  # the terminal drawing, and the PNG written beside the page
-            (page.parent / "img").mkdir(exist_ok=True)
-            text = curve_quote(name, _printed("curves", name, "--png", str(page.parent / "img" / f"curves-{name}.png")))
+        elif kind == "curves":  # the terminal drawing, and the PNG: put beside the page once every quote is made
+            drawn = Path(staging) / f"curves-{name}.png"
+            text = curve_quote(name, _printed("curves", name, "--png", str(drawn)))
+            pngs[drawn] = page.parent / "img" / drawn.name
         else:
             lines = _printed("table", name).splitlines()
             end = next(i for i, line in enumerate(lines) if i and not line.startswith("|"))
@@ -432,7 +436,12 @@ def docs(args) -> None:
     unknown = sorted({m.group(2) for m in quotes if m.group(1) in ("results-table", "per-seed", "curves")} - set(PARTS))
     if unknown:
         sys.exit(f"{page.relative_to(ROOT)} quotes unknown part '{unknown[0]}'; parts: {', '.join(PARTS)}")
-    after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
+    pngs: dict[Path, Path] = {}
+    with tempfile.TemporaryDirectory() as staging:
+        after = re.sub(DOC_BLOCK, block, before, flags=re.DOTALL)
+        for drawn, final in pngs.items():
+            final.parent.mkdir(exist_ok=True)
+            shutil.move(drawn, final)
     page.write_text(after)
     print(f"{page.relative_to(ROOT)}: {len(quotes)} tables, " + ("changed" if after != before else "unchanged"))
 

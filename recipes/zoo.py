@@ -60,6 +60,13 @@ RATE_STUDY = {"task": "mnli", "rates": (0.3, 0.03), "--preset": "paper", "--prom
               "--test-limit": 500, "--seed": 42}
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of steps above 0."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of steps (a whole number above 0)")
+    return int(text)
+
+
 def _labels(args) -> str:
     return getattr(args, "labels", "words")
 
@@ -133,6 +140,8 @@ def rates(args) -> None:
 def train(args) -> None:
     manifest_path = zoo_dir(BACKBONE, labels=_labels(args)) / MANIFEST_NAME
     shipped = json.loads(manifest_path.read_text())["prompts"] if manifest_path.exists() else {}
+    if args.task == "all" and args.max_steps is not None:
+        sys.exit("--max-steps sets one source's budget; give a source, not all (each has its own in SOURCES)")
     tasks = list(SOURCES) if args.task == "all" else [args.task]
     for task in tasks:
         if task not in SOURCES:
@@ -147,13 +156,13 @@ def _settings(args, task: str) -> dict:
     """The `source train` options of ``task``: the zoo's, its own budget, the label format, and --max-steps
     where the run overrides the budget."""
     return {**COMMON, **SOURCES[task], **({} if _labels(args) == "words" else {"--labels": _labels(args)}),
-            **({"--max-steps": args.max_steps} if getattr(args, "max_steps", None) else {})}
+            **({"--max-steps": args.max_steps} if getattr(args, "max_steps", None) is not None else {})}
 
 
 def _recipe_line(args, task: str) -> str:
     """The command that trains ``task`` as this run did, for the manifest."""
     return (f"python recipes/zoo.py train {task}" + ("" if _labels(args) == "words" else f" --labels {_labels(args)}")
-            + (f" --max-steps {args.max_steps}" if getattr(args, "max_steps", None) else "") + " --data-dir DIR")
+            + (f" --max-steps {args.max_steps}" if getattr(args, "max_steps", None) is not None else "") + " --data-dir DIR")
 
 
 def _train_one(args, task: str) -> None:
@@ -305,7 +314,7 @@ def main() -> None:
             p.add_argument("task", help="a source task, or all")
             p.add_argument("--labels", choices=("words", "index"), default="words",
                            help="train the zoo whose prompts answer in this label format [words]")
-            p.add_argument("--max-steps", type=int, help="a longer (or shorter) budget than the source's in SOURCES; "
+            p.add_argument("--max-steps", type=_positive, help="a longer (or shorter) budget than the source's in SOURCES; "
                            "the schedule decays over it, so resume with the same value")
         p.add_argument("--data-dir", required=True)
         p.add_argument("--build-registry", help="where the recipe trains [~/.cache/attemptctl/zoo-build/BACKBONE]")

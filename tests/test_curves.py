@@ -68,7 +68,7 @@ def test_show_curves_draws_each_method_at_each_step_and_the_png_is_written(study
         line = next(line for line in text.splitlines() if line.strip().startswith(row + " "))
         assert line.count("±") == 3 and any(ch in line for ch in "▁▂▃▄▅▆▇█")  # 3 steps, 2 seeds each
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote" in text
-    # the constant answer on the same test rows, flat at every step: what learning nothing scores
+    # the best constant answer on the same test rows, flat at every step
     shown = json.loads(run("study", "show", "curves", *study[:2], "--json").output)
     constant = next(row for row in shown["rows"] if row["method"] == "constant")["scores"]["rte"]["mean"]
     line = next(line for line in text.splitlines() if line.strip().startswith("constant answer"))
@@ -115,3 +115,13 @@ def test_a_png_of_many_targets_wraps_into_rows_of_four_panels(tmp_path):
     curves_png([(f"t{i}", "accuracy", series) for i in range(6)], six)
     (w1, h1), (w6, h6) = size(one), size(six)
     assert w6 == PNG_COLUMNS * w1 and h6 == 2 * h1  # four to a row, the second row half empty
+
+
+def test_a_method_keeps_its_colour_in_every_panel_even_where_another_is_missing():
+    from attemptctl.cli.render import CurveSeries, series_colours
+
+    point = {0: (0.5, None, 1)}
+    panels = [("rte", "accuracy", [CurveSeries("SPoT", point), CurveSeries("constant answer", point, reference=True)]),
+              ("cb", "macro_f1", [CurveSeries("PT", point), CurveSeries("SPoT", point),
+                                  CurveSeries("constant answer", point, reference=True)])]
+    assert series_colours(panels) == {"SPoT": "C0", "constant answer": "grey", "PT": "C1"}

@@ -41,14 +41,18 @@ def test_the_page_quotes_the_main_study_and_its_seeds_and_closes_every_quote():
 
 
 @pytest.mark.parametrize("index", range(len(_blocks())))
-def test_each_quoted_table_is_what_the_recipe_prints(index):
+def test_each_quoted_table_is_what_the_recipe_prints(index, tmp_path):
     kind, part, quoted = _blocks()[index]
     script = "headroom.py" if kind == "headroom" else "study.py"
     printed = subprocess.run([sys.executable, str(ROOT / "recipes" / script), COMMAND[kind], part],
                              capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    if kind == "curves":  # the terminal drawing in a text block, and the PNG beside the page
+    if kind == "curves":  # the terminal drawing in a text block, and the PNG beside the page, of as many panels
         printed = _RECIPE.curve_quote(part, printed)
-        assert (PAGE.parent / "img" / f"curves-{part}.png").read_bytes()[:8] == PNG
+        fresh = tmp_path / "fresh.png"
+        subprocess.run([sys.executable, str(ROOT / "recipes" / "study.py"), "curves", part, "--png", str(fresh)],
+                       capture_output=True, check=True, cwd=ROOT)
+        committed = (PAGE.parent / "img" / f"curves-{part}.png").read_bytes()
+        assert committed[:8] == PNG and committed[16:24] == fresh.read_bytes()[16:24]  # IHDR: width, height
     def kept(text):  # a constant-answer row from the data (not the exports) is left out of both sides
         return [line for line in text.strip().splitlines() if not line.startswith("| constant answer |")]
     assert kept(quoted) == kept(printed)

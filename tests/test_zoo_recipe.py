@@ -70,3 +70,14 @@ def test_a_longer_budget_overrides_the_sources_steps_and_the_manifest_says_how(r
     plain = type("Args", (), {"labels": "index", "max_steps": None})()
     assert recipe._settings(plain, "mnli")["--max-steps"] == recipe.SOURCES["mnli"]["--max-steps"]
     assert recipe._recipe_line(plain, "mnli") == "python recipes/zoo.py train mnli --labels index --data-dir DIR"
+
+
+@pytest.mark.parametrize("argv, error", [(["mnli", "--max-steps", "0"], "not a number of steps"),
+                                         (["all", "--max-steps", "500"], "give a source, not all")])
+def test_a_budget_that_is_not_one_sources_steps_is_refused_before_anything_trains(argv, error, tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "recipes" / "zoo.py"), "train", *argv, "--data-dir", str(tmp_path),
+                           "--build-registry", str(tmp_path / "build")], capture_output=True, text=True)
+    assert done.returncode != 0 and error in done.stderr and not (tmp_path / "build").exists()

@@ -521,10 +521,22 @@ PNG_COLUMNS = 4
 """Panels per row of a learning-curve PNG: eight targets make two rows that still read on a page."""
 
 
+def series_colours(curves: Sequence[tuple[str, str, Sequence[CurveSeries]]]) -> dict[str, str]:
+    """One colour per method across every panel (matplotlib's cycle, in order of first appearance; grey for a
+    reference), so that a panel without some method still colours the others as the legend says."""
+    colours: dict[str, str] = {}
+    for _, _, series in curves:
+        for s in series:
+            if s.label not in colours:
+                colours[s.label] = "grey" if s.reference else f"C{sum(c != 'grey' for c in colours.values()) % 10}"
+    return colours
+
+
 def curves_png(curves: Sequence[tuple[str, str, Sequence[CurveSeries]]], path: Any, *, title: str | None = None) -> None:
     """Learning curves as a PNG: one panel per (target, metric), PNG_COLUMNS to a row, a line per method
-    (mean over seeds, a band of ± one std where there are several), steps on a symmetric-log axis so 0 and
-    2,000 both show. Raises ImportError with an install hint without matplotlib."""
+    (mean over seeds, a band of ± one std where there are several; one colour per method in every panel, one
+    legend), steps on a symmetric-log axis so 0 and 2,000 both show. Raises ImportError with an install hint
+    without matplotlib."""
     try:
         import matplotlib
 
@@ -537,26 +549,28 @@ def curves_png(curves: Sequence[tuple[str, str, Sequence[CurveSeries]]], path: A
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), dpi=100, squeeze=False)
     for ax in axes.flat[len(curves):]:  # the last row's empty places
         ax.set_visible(False)
+    colours, handles = series_colours(curves), {}
     for ax, (target, metric, series) in zip(axes.flat, curves):
         positive = [step for s in series for step in s.points if step > 0]
         for s in series:
             steps = sorted(s.points)
             mean = [100 * s.points[k][0] for k in steps]
             if s.reference:  # not a run: flat, dashed, grey
-                ax.plot(steps, mean, linestyle="--", color="grey", label=s.label)
-                continue
-            ax.plot(steps, mean, marker="o", label=s.label)
-            spread = [100 * (s.points[k][1] or 0.0) for k in steps]
-            if any(spread):
-                ax.fill_between(steps, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)],
-                                alpha=0.15)
+                (line,) = ax.plot(steps, mean, linestyle="--", color=colours[s.label])
+            else:
+                (line,) = ax.plot(steps, mean, marker="o", color=colours[s.label])
+                spread = [100 * (s.points[k][1] or 0.0) for k in steps]
+                if any(spread):
+                    ax.fill_between(steps, [m - d for m, d in zip(mean, spread)],
+                                    [m + d for m, d in zip(mean, spread)], color=colours[s.label], alpha=0.15)
+            handles.setdefault(s.label, line)
         if positive:
             ax.set_xscale("symlog", linthresh=min(positive))
         ax.set_title(target)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"test {metric} (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(list(handles.values()), list(handles), fontsize=8)  # every panel's methods, once
     if title:
         fig.suptitle(title)
     fig.tight_layout()

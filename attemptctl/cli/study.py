@@ -274,8 +274,8 @@ def _print_curves(table, draw: bool, png: Path | None) -> None:
               for title, metric, series in call(curve_panels, table)]
     if draw:
         seeds = ", ".join(map(str, table.seeds))
-        out.print(f"Study {table.name}: learning curves, test scores (%) at each step, mean ± std over seeds {seeds}",
-                  highlight=False)
+        over = f"mean ± std over seeds {seeds}" if len(table.seeds) > 1 else f"seed {seeds}"
+        out.print(f"Study {table.name}: learning curves, test scores (%) at each step, {over}", highlight=False)
         for title, metric, series in panels:
             out.print(curve_table(title, metric, series))
     if png is not None:

@@ -431,7 +431,7 @@ def curve_panels(table: MethodsTable) -> list[tuple[str, str, list[tuple[str, di
         raise ConfigError(f"study '{table.name}' has no learning curve; train its cells with --curve-steps 0,100,300 "
                           "(study methods passes it to every cell)")
     metrics = {c.cell.target: c.metric for c in table.cells}
-    for (target, shots), series in panels.items():  # what learning nothing scores, flat at every step drawn
+    for (target, shots), series in panels.items():  # the best constant answer, flat at every step drawn
         constant = table.constant(target, shots)
         if constant is not None:
             series.append((CONSTANT_LABEL, {step: constant for step in sorted({k for _, p in series for k in p})}))
