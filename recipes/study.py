@@ -13,6 +13,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run budget-lr --data-dir DIR   # rte, cb x pt, spot, attempt: start-lr at 4x the steps
     python recipes/study.py run index --data-dir DIR       # the main study, every task answering by label index
     python recipes/study.py run curves-300 --data-dir DIR  # yelp, imdb, rte x pt, spot, attempt: 300-step curves
+    python recipes/study.py run main-v2 --seed 2 --build-registry DIR2 --data-dir DIR  # beside a --seed 1 run
     python recipes/study.py status [PART]                  # cells done and left, from the committed exports
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py curves PART [--png FILE]       # its learning curves (terminal drawing, PNG)
@@ -204,10 +205,11 @@ def _todo(part: dict) -> list[tuple]:
     return cells
 
 
-def _registry(study: str) -> tuple[Path, Path]:
-    """This machine's build registry for the study and the export it writes (named by a token kept in
-    the registry, so a new registry never overwrites another's export)."""
-    registry = Path.home() / ".cache" / "attemptctl" / "study-build" / study
+def _registry(study: str, build: str | None = None) -> tuple[Path, Path]:
+    """This machine's build registry for the study (``build``, or one under ~/.cache) and the export it writes
+    (named by a token kept in the registry, so a new registry never overwrites another's export: two runs of
+    one part, each with its own --seed and --build-registry, train side by side)."""
+    registry = Path(build) if build else Path.home() / ".cache" / "attemptctl" / "study-build" / study
     registry.mkdir(parents=True, exist_ok=True)
     token_file = registry / "export-token"
     if not token_file.exists():
@@ -248,7 +250,7 @@ def _cell_command(name: str, cell: tuple, registry: Path, export: Path, data_dir
 def run(args) -> None:
     part = PARTS[args.part]
     study = part["study"]
-    registry, export = _registry(study)
+    registry, export = _registry(study, args.build_registry)
     labels = part.get("labels", "words")
     if _attemptctl("source", "pull", "--registry", str(registry), "--backbone", BACKBONE, "--labels", labels) != 0:
         sys.exit(f"could not register the zoo's sources (labels {labels}); "
@@ -632,6 +634,8 @@ def main() -> None:
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--seed", type=int, help="only this seed's cells (several parts can then go seed by seed)")
+    p.add_argument("--build-registry", help="train in this registry [~/.cache/attemptctl/study-build/STUDY]; a "
+                   "second run of the part beside the first (another --seed) needs its own")
     p = sub.add_parser("baselines", help="the best constant answer per target, as a table row")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", required=True)

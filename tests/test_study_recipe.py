@@ -86,6 +86,8 @@ def test_each_build_registry_writes_its_own_export(recipe, tmp_path, monkeypatch
     assert (again, same) == (registry, export) and export.parent == recipe.EXPORTS / "six-targets"
     (registry / "export-token").unlink()  # a new machine: a new registry, a new file beside the old
     assert recipe._registry("six-targets")[1] != export
+    beside, own = recipe._registry("six-targets", str(tmp_path / "second"))  # a second run of the part, beside
+    assert beside == tmp_path / "second" and own.parent == export.parent and own.name not in (export.name, same.name)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
