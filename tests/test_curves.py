@@ -87,6 +87,21 @@ def test_target_train_prints_each_curve_point_naming_the_split_and_rows(study):
     result = run("target", "train", "rte", "--variant", "pt", "--curve-steps", "0,4", *study, *SMALL)
     assert result.exit_code == 0, result.output
     assert "step 0: test accuracy" in result.output and "on 8 rows  (learning curve)" in result.output
+    assert "not a curve step" not in result.output  # its one dev check (step 4) is on the curve
+
+
+def test_a_dev_check_the_curve_skips_is_named_before_training():
+    from attemptctl.engine.train import off_curve_dev_steps
+
+    assert off_curve_dev_steps({0, 25, 50, 100}, 25, 100) == [75]  # main-v2's schedule
+    assert off_curve_dev_steps({0, 25, 100, 200, 300}, 100, 300) == [] and off_curve_dev_steps(set(), 25, 100) == []
+    assert off_curve_dev_steps({0, 10}, 4, 10) == [4, 8]  # the last step is always checked
+
+
+def test_target_train_notes_a_dev_step_its_curve_skips(study):
+    result = run("target", "train", "rte", "--variant", "pt", "--curve-steps", "0,2", *study, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "note: dev check at step 4 is not a curve step" in result.output
 
 
 def test_a_multi_task_cells_curve_is_at_the_single_task_cells_steps_per_target(study):

@@ -43,6 +43,12 @@ class TrainProgress:
             self.bar = self.progress.add_task(self.label, total=data["total"], completed=data.get("resumed_at", 0),
                                               loss=float("nan"), speed=0.0)
             self.seen = 0
+            if data.get("off_curve") and not self.transient:
+                steps, many = ", ".join(map(str, data["off_curve"])), len(data["off_curve"]) > 1
+                self.progress.console.print(f"note: dev check{'s' if many else ''} at step{'s' if many else ''} "
+                                            f"{steps} {'are not curve steps' if many else 'is not a curve step'}; a "
+                                            "state kept there scores off the learning curve (add "
+                                            f"{'them' if many else 'it'} to --curve-steps)", highlight=False)
         elif event == "step":
             self.seen += data["examples"]
             elapsed = self.progress.tasks[-1].elapsed or 1e-9

@@ -150,6 +150,15 @@ class TrainConfig:
 BATCHINGS = ("label", "length")
 
 
+def off_curve_dev_steps(curve: set[int], eval_every: int, total: int) -> list[int]:
+    """The dev checks' steps that are not curve steps (none without a curve): a state kept at one of them has a
+    test score that is no point of the learning curve."""
+    if not curve:
+        return []
+    checks = {*range(eval_every, total + 1, eval_every), total} if eval_every > 0 else {total}
+    return sorted(checks - curve)
+
+
 def parse_curve_steps(value: str | None) -> str | None:
     """The canonical form of ``--curve-steps`` ("300,0,100" -> "0,100,300"); None or empty: no curve."""
     if value is None or not str(value).strip():
@@ -312,7 +321,8 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
         run.restore(checkpoint)
     curve = set(curve_points(config.curve_steps)) if curve_rows and any(curve_rows.values()) else set()
     run.started, interrupted = time.perf_counter(), False
-    notify("start", total=total, examples=len(items), resumed_at=run.step)
+    notify("start", total=total, examples=len(items), resumed_at=run.step,
+           off_curve=off_curve_dev_steps(curve, eval_every, total))
     with _stop_requests() as stop:
         try:
             if main and run.evaluation_due(eval_every, total):  # stopped after a step, before its dev evaluation
