@@ -162,7 +162,7 @@ PARTS["main-v2"] = {"study": "main-v2", "targets": GPU_TARGETS, "methods": ("pt"
                     "sources": "mnli,qqp,qnli,sst2,squad"}
 PARTS["gpu-main-v2"] = {**PARTS["main-v2"], "study": "gpu-main-v2", "gpu": True,
                         "budget": {**MAIN_BUDGET, "--max-steps": 250, "--batch-size": 32, "--warmup-steps": 25,
-                                   "--eval-every": 50, "--curve-steps": "0,25,75,250"}}
+                                   "--eval-every": 50, "--curve-steps": "0,25,50,100,150,200,250"}}
 # Issue 29's longer learning curves: the targets where issue 28 found learning (the sentiment targets, RTE), the
 # single-target methods, three seeds, three times main-v2's steps, on the same rows; the dev check every 100 steps,
 # each of them a curve step (so a cell's score is a point of its curve).

@@ -96,12 +96,21 @@ def test_a_dev_check_the_curve_skips_is_named_before_training():
     assert off_curve_dev_steps({0, 25, 50, 100}, 25, 100) == [75]  # main-v2's schedule
     assert off_curve_dev_steps({0, 25, 100, 200, 300}, 100, 300) == [] and off_curve_dev_steps(set(), 25, 100) == []
     assert off_curve_dev_steps({0, 10}, 4, 10) == [4, 8]  # the last step is always checked
+    assert off_curve_dev_steps({25, 50}, 25, 50, eval_start=True) == [0]  # --eval-start checks the start too
+    from attemptctl.cli.progress import off_curve_note
+
+    assert off_curve_note([75]).startswith("note: dev check at step 75 is not a curve step")
+    assert "at steps 12, 24, 36, 48, 60, … (80 in all) are not curve steps" in off_curve_note(list(range(12, 961, 12)))
 
 
-def test_target_train_notes_a_dev_step_its_curve_skips(study):
+def test_target_train_and_each_study_cell_note_a_dev_step_its_curve_skips(study):
     result = run("target", "train", "rte", "--variant", "pt", "--curve-steps", "0,2", *study, *SMALL)
     assert result.exit_code == 0, result.output
     assert "note: dev check at step 4 is not a curve step" in result.output
+    result = run("study", "methods", "rte", "--methods", "pt", "--seeds", "1", "--name", "off-curve",
+                 "--curve-steps", "0,2", *study, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "note: dev check at step 4 is not a curve step" in " ".join(result.output.split())
 
 
 def test_a_multi_task_cells_curve_is_at_the_single_task_cells_steps_per_target(study):

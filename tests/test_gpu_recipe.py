@@ -73,6 +73,10 @@ def test_the_main_plan_is_the_cpu_main_study_at_ten_times_its_rows_under_the_tra
         sys.path.remove(str(ROOT / "recipes"))
     cpu, here = study.PARTS["main-v2"]["budget"], study.PARTS["gpu-main-v2"]["budget"]
     assert gpu.MAIN["max_steps"] * gpu.MAIN["batch_size"] == 10 * cpu["--max-steps"] * cpu["--batch-size"]
+    from attemptctl.engine.train import curve_points, off_curve_dev_steps  # every GPU cell's score on its curve
+
+    assert off_curve_dev_steps(set(curve_points(gpu.MAIN["curve_steps"])), gpu.MAIN["eval_every"],
+                               gpu.MAIN["max_steps"]) == []
     # the GPU part recipes/study.py reads back is the plan's, flag for flag
     assert {k.removeprefix("--").replace("-", "_"): v for k, v in here.items()
             if k not in ("--preset", "--recipe")} == gpu.MAIN

@@ -9,6 +9,15 @@ from attemptctl.cli.render import dev_summary
 from attemptctl.formatting import percent
 
 
+def off_curve_note(steps: list[int], shown: int = 5) -> str:
+    """The line naming the dev checks a learning curve skips (the first ``shown`` of many, and their count)."""
+    many = len(steps) > 1
+    listed = ", ".join(map(str, steps[:shown])) + (f", … ({len(steps)} in all)" if len(steps) > shown else "")
+    return (f"note: dev check{'s' if many else ''} at step{'s' if many else ''} {listed} "
+            f"{'are not curve steps' if many else 'is not a curve step'}; a state kept there scores off the "
+            f"learning curve (make --curve-steps list the --eval-every steps)")
+
+
 class TrainProgress:
     """Renders training events: a progress bar with loss, examples/s and ETA; a line per dev evaluation.
 
@@ -43,12 +52,9 @@ class TrainProgress:
             self.bar = self.progress.add_task(self.label, total=data["total"], completed=data.get("resumed_at", 0),
                                               loss=float("nan"), speed=0.0)
             self.seen = 0
-            if data.get("off_curve") and not self.transient:
-                steps, many = ", ".join(map(str, data["off_curve"])), len(data["off_curve"]) > 1
-                self.progress.console.print(f"note: dev check{'s' if many else ''} at step{'s' if many else ''} "
-                                            f"{steps} {'are not curve steps' if many else 'is not a curve step'}; a "
-                                            "state kept there scores off the learning curve (add "
-                                            f"{'them' if many else 'it'} to --curve-steps)", highlight=False)
+            if data.get("off_curve"):
+                self.progress.console.print(("" if not self.transient else f"{self.label}: ")
+                                            + off_curve_note(data["off_curve"]), highlight=False)
         elif event == "step":
             self.seen += data["examples"]
             elapsed = self.progress.tasks[-1].elapsed or 1e-9

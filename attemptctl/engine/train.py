@@ -150,13 +150,13 @@ class TrainConfig:
 BATCHINGS = ("label", "length")
 
 
-def off_curve_dev_steps(curve: set[int], eval_every: int, total: int) -> list[int]:
+def off_curve_dev_steps(curve: set[int], eval_every: int, total: int, *, eval_start: bool = False) -> list[int]:
     """The dev checks' steps that are not curve steps (none without a curve): a state kept at one of them has a
-    test score that is no point of the learning curve."""
+    test score that is no point of the learning curve. ``eval_start``: the start (step 0) is checked too."""
     if not curve:
         return []
     checks = {*range(eval_every, total + 1, eval_every), total} if eval_every > 0 else {total}
-    return sorted(checks - curve)
+    return sorted(checks - curve | ({0} - curve if eval_start else set()))
 
 
 def parse_curve_steps(value: str | None) -> str | None:
@@ -322,7 +322,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     curve = set(curve_points(config.curve_steps)) if curve_rows and any(curve_rows.values()) else set()
     run.started, interrupted = time.perf_counter(), False
     notify("start", total=total, examples=len(items), resumed_at=run.step,
-           off_curve=off_curve_dev_steps(curve, eval_every, total))
+           off_curve=off_curve_dev_steps(curve, eval_every, total, eval_start=config.eval_start))
     with _stop_requests() as stop:
         try:
             if main and run.evaluation_due(eval_every, total):  # stopped after a step, before its dev evaluation

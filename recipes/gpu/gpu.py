@@ -74,7 +74,7 @@ SOURCE_RATES = (0.03, 0.1, 0.3)
 #: ``run --plan main``: issue 29's main study (recipes/study.py part main-v2: the transfer recipe, the held-out split
 #: protocol, a learning curve in every cell) at ten times its CPU budget, seed by seed, each seed's ATTEMPT-MT last.
 MAIN = dict(max_steps=250, batch_size=32, max_length=128, warmup_steps=25, train_limit=10000, dev_limit=200,
-            eval_every=50, test_limit=1000, split_protocol="heldout", curve_steps="0,25,75,250")
+            eval_every=50, test_limit=1000, split_protocol="heldout", curve_steps="0,25,50,100,150,200,250")
 MAIN_STUDY, MAIN_METHODS = "gpu-main-v2", ("pt", "spot", "attempt")
 PLANS = ("study", "sources", "main")
 DEVICE, PRECISION, EVAL_BATCH = "cuda", "bf16", 64
