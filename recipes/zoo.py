@@ -9,12 +9,15 @@ the package (``attemptctl/zoo/<backbone>/<task>.safetensors``) with its manifest
     python recipes/zoo.py train sst2 --data-dir DIR         # train (or resume) one source, then ship it
     python recipes/zoo.py train all --data-dir DIR          # every source not shipped yet, in order
     python recipes/zoo.py train mnli --again --max-steps 2100 --data-dir DIR  # retrain one at a longer budget
+    python recipes/zoo.py carry mnli --max-steps 2100      # its unfinished run into recipes/results/zoo-resume/
     python recipes/zoo.py train mnli --labels index --data-dir DIR  # the zoo answering in label indices
     python recipes/zoo.py table [--data-dir DIR]            # the manifest as a Markdown table
     python recipes/zoo.py fingerprint                       # complete the manifests' fingerprints (special ids)
 
 A stopped run (Ctrl-C, kill -9, the machine went away) continues from its last checkpoint when the
-same command is run again; a source already in the manifest is skipped (``--again`` retrains it).
+same command is run again; ``carry`` commits that checkpoint, so that ``train`` continues it on the next
+machine too (the carried file goes once the run finishes). A source already in the manifest is skipped
+(``--again`` retrains it).
 A prompt under its floor on test (15 accuracy points over the majority class; QQP's F1 over
 always answering ``duplicate``; SQuAD F1 30) is not shipped: the run is kept under
 ``recipes/results/`` and the manifest's ``missing`` says why.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -165,6 +169,42 @@ def _recipe_line(args, task: str) -> str:
             + (f" --max-steps {args.max_steps}" if getattr(args, "max_steps", None) is not None else "") + " --data-dir DIR")
 
 
+CARRIED = ROOT / "recipes" / "results" / "zoo-resume"
+"""Checkpoints of unfinished source runs, committed so that the next machine continues them (`carry`)."""
+
+
+def _carried(args, task: str) -> Path:
+    """Where ``carry`` keeps ``task``'s unfinished run (one file per task, label format and budget)."""
+    settings = _settings(args, task)
+    suffix = "" if _labels(args) == "words" else f"-{_labels(args)}"
+    return CARRIED / f"{task}{suffix}-{settings['--max-steps']}-steps.safetensors"
+
+
+def _restore_carried(args, task: str, checkpoint: Path) -> Path:
+    """Put ``task``'s carried checkpoint where `source train --resume` reads it, unless the build registry has
+    a run of its own; returns the carried file's path (which may not exist)."""
+    carried = _carried(args, task)
+    if not checkpoint.exists() and carried.exists():  # another machine's run, committed: continue it
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(carried, checkpoint)
+        print(f"{task}: continuing the committed checkpoint {carried.relative_to(ROOT)}", flush=True)
+    return carried
+
+
+def carry(args) -> None:
+    """Copy an unfinished source run's last checkpoint out of the build registry into the checkout, to commit:
+    `train` with the same options continues it on any machine whose build registry has none."""
+    checkpoint = _build_registry(args) / "checkpoints" / f"source-{args.task}.safetensors"
+    if args.task not in SOURCES:
+        sys.exit(f"unknown zoo source {args.task!r}; choose one of {', '.join(SOURCES)}")
+    if not checkpoint.exists():
+        sys.exit(f"{args.task}: no unfinished run at {checkpoint}; nothing to carry")
+    target = _carried(args, args.task)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, target)
+    print(f"{args.task}: {checkpoint} -> {target.relative_to(ROOT)} ({target.stat().st_size:,} bytes); commit it")
+
+
 def _train_one(args, task: str) -> None:
     from attemptctl.zoo import ship_prompt
     from registry import Registry
@@ -172,12 +212,14 @@ def _train_one(args, task: str) -> None:
     registry_path = _build_registry(args)
     settings = _settings(args, task)
     checkpoint = registry_path / "checkpoints" / f"source-{task}.safetensors"
+    carried = _restore_carried(args, task, checkpoint)
     before = {r.ref for r in Registry(registry_path).list(kind="source", name=task)} if registry_path.exists() else set()
     command = ["source", "train", task, "--registry", str(registry_path), "--data-dir", args.data_dir,
                "--backbone", BACKBONE, *_flags(settings)]
     done = _attemptctl(*command, *(["--resume"] if checkpoint.exists() else []))
     if done.returncode == 130:
         sys.exit(f"{task}: interrupted; run the same command again to continue from {checkpoint}")
+    carried.unlink(missing_ok=True)  # finished: the run's record replaces its carried checkpoint
     registry = Registry(registry_path)
     [record] = [r for r in registry.list(kind="source", name=task) if r.ref not in before]
     test = _test_score(registry_path, args.data_dir, record.ref)
@@ -308,19 +350,20 @@ def main() -> None:
     p.add_argument("--data-dir", help="also score a constant answer on each test split")
     p.add_argument("--labels", choices=("words", "index"), default="words", help="the zoo of this label format")
     sub.add_parser("fingerprint", help="complete the manifests' fingerprints from the loaded backbone")
-    for name in ("lengths", "rates", "train"):
+    for name in ("lengths", "rates", "train", "carry"):
         p = sub.add_parser(name)
-        if name == "train":
+        if name in ("train", "carry"):
             p.add_argument("task", help="a source task, or all")
             p.add_argument("--labels", choices=("words", "index"), default="words",
                            help="train the zoo whose prompts answer in this label format [words]")
             p.add_argument("--max-steps", type=_positive, help="a longer (or shorter) budget than the source's in SOURCES; "
                            "the schedule decays over it, so resume with the same value")
-        p.add_argument("--data-dir", required=True)
+        p.add_argument("--data-dir", required=name != "carry")
         p.add_argument("--build-registry", help="where the recipe trains [~/.cache/attemptctl/zoo-build/BACKBONE]")
         p.add_argument("--again", action="store_true", help="train again what is already done")
     args = parser.parse_args()
-    {"lengths": lengths, "rates": rates, "train": train, "table": table, "fingerprint": fingerprint}[args.command](args)
+    {"lengths": lengths, "rates": rates, "train": train, "table": table, "fingerprint": fingerprint,
+     "carry": carry}[args.command](args)
 
 
 if __name__ == "__main__":

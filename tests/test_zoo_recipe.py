@@ -81,3 +81,26 @@ def test_a_budget_that_is_not_one_sources_steps_is_refused_before_anything_train
     done = subprocess.run([sys.executable, str(ROOT / "recipes" / "zoo.py"), "train", *argv, "--data-dir", str(tmp_path),
                            "--build-registry", str(tmp_path / "build")], capture_output=True, text=True)
     assert done.returncode != 0 and error in done.stderr and not (tmp_path / "build").exists()
+
+
+def test_an_unfinished_run_is_carried_into_the_checkout_and_continued_on_a_fresh_machine(recipe, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setattr(recipe, "CARRIED", tmp_path / "checkout" / "zoo-resume")
+    monkeypatch.setattr(recipe, "ROOT", tmp_path / "checkout")
+    args = type("Args", (), {"labels": "words", "max_steps": 2100, "task": "mnli",
+                             "build_registry": str(tmp_path / "machine-1")})()
+    with pytest.raises(SystemExit, match="no unfinished run"):
+        recipe.carry(args)
+    state = tmp_path / "machine-1" / "checkpoints" / "source-mnli.safetensors"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"step 300 of 2100")
+    recipe.carry(args)
+    carried = recipe.CARRIED / "mnli-2100-steps.safetensors"
+    assert carried.read_bytes() == b"step 300 of 2100"
+    fresh = tmp_path / "machine-2" / "checkpoints" / "source-mnli.safetensors"  # the next machine: none of its own
+    assert recipe._restore_carried(args, "mnli", fresh) == carried and fresh.read_bytes() == b"step 300 of 2100"
+    fresh.write_bytes(b"step 400 of 2100")  # a run of its own is never overwritten
+    recipe._restore_carried(args, "mnli", fresh)
+    assert fresh.read_bytes() == b"step 400 of 2100"
+    other = type("Args", (), {"labels": "words", "max_steps": 700})()  # another budget: another file, none here
+    assert recipe._carried(other, "mnli").name == "mnli-700-steps.safetensors"
