@@ -104,3 +104,13 @@ def test_an_unfinished_run_is_carried_into_the_checkout_and_continued_on_a_fresh
     assert fresh.read_bytes() == b"step 400 of 2100"
     other = type("Args", (), {"labels": "words", "max_steps": 700})()  # another budget: another file, none here
     assert recipe._carried(other, "mnli").name == "mnli-700-steps.safetensors"
+
+
+def test_a_carried_checkpoint_is_not_ignored_by_git(recipe):
+    import subprocess
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    path = (recipe.CARRIED / "mnli-2100-steps.safetensors").relative_to(ROOT)
+    done = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
+    assert done.returncode == 1  # 1: not ignored, so `carry` + commit really carries it
