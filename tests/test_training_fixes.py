@@ -253,7 +253,9 @@ def test_batching_is_an_option_that_old_studies_pin_to_length():
     spec = importlib.util.spec_from_file_location("study_recipe", Path(__file__).resolve().parents[1] / "recipes" / "study.py")
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
-    # every part trained before label-balanced batches keeps its batches; the new main study takes the default
+    # every part trained before label-balanced batches keeps its batches; the parts made since take the default
+    since = {"main-v2", "gpu-main-v2", "curves-300"}
     assert all(part["budget"].get("--batching") == "length" for name, part in study.PARTS.items()
-               if not name.endswith("main-v2") and not part.get("gpu"))
+               if name not in since and not part.get("gpu"))
+    assert all("--batching" not in study.PARTS[name]["budget"] for name in since)
     assert "--batching" not in study.PARTS["main-v2"]["budget"]
