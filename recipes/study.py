@@ -36,6 +36,7 @@ equal budget across all of them), which is what ``table`` prints.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -43,11 +44,14 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTS = ROOT / "recipes" / "results" / "studies"
+ZOO_PINS = Path.home() / ".cache" / "attemptctl" / "zoo-pins"
+"""Where the zoos that parts pin by commit are extracted (once each)."""
 BACKBONE = "smollm2-135m"
 SOURCES = "mnli,qqp,sst2"  # the zoo as shipped when the study started (QNLI under its floor, SQuAD untrained)
 #: The budget every part builds on (chosen for the 2-core CPU: about 5 minutes per cell; see
@@ -157,9 +161,12 @@ for _part, _methods, _extra in (
 MAIN_BUDGET = {"--preset": "cpu", "--max-steps": 100, "--batch-size": 8, "--max-length": 128, "--warmup-steps": 10,
                "--train-limit": 10000, "--dev-limit": 200, "--eval-every": 25, "--test-limit": 1000,
                "--split-protocol": "heldout", "--recipe": "transfer", "--curve-steps": "0,25,50,100"}
+# Its sources are the zoo as it shipped when the study began (pinned by commit: `run` pulls that zoo, not the
+# package's), so sources retrained and shipped while it runs (issue 28) do not change its cells.
+MAIN_ZOO = "055d243f69a0bfd8f0b3cb65c642faee77f4c7dd"
 PARTS["main-v2"] = {"study": "main-v2", "targets": GPU_TARGETS, "methods": ("pt", "spot", "attempt", "attempt-mt"),
                     "seeds": (1, 2, 3), "shots": (None,), "budget": MAIN_BUDGET,
-                    "sources": "mnli,qqp,qnli,sst2,squad"}
+                    "sources": "mnli,qqp,qnli,sst2,squad", "zoo": MAIN_ZOO}
 PARTS["gpu-main-v2"] = {**PARTS["main-v2"], "study": "gpu-main-v2", "gpu": True,
                         "budget": {**MAIN_BUDGET, "--max-steps": 250, "--batch-size": 32, "--warmup-steps": 25,
                                    "--eval-every": 50, "--curve-steps": "0,25,50,100,150,200,250"}}
@@ -247,12 +254,33 @@ def _cell_command(name: str, cell: tuple, registry: Path, export: Path, data_dir
             *_flags(part["budget"]), "--export", str(export), "--resume"]
 
 
+def pinned_zoo(commit: str, into: Path) -> Path:
+    """The zoo folder (``attemptctl/zoo``) as ``commit`` shipped it, extracted once under ``into`` from this
+    checkout's history: what a part that pins its sources pulls."""
+    into.mkdir(parents=True, exist_ok=True)
+    folder = into / commit[:12]
+    if (folder / "attemptctl" / "zoo").is_dir():
+        return folder / "attemptctl" / "zoo"
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "attemptctl/zoo"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        sys.exit(f"the zoo of commit {commit[:12]} cannot be read ({archive.stderr.decode().strip() or 'no git'}); "
+                 "run the recipe from a git clone of attemptctl with its full history")
+    staging = Path(tempfile.mkdtemp(dir=into, prefix=".zoo-"))
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(staging, filter="data")
+    staging.replace(folder)  # whole or not at all
+    return folder / "attemptctl" / "zoo"
+
+
 def run(args) -> None:
     part = PARTS[args.part]
     study = part["study"]
     registry, export = _registry(study, args.build_registry)
     labels = part.get("labels", "words")
-    if _attemptctl("source", "pull", "--registry", str(registry), "--backbone", BACKBONE, "--labels", labels) != 0:
+    zoo = ["--zoo", str(pinned_zoo(part["zoo"], ZOO_PINS))] if part.get("zoo") else []
+    if _attemptctl("source", "pull", "--registry", str(registry), "--backbone", BACKBONE, "--labels", labels,
+                   *zoo) != 0:
         sys.exit(f"could not register the zoo's sources (labels {labels}); "
                  f"`python recipes/zoo.py train TASK --labels {labels}` trains them")
     wanted = [c for c in _todo(part) if args.seed is None or c[2] == args.seed]

@@ -281,6 +281,11 @@ CASES = {
     "pull: unknown labels": (["source", "pull", "--labels", "digits", *REG], 1, ["unknown labels 'digits'"]),
     "pull: backbone without a zoo": (["source", "pull", "--backbone", "t5-base", *REG], 1,
                                      ["no source prompt zoo for backbone 't5-base'", "source train"]),
+    "pull: zoo folder missing": (["source", "pull", "--zoo", "{empty}/nosuch", *REG], 1,
+                                 ["zoo folder", "nosuch does not exist", "attemptctl/zoo"]),
+    "pull: zoo folder without the backbone": (["source", "pull", "--zoo", "{empty}", "--backbone", "smollm2-135m",
+                                               "--registry", "{empty}/r"], 1,
+                                              ["has no zoo for backbone 'smollm2-135m'", "(it has: none)"]),
     # registry export
     "export: unknown name": (["registry", "export", "nosuch", "-o", "{empty}/out", *REG], 1, ["nosuch"]),
     "export: unknown version": (["registry", "export", "mnli@9", "-o", "{empty}/out", *REG], 1, ["mnli@9"]),

@@ -46,6 +46,10 @@ def test_prepare_packs_two_carries_under_the_limit_that_rebuild_the_gguf(gpu, st
     assert hashlib.sha256(staged.gguf.read_bytes()).hexdigest() == hashlib.sha256(original.read_bytes()).hexdigest()
     assert (staged.where / "data" / "glue" / "rte" / "train.jsonl").is_file()
     assert (staged.where / "tokenizer" / "tokenizer.json").is_file()
+    # the zoo the main study pins travels with the data: the workers pull it, not whatever the package ships
+    zoo = json.loads((staged.where / "zoo" / "smollm2-135m" / "manifest.json").read_text())
+    pinned = json.loads((gpu._main_zoo() / "smollm2-135m" / "manifest.json").read_text())
+    assert {t: e["sha256"] for t, e in zoo["prompts"].items()} == {t: e["sha256"] for t, e in pinned["prompts"].items()}
     expected = json.loads((staged.where / "expected.json").read_text())
     assert expected["fingerprint"]["special_ids"] == {"bos": 1, "eos": 2, "pad": 2}
 

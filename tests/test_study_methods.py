@@ -303,6 +303,33 @@ def test_each_cell_exports_its_kept_step_and_the_table_counts_kept_starts(full_s
     assert result.exit_code == 1 and "lacks or mangles" in result.output
 
 
+def test_cells_name_the_exact_source_prompts_and_show_refuses_exports_that_disagree(full_study, tmp_path):
+    """Each exported cell records the sha256 of every source it mixed or started from, so exports whose
+    ``mnli@1`` are different prompts (two registries that pulled different zoos) are never joined into one table."""
+    path, _ = full_study
+    export = json.loads(run("study", "show", "methods-rte+cb", "--registry", path, "--json").output)
+    digests = {ref: json.loads(run("registry", "show", ref, "--registry", path).output)["sha256"][:16]
+               for ref in ("mnli@1", "qqp@1")}
+    for cell in export["cells"]:
+        start = cell["start"].removeprefix("source:") if cell["start"].startswith("source:") else None
+        named = {*cell["sources"], *([start] if start else [])}
+        assert cell["source_sha256"] == {ref: digests[ref] for ref in named}, cell["method"]
+    assert all(c["source_sha256"] == {} for c in export["cells"] if c["method"] == "pt")
+    mixing = next(c for c in export["cells"] if c["method"] == "attempt")
+    assert set(mixing["source_sha256"]) == {"mnli@1", "qqp@1"}
+    mine, theirs = tmp_path / "mine.json", tmp_path / "theirs.json"
+    mine.write_text(json.dumps(export))
+    other = json.loads(json.dumps(export))
+    other["cells"] = [dict(c, seed=c["seed"] + 10) for c in other["cells"]]  # other cells, as another machine's
+    theirs.write_text(json.dumps(other))
+    assert run("study", "show", "methods-rte+cb", "--from", mine, "--from", theirs, "--json").exit_code == 0
+    next(c for c in other["cells"] if c["method"] == "attempt")["source_sha256"]["mnli@1"] = "0" * 16
+    theirs.write_text(json.dumps(other))
+    result = run("study", "show", "methods-rte+cb", "--from", mine, "--from", theirs)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert f"source mnli@1 is sha256 {digests['mnli@1']} in {mine}" in result.output.replace("\n", "")
+
+
 def test_export_after_each_cell_and_show_joins_exports_of_two_registries(sources, tmp_path, tiny_causal_dir):
     """A study run in two registries (two machines) is one table: `--export` writes each registry's cells as
     they finish, `study show --from A --from B` joins them, and a file of another registry is never overwritten."""

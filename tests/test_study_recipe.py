@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,26 @@ def test_per_seed_gives_each_shot_count_its_own_rows(recipe, capsys):
     recipe.per_seed(type("Args", (), {"part": "few-shot", "data_dir": None})())
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[2:] == ["| PT (4-shot) | 50.0 / — |", "| PT (16-shot) | — / 75.0 |"]
+
+
+def test_the_main_study_pins_its_zoo_and_run_pulls_that_zoo(recipe, tmp_path):
+    """main-v2 (and the parts that must share its sources) pull the zoo of a pinned commit, so a source
+    retrained and shipped while the study runs does not change its cells; the pinned zoo comes from the
+    checkout's history, extracted once."""
+    parts = ("main-v2", "curves-300", "gpu-main-v2")
+    assert {recipe.PARTS[p]["zoo"] for p in parts} == {recipe.MAIN_ZOO} and len(recipe.MAIN_ZOO) == 40
+    head = recipe.pinned_zoo("HEAD", tmp_path / "pins")  # the committed zoo: what a checkout of HEAD ships
+    shipped = json.loads((ROOT / "attemptctl" / "zoo" / "smollm2-135m" / "manifest.json").read_text())
+    assert json.loads((head / "smollm2-135m" / "manifest.json").read_text())["prompts"].keys() == shipped["prompts"].keys()
+    for entry in shipped["prompts"].values():
+        assert (head / "smollm2-135m" / entry["file"]).read_bytes() == \
+            (ROOT / "attemptctl" / "zoo" / "smollm2-135m" / entry["file"]).read_bytes()
+    assert recipe.pinned_zoo("HEAD", tmp_path / "pins") == head  # extracted once, then read from there
+    assert [p.name for p in (tmp_path / "pins").iterdir()] == ["HEAD"]  # no staging folder left behind
+    with pytest.raises(SystemExit, match="the zoo of commit 0000000000ab cannot be read"):
+        recipe.pinned_zoo("0000000000ab" * 3 + "0000", tmp_path / "pins")
+    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{recipe.MAIN_ZOO}^{{commit}}"]).returncode != 0:
+        pytest.skip("a shallow clone: the pinned commit is not in its history")
+    pinned = recipe.pinned_zoo(recipe.MAIN_ZOO, tmp_path / "pins")
+    for task in ("mnli", "qqp", "qnli", "sst2", "squad"):  # the five sources main-v2 mixes
+        assert json.loads((pinned / "smollm2-135m" / "manifest.json").read_text())["prompts"][task]["sha256"]

@@ -90,6 +90,25 @@ def test_pull_twice_adds_once_and_says_where_prompts_came_from(tmp_path, manifes
     assert shown["origin"]["type"] == "zoo" and BACKBONE in shown["origin"]["from"]
 
 
+def test_pull_from_a_zoo_folder_registers_its_prompts_and_names_the_folder(tmp_path, manifest):
+    """`source pull --zoo DIR`: the prompts of another copy of the zoo (an earlier release's, or the one a study
+    pins), verified against that copy's manifest, with the folder on record as their origin."""
+    copy = tmp_path / "zoo-copy"
+    shutil.copytree(PACKAGE_ZOO, copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    registry = tmp_path / "registry"
+    done = _cli("source", "pull", "--zoo", copy, "--tasks", "sst2", "--registry", registry, "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["added"] == ["sst2@1"]
+    record = Registry(registry).get("source", "sst2")
+    assert record.sha256 == manifest["prompts"]["sst2"]["sha256"]
+    assert record.config["origin"]["from"] == f"zoo folder {copy.resolve()}: {BACKBONE}/sst2.safetensors"
+    # The copy's manifest is what is checked: a prompt file changed in the copy is refused, and nothing lands.
+    (copy / BACKBONE / "mnli.safetensors").write_bytes(b"\0" * 64)
+    refused = _cli("source", "pull", "--zoo", copy, "--registry", registry)
+    assert refused.exit_code == 1 and "does not match its sha256" in refused.output
+    assert [r.ref for r in Registry(registry).list(kind="source")] == ["sst2@1"]
+
+
 def test_pull_refuses_a_registry_on_another_backbone(tmp_path, real_data_dir, tiny_causal_dir):
     registry = tmp_path / "registry"
     trained = _cli("source", "train", "rte", "--registry", registry, "--data-dir", real_data_dir, "--backbone",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +20,9 @@ def source_pull(
     tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated zoo sources to pull (default: all).")] = "",
     labels: Annotated[str, typer.Option("--labels", help="The zoo whose prompts answer in this label format: "
                                         "words or index.")] = "words",
+    zoo: Annotated[Path | None, typer.Option("--zoo", help="A zoo folder to pull from instead of the one that "
+                                                "ships with attemptctl: a copy of an earlier release's "
+                                                "attemptctl/zoo, one folder per backbone.")] = None,
     registry: RegistryOpt = None, backbone: BackboneOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Register the zoo's trained source prompts for the backbone (default smollm2-135m); verified, idempotent.
@@ -26,13 +30,14 @@ def source_pull(
     Example: attemptctl source pull
              attemptctl target train boolq --sources mnli,qqp
              attemptctl source pull --labels index
+             attemptctl source pull --zoo ./zoo-v0.3   # the prompts an earlier release shipped
     """
     from attemptctl.zoo import pull_zoo
 
     ws = workspace(registry, None, backbone)
     reg = call(ws.registry)
     names = [part.strip() for part in tasks.split(",") if part.strip()] or None
-    result = call(pull_zoo, reg, call(ws.backbone_spec, reg), tasks=names, labels=labels)
+    result = call(pull_zoo, reg, call(ws.backbone_spec, reg), tasks=names, labels=labels, root=zoo)
     if as_json:
         out.print_json(json.dumps({"added": [r.ref for r in result.added], "present": [r.ref for r in result.present],
                                    "missing": result.missing}))

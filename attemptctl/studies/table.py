@@ -27,7 +27,7 @@ from attemptctl.studies.cells import (
 from attemptctl.tasks import CONFIG_BEFORE, get_task, label_words_of
 from attemptctl.tasks.metrics import constant_answer, primary_metric
 from attemptctl.workflows.workspace import Workspace
-from registry import PromptRecord, Registry
+from registry import NotFoundError, PromptRecord, Registry
 
 
 CONSTANT = "constant"
@@ -66,6 +66,9 @@ class CellResult:
     """The digest of the test rows ``predictions`` answer (the table's ``test_rows`` holds their gold)."""
     curve: tuple[tuple[int, float], ...] | None = None
     """A learning curve (``--curve-steps``): (step, the primary test metric) at each step scored; None without."""
+    source_digests: dict[str, str] | None = None
+    """Each source prompt the cell mixed or started from, by ref, with the first 16 hex digits of its sha256:
+    what ``mnli@1`` was in the registry that trained it. None for a cell exported before they were kept."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,8 @@ class MethodsTable:
                   "eval_seconds": c.eval_seconds, "run": c.run, "attention": c.attention,
                   "best_step": c.best_step, "start": c.start, "budget_differs": c.cell in self.flagged,
                   "predictions": c.predictions, "test_rows": c.test_rows,
-                  "curve": None if c.curve is None else [list(point) for point in c.curve]}
+                  "curve": None if c.curve is None else [list(point) for point in c.curve],
+                  "source_sha256": c.source_digests}
                  for c in self.cells]
         used = {c.test_rows for c in self.cells if c.test_rows}
         return {"study": self.name, "targets": list(self.targets), "seeds": list(self.seeds), "shots": list(self.shots),
@@ -328,9 +332,24 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
                                 stored_attention(registry, record) if cell.method in ATTENTION_METHODS else None,
                                 record.metrics.get("best_step"), record.config.get("init"), predictions, digest,
                                 _curve(record.metrics.get("curve"), record.task, metric,
-                                       len(record.config.get("tasks") or [record.task]))))
+                                       len(record.config.get("tasks") or [record.task])),
+                                _source_digests(registry, record)))
     unfinished = len({cell_of(r) for r in records} - set(done))
     return _table(name, cells, [cell_of(r).target for r in records], unfinished, test_rows)
+
+
+def _source_digests(registry: Registry, record: PromptRecord) -> dict[str, str]:
+    """The sources ``record`` mixed, and the one it started from (SPoT's ``source:sst2@1``), each by ref with
+    the start of its sha256."""
+    init = str(record.config.get("init") or "")
+    refs = [*record.sources, *([init.removeprefix("source:")] if init.startswith("source:") else [])]
+    digests = {}
+    for ref in dict.fromkeys(refs):
+        try:
+            digests[ref] = registry.get("source", ref).sha256[:16]
+        except NotFoundError:  # a start source removed since (the mixed ones cannot be: they are linked)
+            continue
+    return digests
 
 
 def _table(name: str, cells: list[CellResult], target_order: Sequence[str], unfinished: int,
@@ -356,6 +375,7 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
     found: dict[Cell, tuple[str, CellResult]] = {}
     order: list[str] = []
     test_rows: dict[str, Mapping] = {}
+    sources: dict[str, tuple[str, str]] = {}  # ref -> (the first export naming it, its sha256 there)
     for origin, doc in exports:
         if not isinstance(doc, Mapping) or not isinstance(doc.get("cells"), list):
             raise ConfigError(f"{origin} is not a study export (no list of cells); write one with "
@@ -373,12 +393,20 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                                     None if row.get("best_step") is None else int(row["best_step"]),
                                     None if row.get("start") is None else str(row["start"]),
                                     *_exported_answers(row, gold, test_rows),
-                                    None if not row.get("curve") else tuple((int(s), float(v)) for s, v in row["curve"]))
+                                    None if not row.get("curve") else tuple((int(s), float(v)) for s, v in row["curve"]),
+                                    None if row.get("source_sha256") is None
+                                    else {str(k): str(v) for k, v in row["source_sha256"].items()})
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
                     from None
             if cell.method not in METHODS:
                 raise ConfigError(f"{origin}: unknown method '{cell.method}' in cell {cell}")
+            for ref, digest in (result.source_digests or {}).items():
+                first, known = sources.setdefault(ref, (origin, digest))
+                if known != digest:
+                    raise ConfigError(f"source {ref} is sha256 {known} in {first} and {digest} in {origin}: their cells "
+                                      "mixed different prompts under one name; keep the exports of one set of sources "
+                                      "(a study that outlives its zoo pins it: `source pull --zoo`)")
             if cell in found:
                 first, seen = found[cell]
                 if (seen.ref, seen.score) != (result.ref, result.score):
@@ -390,7 +418,8 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                 found[cell] = (first, replace(seen, best_step=result.best_step if seen.best_step is None
                                               else seen.best_step, start=seen.start or result.start,
                                               predictions=answers[0], test_rows=answers[1],
-                                              curve=seen.curve or result.curve))
+                                              curve=seen.curve or result.curve,
+                                              source_digests=seen.source_digests or result.source_digests))
                 continue
             found[cell] = (origin, result)
     if not found:

@@ -46,8 +46,14 @@ def available_backbones(root: Path | None = None) -> list[str]:
 
 def load_manifest(backbone: str, root: Path | None = None, labels: str = "words") -> dict:
     """The manifest of ``backbone``'s zoo; a clear error when there is none or it is damaged."""
+    if root is not None and not Path(root).is_dir():
+        raise AttemptError(f"zoo folder {root} does not exist; give a copy of attemptctl/zoo (one folder per backbone)")
     path = zoo_dir(backbone, root, labels) / MANIFEST_NAME
     if not path.is_file():
+        if root is not None and labels == "words":
+            have = ", ".join(available_backbones(root)) or "none"
+            raise AttemptError(f"zoo folder {root} has no zoo for backbone '{backbone}' (it has: {have}); "
+                               "give a copy of attemptctl/zoo, one folder per backbone")
         if labels != "words":
             raise AttemptError(f"no source prompt zoo answering in label format '{labels}' for backbone '{backbone}'; "
                                f"train sources with `attemptctl source train TASK --labels {labels}`")
@@ -181,7 +187,8 @@ def pull_zoo(registry: Registry, backbone: str, *, tasks: list[str] | None = Non
             present.append(have[-1])
             continue
         where = f"{backbone}/{entry['file']}" if labels == "words" else f"{backbone}/{labels}/{entry['file']}"
-        origin = {"type": "zoo", "from": f"attemptctl zoo {where}", "recipe": entry.get("recipe")}
+        place = "attemptctl zoo" if root is None else f"zoo folder {Path(root).resolve()}:"
+        origin = {"type": "zoo", "from": f"{place} {where}", "recipe": entry.get("recipe")}
         added.append(registry.register(
             kind="source", name=task, task=task, backbone=backbone, fingerprint=manifest["fingerprint"], d=entry["d"],
             m=entry["m"], payload=payloads[task], variant="prompt-tuning",

@@ -133,9 +133,11 @@ def _download_wheels(folder: Path) -> None:
                    check=True)
 
 
-def _payload(target: Path, data_dir: Path, tokenizer_dir: Path, expected: dict) -> None:
-    """data/ (the targets' and sources' folders), tokenizer/ (made here) and expected.json, gzipped."""
+def _payload(target: Path, data_dir: Path, tokenizer_dir: Path, expected: dict, zoo: Path) -> None:
+    """data/ (the targets' and sources' folders), tokenizer/ (made here), zoo/ (the zoo the main study pins)
+    and expected.json, gzipped."""
     with tarfile.open(target, "w:gz") as tar:
+        tar.add(zoo, arcname="zoo")
         for task, folder in DATA_FOLDERS.items():
             if not (data_dir / folder).is_dir():
                 sys.exit(f"{data_dir / folder} is missing; --data-dir must hold {folder} for {task}")
@@ -149,6 +151,15 @@ def _payload(target: Path, data_dir: Path, tokenizer_dir: Path, expected: dict) 
         import io
 
         tar.addfile(info, io.BytesIO(blob))
+
+
+def _main_zoo() -> Path:
+    """The zoo recipes/study.py's main-v2 pins (extracted from this checkout's history): the workers pull it, so
+    gpu-main-v2 mixes the very prompts main-v2 does, whatever the package's zoo ships by then."""
+    sys.path.insert(0, str(ROOT / "recipes"))
+    from study import MAIN_ZOO, ZOO_PINS, pinned_zoo
+
+    return pinned_zoo(MAIN_ZOO, ZOO_PINS)
 
 
 def prepare(args) -> dict:
@@ -174,7 +185,7 @@ def prepare(args) -> dict:
     backbone = load_backbone(BACKBONE, device="cpu")
     expected = {"fingerprint": backbone.fingerprint,
                 "probe": {"text": PROBE, "ids": backbone.tokenizer(PROBE, add_special_tokens=False).input_ids}}
-    _payload(one / "payload.tar.gz", Path(args.data_dir), Path(_materialise(BACKBONE)), expected)
+    _payload(one / "payload.tar.gz", Path(args.data_dir), Path(_materialise(BACKBONE)), expected, _main_zoo())
     manifest = {"gguf": {"name": gguf.name, "bytes": size, "sha256": sha256(gguf), "split": half},
                 "files": {p.name: sha256(p) for p in sorted(one.iterdir())}}
     (one / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -348,7 +359,8 @@ def worker(args) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))  # training installs its own while it runs
     ws = Workspace(registry_path=work / "registries" / f"w{args.id}", data_dir=data, backbone=BACKBONE,
                    runtime=Runtime(args.device, PRECISION, EVAL_BATCH))
-    pull_zoo(ws.registry(), BACKBONE)
+    pinned = stage_dir() / "zoo"  # the zoo main-v2 pins, from the payload (the package's where there is none)
+    pull_zoo(ws.registry(), BACKBONE, root=pinned if pinned.is_dir() else None)
     journal = work / "journal.jsonl"
     while not stopping:
         claimed = _claim(work, jobs)
