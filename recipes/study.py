@@ -232,9 +232,10 @@ def _attemptctl(*argv: str, echo: bool = True, columns: int | None = None) -> in
     return subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv], check=False, env=env).returncode
 
 
-def _cell_command(name: str, cell: tuple, registry: Path, export: Path, data_dir: str) -> list[str]:
+def _cell_command(name: str, cell: tuple, registry: Path, export: Path, data_dir: str,
+                  sources: str | None = None) -> list[str]:
     """The `attemptctl study methods` call that trains one cell of part ``name`` (attempt-mt: the one run
-    over every target of the cell's seed and shot count)."""
+    over every target of the cell's seed and shot count), over ``sources`` (default: the part's, by name)."""
     part, (method, target, seed, shots) = PARTS[name], cell
     study, labels = part["study"], part.get("labels", "words")
     targets = part["targets"] if method == "attempt-mt" else (target,)
@@ -247,7 +248,7 @@ def _cell_command(name: str, cell: tuple, registry: Path, export: Path, data_dir
         extra = ["--single-source", max(weights, key=weights.get).split("@")[0]]
     return ["study", "methods", ",".join(targets), "--name", study, "--methods", method, "--seeds", str(seed),
             *(["--shots", str(shots)] if shots else []), *extra,
-            *([] if method == "pt" else ["--sources", part.get("sources", SOURCES)]),
+            *([] if method == "pt" else ["--sources", sources or part.get("sources", SOURCES)]),
             *([] if labels == "words" else ["--labels", labels]),  # PT mixes no source to take it from
             *(["--label-words", part["label_words"]] if part.get("label_words") else []),
             "--registry", str(registry), "--data-dir", data_dir, "--backbone", BACKBONE,
@@ -261,16 +262,38 @@ def pinned_zoo(commit: str, into: Path) -> Path:
     folder = into / commit[:12]
     if (folder / "attemptctl" / "zoo").is_dir():
         return folder / "attemptctl" / "zoo"
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "attemptctl/zoo"],
-                             capture_output=True, check=False)
-    if archive.returncode != 0:
-        sys.exit(f"the zoo of commit {commit[:12]} cannot be read ({archive.stderr.decode().strip() or 'no git'}); "
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "attemptctl/zoo"],
+                                 capture_output=True, check=False)
+        why = archive.stderr.decode().strip()
+    except FileNotFoundError:
+        archive, why = None, "git is not installed"
+    if archive is None or archive.returncode != 0:
+        sys.exit(f"the zoo of commit {commit[:12]} cannot be read ({why}); "
                  "run the recipe from a git clone of attemptctl with its full history")
     staging = Path(tempfile.mkdtemp(dir=into, prefix=".zoo-"))
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(staging, filter="data")
-    staging.replace(folder)  # whole or not at all
+        tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    try:
+        staging.replace(folder)  # whole or not at all
+    except OSError:  # another run (the other seed's) extracted it first: the same commit, the same files
+        shutil.rmtree(staging)
     return folder / "attemptctl" / "zoo"
+
+
+def _pull(registry: Path, labels: str, zoo: Path | None) -> dict[str, str]:
+    """Register the zoo's sources into the build registry (the zoo at ``zoo``, or the package's): source name ->
+    the exact version that holds the zoo's prompt."""
+    argv = ["source", "pull", "--registry", str(registry), "--backbone", BACKBONE, "--labels", labels,
+            *(["--zoo", str(zoo)] if zoo else []), "--json"]
+    print("$ attemptctl " + " ".join(argv), flush=True)
+    done = subprocess.run([sys.executable, "-m", "attemptctl.cli", *argv], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        sys.exit(f"could not register the zoo's sources (labels {labels}); "
+                 f"`python recipes/zoo.py train TASK --labels {labels}` trains them")
+    pulled = json.loads(done.stdout)
+    return {ref.split("@")[0]: ref for ref in [*pulled["added"], *pulled["present"]]}
 
 
 def run(args) -> None:
@@ -278,15 +301,14 @@ def run(args) -> None:
     study = part["study"]
     registry, export = _registry(study, args.build_registry)
     labels = part.get("labels", "words")
-    zoo = ["--zoo", str(pinned_zoo(part["zoo"], ZOO_PINS))] if part.get("zoo") else []
-    if _attemptctl("source", "pull", "--registry", str(registry), "--backbone", BACKBONE, "--labels", labels,
-                   *zoo) != 0:
-        sys.exit(f"could not register the zoo's sources (labels {labels}); "
-                 f"`python recipes/zoo.py train TASK --labels {labels}` trains them")
+    zoo = pinned_zoo(part["zoo"], ZOO_PINS) if part.get("zoo") else None
+    pulled = _pull(registry, labels, zoo)
+    # A pinned zoo's prompts by exact version: a registry that also holds newer ones still mixes these.
+    sources = ",".join(pulled[name] for name in part.get("sources", SOURCES).split(",")) if zoo else None
     wanted = [c for c in _todo(part) if args.seed is None or c[2] == args.seed]
     pending = [c for c in wanted if c not in _done(study)]
     while pending:
-        command = _cell_command(args.part, pending[0], registry, export, args.data_dir)
+        command = _cell_command(args.part, pending[0], registry, export, args.data_dir, sources)
         code = _attemptctl(*command)
         if code != 0:
             sys.exit(f"stopped (exit {code}); run the same command again to continue")

@@ -130,7 +130,7 @@ def _adapter(world, name: str) -> Path:
 # {reg} = the registry, {data} = real data, {bad:NAME} = a data copy from BAD_DATA, {devbad} = a broken
 # dev split, {bom} = BOM + blank lines, {t5} = another backbone, {empty} = a folder without data,
 # {file:NAME} = an input file (see FILES), {adapter:NAME} = a bad PEFT adapter folder (see ADAPTERS),
-# {backup} = a non-empty folder.
+# {backup} = a non-empty folder, {zoo} = the package's SmolLM2 zoo (one backbone's folder).
 FILES = {
     "malformed.jsonl": ONE + "\n\n" + ONE + "\n{\"sentence1\": \"x\",\n",
     "bom.jsonl": "\ufeff" + ONE + "\n\n   \n" + ONE + "\n",
@@ -283,9 +283,13 @@ CASES = {
                                      ["no source prompt zoo for backbone 't5-base'", "source train"]),
     "pull: zoo folder missing": (["source", "pull", "--zoo", "{empty}/nosuch", *REG], 1,
                                  ["zoo folder", "nosuch does not exist", "attemptctl/zoo"]),
+    "pull: zoo folder is a file": (["source", "pull", "--zoo", "{zoo}/manifest.json", *REG], 1,
+                                   ["manifest.json is not a folder", "attemptctl/zoo"]),
+    "pull: zoo folder is one backbone's zoo": (["source", "pull", "--zoo", "{zoo}", *REG], 1,
+                                               ["is one backbone's zoo", "the folder above it"]),
     "pull: zoo folder without the backbone": (["source", "pull", "--zoo", "{empty}", "--backbone", "smollm2-135m",
-                                               "--registry", "{empty}/r"], 1,
-                                              ["has no zoo for backbone 'smollm2-135m'", "(it has: none)"]),
+                                               *REG], 1,
+                                              ["has no zoo for backbone 'smollm2-135m'", "(its backbones: none)"]),
     # registry export
     "export: unknown name": (["registry", "export", "nosuch", "-o", "{empty}/out", *REG], 1, ["nosuch"]),
     "export: unknown version": (["registry", "export", "mnli@9", "-o", "{empty}/out", *REG], 1, ["mnli@9"]),
@@ -359,7 +363,10 @@ def _expand(world, args: list[str]) -> list[str]:
     backup = world["root"] / "backup"
     backup.mkdir(exist_ok=True)
     (backup / "keep.txt").write_text("x")
-    values = {"reg": world["registry"], "data": world["data"], "t5": world["t5"], "empty": empty, "backup": backup}
+    from attemptctl.zoo import PACKAGE_ZOO
+
+    values = {"reg": world["registry"], "data": world["data"], "t5": world["t5"], "empty": empty, "backup": backup,
+              "zoo": PACKAGE_ZOO / "smollm2-135m"}
     expanded = []
     for arg in args:
         if arg.startswith("{bad:"):

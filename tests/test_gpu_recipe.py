@@ -47,9 +47,11 @@ def test_prepare_packs_two_carries_under_the_limit_that_rebuild_the_gguf(gpu, st
     assert (staged.where / "data" / "glue" / "rte" / "train.jsonl").is_file()
     assert (staged.where / "tokenizer" / "tokenizer.json").is_file()
     # the zoo the main study pins travels with the data: the workers pull it, not whatever the package ships
-    zoo = json.loads((staged.where / "zoo" / "smollm2-135m" / "manifest.json").read_text())
-    pinned = json.loads((gpu._main_zoo() / "smollm2-135m" / "manifest.json").read_text())
-    assert {t: e["sha256"] for t, e in zoo["prompts"].items()} == {t: e["sha256"] for t, e in pinned["prompts"].items()}
+    packed = (staged.where / "zoo" / "smollm2-135m" / "manifest.json").read_bytes()
+    pinned = subprocess.run(["git", "-C", str(ROOT), "show", f"{gpu._main_zoo().parent.parent.name}:"
+                             "attemptctl/zoo/smollm2-135m/manifest.json"], capture_output=True, check=False)
+    assert pinned.returncode == 0 and packed == pinned.stdout  # the pinned commit's manifest, byte for byte
+    assert json.loads(packed)["prompts"]["sst2"]["sha256"].startswith("d08b0d2d3dc0434b")  # main-v2's SST-2
     expected = json.loads((staged.where / "expected.json").read_text())
     assert expected["fingerprint"]["special_ids"] == {"bos": 1, "eos": 2, "pad": 2}
 

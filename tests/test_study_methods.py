@@ -304,8 +304,9 @@ def test_each_cell_exports_its_kept_step_and_the_table_counts_kept_starts(full_s
 
 
 def test_cells_name_the_exact_source_prompts_and_show_refuses_exports_that_disagree(full_study, tmp_path):
-    """Each exported cell records the sha256 of every source it mixed or started from, so exports whose
-    ``mnli@1`` are different prompts (two registries that pulled different zoos) are never joined into one table."""
+    """Each exported cell records the sha256 of every source it mixed or started from, so exports whose MNLI
+    prompts differ (two registries that pulled different zoos) are never joined into one table, whatever
+    version numbers they carry; the same cells exported before the digests were kept join with them."""
     path, _ = full_study
     export = json.loads(run("study", "show", "methods-rte+cb", "--registry", path, "--json").output)
     digests = {ref: json.loads(run("registry", "show", ref, "--registry", path).output)["sha256"][:16]
@@ -319,15 +320,31 @@ def test_cells_name_the_exact_source_prompts_and_show_refuses_exports_that_disag
     assert set(mixing["source_sha256"]) == {"mnli@1", "qqp@1"}
     mine, theirs = tmp_path / "mine.json", tmp_path / "theirs.json"
     mine.write_text(json.dumps(export))
-    other = json.loads(json.dumps(export))
-    other["cells"] = [dict(c, seed=c["seed"] + 10) for c in other["cells"]]  # other cells, as another machine's
-    theirs.write_text(json.dumps(other))
-    assert run("study", "show", "methods-rte+cb", "--from", mine, "--from", theirs, "--json").exit_code == 0
-    next(c for c in other["cells"] if c["method"] == "attempt")["source_sha256"]["mnli@1"] = "0" * 16
-    theirs.write_text(json.dumps(other))
-    result = run("study", "show", "methods-rte+cb", "--from", mine, "--from", theirs)
-    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
-    assert f"source mnli@1 is sha256 {digests['mnli@1']} in {mine}" in result.output.replace("\n", "")
+
+    def show_with(edit):
+        other = json.loads(json.dumps(export))
+        other["cells"] = [dict(c, seed=c["seed"] + 10) for c in other["cells"]]  # other cells, as another machine's
+        edit(next(c for c in other["cells"] if c["method"] == "attempt"))
+        theirs.write_text(json.dumps(other))
+        return run("study", "show", "methods-rte+cb", "--from", mine, "--from", theirs, "--json")
+
+    assert show_with(lambda cell: None).exit_code == 0
+    for edit, named in ((lambda cell: cell["source_sha256"].update({"mnli@1": "0" * 16}), "mnli@1"),
+                        (lambda cell: cell["source_sha256"].update({"mnli@2": "0" * 16}), "mnli@2")):
+        result = show_with(edit)  # the same ref, or another version of MNLI, that is another prompt
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+        assert f"source mnli@1 is sha256 {digests['mnli@1']} in {mine} but {named} is {'0' * 16}" in result.output
+    for mangled in ([], {"mnli@1": None}):
+        result = show_with(lambda cell, bad=mangled: cell.update(source_sha256=bad))
+        assert result.exit_code == 1 and "lacks or mangles source_sha256" in result.output
+    # The same cells exported before the digests were kept, listed first: the joined cells keep them.
+    older = json.loads(json.dumps(export))
+    for cell in older["cells"]:
+        del cell["source_sha256"]
+    theirs.write_text(json.dumps(older))
+    joined = json.loads(run("study", "show", "methods-rte+cb", "--from", theirs, "--from", mine, "--json").output)
+    assert {c["prompt"]: c["source_sha256"] for c in joined["cells"]} == \
+        {c["prompt"]: c["source_sha256"] for c in export["cells"]}
 
 
 def test_export_after_each_cell_and_show_joins_exports_of_two_registries(sources, tmp_path, tiny_causal_dir):

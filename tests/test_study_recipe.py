@@ -5,7 +5,9 @@ machines). Its training runs the real `attemptctl study methods`, tested in test
 from __future__ import annotations
 
 import importlib.util
+import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -204,24 +206,60 @@ def test_per_seed_gives_each_shot_count_its_own_rows(recipe, capsys):
     assert lines[2:] == ["| PT (4-shot) | 50.0 / — |", "| PT (16-shot) | — / 75.0 |"]
 
 
-def test_the_main_study_pins_its_zoo_and_run_pulls_that_zoo(recipe, tmp_path):
-    """main-v2 (and the parts that must share its sources) pull the zoo of a pinned commit, so a source
-    retrained and shipped while the study runs does not change its cells; the pinned zoo comes from the
-    checkout's history, extracted once."""
-    parts = ("main-v2", "curves-300", "gpu-main-v2")
-    assert {recipe.PARTS[p]["zoo"] for p in parts} == {recipe.MAIN_ZOO} and len(recipe.MAIN_ZOO) == 40
-    head = recipe.pinned_zoo("HEAD", tmp_path / "pins")  # the committed zoo: what a checkout of HEAD ships
-    shipped = json.loads((ROOT / "attemptctl" / "zoo" / "smollm2-135m" / "manifest.json").read_text())
-    assert json.loads((head / "smollm2-135m" / "manifest.json").read_text())["prompts"].keys() == shipped["prompts"].keys()
+#: The zoo main-v2 began with: each source's sha256 (its first 16 hex digits), as its cells mixed them.
+MAIN_V2_SOURCES = {"mnli": "656d00b092ab8d61", "qnli": "e50937096b13554c", "qqp": "28ccf81b73b43d98",
+                   "squad": "41360bd24f9d8acd", "sst2": "d08b0d2d3dc0434b"}
+
+
+def _committed(path: str) -> bytes:
+    return subprocess.run(["git", "-C", str(ROOT), "show", f"HEAD:{path}"], capture_output=True, check=True).stdout
+
+
+def test_a_pinned_zoo_is_the_committed_zoo_extracted_once(recipe, tmp_path):
+    head = recipe.pinned_zoo("HEAD", tmp_path / "pins")
+    shipped = json.loads(_committed("attemptctl/zoo/smollm2-135m/manifest.json"))
+    assert json.loads((head / "smollm2-135m" / "manifest.json").read_text()) == shipped
     for entry in shipped["prompts"].values():
         assert (head / "smollm2-135m" / entry["file"]).read_bytes() == \
-            (ROOT / "attemptctl" / "zoo" / "smollm2-135m" / entry["file"]).read_bytes()
+            _committed(f"attemptctl/zoo/smollm2-135m/{entry['file']}")
     assert recipe.pinned_zoo("HEAD", tmp_path / "pins") == head  # extracted once, then read from there
     assert [p.name for p in (tmp_path / "pins").iterdir()] == ["HEAD"]  # no staging folder left behind
     with pytest.raises(SystemExit, match="the zoo of commit 0000000000ab cannot be read"):
         recipe.pinned_zoo("0000000000ab" * 3 + "0000", tmp_path / "pins")
+
+
+def test_the_main_study_pins_the_zoo_it_began_with(recipe, tmp_path):
+    """main-v2 (and the parts that must share its sources) pull the zoo of a pinned commit, so a source
+    retrained and shipped while the study runs does not change its cells."""
+    parts = ("main-v2", "curves-300", "gpu-main-v2")
+    assert {recipe.PARTS[p]["zoo"] for p in parts} == {recipe.MAIN_ZOO} and len(recipe.MAIN_ZOO) == 40
     if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{recipe.MAIN_ZOO}^{{commit}}"]).returncode != 0:
         pytest.skip("a shallow clone: the pinned commit is not in its history")
-    pinned = recipe.pinned_zoo(recipe.MAIN_ZOO, tmp_path / "pins")
-    for task in ("mnli", "qqp", "qnli", "sst2", "squad"):  # the five sources main-v2 mixes
-        assert json.loads((pinned / "smollm2-135m" / "manifest.json").read_text())["prompts"][task]["sha256"]
+    pinned = json.loads((recipe.pinned_zoo(recipe.MAIN_ZOO, tmp_path / "pins") / "smollm2-135m" /
+                         "manifest.json").read_text())
+    assert {t: e["sha256"][:16] for t, e in pinned["prompts"].items()} == MAIN_V2_SOURCES
+
+
+def test_a_pinned_part_mixes_the_pinned_prompts_where_the_registry_holds_newer_ones(recipe, tmp_path):
+    """The pull reports the exact version that holds each pinned prompt, and every cell names those versions:
+    a build registry that also holds a newer MNLI (a retrained zoo pulled into it) still mixes the pinned one."""
+    pinned = recipe.pinned_zoo("HEAD", tmp_path / "pins")
+    newer = tmp_path / "newer-zoo"
+    shutil.copytree(pinned, newer)
+    manifest = json.loads((newer / "smollm2-135m" / "manifest.json").read_text())
+    prompt = (newer / "smollm2-135m" / "mnli.safetensors").read_bytes()
+    changed = prompt[:-4] + bytes(4)  # the last float of the prompt, zeroed: another MNLI prompt of the same shape
+    (newer / "smollm2-135m" / "mnli.safetensors").write_bytes(changed)
+    manifest["prompts"]["mnli"]["sha256"] = hashlib.sha256(changed).hexdigest()
+    (newer / "smollm2-135m" / "manifest.json").write_text(json.dumps(manifest))
+    registry = tmp_path / "registry"
+    assert recipe._pull(registry, "words", pinned)["mnli"] == "mnli@1"
+    assert recipe._pull(registry, "words", newer)["mnli"] == "mnli@2"  # the newer prompt arrives
+    refs = recipe._pull(registry, "words", pinned)  # the pinned zoo again: every prompt already here
+    assert refs == {"mnli": "mnli@1", "qnli": "qnli@1", "qqp": "qqp@1", "squad": "squad@1", "sst2": "sst2@1"}
+    sources = ",".join(refs[name] for name in recipe.PARTS["main-v2"]["sources"].split(","))
+    command = recipe._cell_command("main-v2", ("attempt", "rte", 1, None), registry, tmp_path / "e.json", "DATA",
+                                   sources)
+    assert command[command.index("--sources") + 1] == "mnli@1,qqp@1,qnli@1,sst2@1,squad@1"
+    pt = recipe._cell_command("main-v2", ("pt", "rte", 1, None), registry, tmp_path / "e.json", "DATA", sources)
+    assert "--sources" not in pt

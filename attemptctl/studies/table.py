@@ -66,7 +66,7 @@ class CellResult:
     """The digest of the test rows ``predictions`` answer (the table's ``test_rows`` holds their gold)."""
     curve: tuple[tuple[int, float], ...] | None = None
     """A learning curve (``--curve-steps``): (step, the primary test metric) at each step scored; None without."""
-    source_digests: dict[str, str] | None = None
+    source_sha256: dict[str, str] | None = None
     """Each source prompt the cell mixed or started from, by ref, with the first 16 hex digits of its sha256:
     what ``mnli@1`` was in the registry that trained it. None for a cell exported before they were kept."""
 
@@ -235,7 +235,7 @@ class MethodsTable:
                   "best_step": c.best_step, "start": c.start, "budget_differs": c.cell in self.flagged,
                   "predictions": c.predictions, "test_rows": c.test_rows,
                   "curve": None if c.curve is None else [list(point) for point in c.curve],
-                  "source_sha256": c.source_digests}
+                  "source_sha256": c.source_sha256}
                  for c in self.cells]
         used = {c.test_rows for c in self.cells if c.test_rows}
         return {"study": self.name, "targets": list(self.targets), "seeds": list(self.seeds), "shots": list(self.shots),
@@ -333,12 +333,12 @@ def methods_table(registry: Registry, name: str) -> MethodsTable:
                                 record.metrics.get("best_step"), record.config.get("init"), predictions, digest,
                                 _curve(record.metrics.get("curve"), record.task, metric,
                                        len(record.config.get("tasks") or [record.task])),
-                                _source_digests(registry, record)))
+                                _source_sha256(registry, record)))
     unfinished = len({cell_of(r) for r in records} - set(done))
     return _table(name, cells, [cell_of(r).target for r in records], unfinished, test_rows)
 
 
-def _source_digests(registry: Registry, record: PromptRecord) -> dict[str, str]:
+def _source_sha256(registry: Registry, record: PromptRecord) -> dict[str, str]:
     """The sources ``record`` mixed, and the one it started from (SPoT's ``source:sst2@1``), each by ref with
     the start of its sha256."""
     init = str(record.config.get("init") or "")
@@ -375,7 +375,7 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
     found: dict[Cell, tuple[str, CellResult]] = {}
     order: list[str] = []
     test_rows: dict[str, Mapping] = {}
-    sources: dict[str, tuple[str, str]] = {}  # ref -> (the first export naming it, its sha256 there)
+    sources: dict[str, tuple[str, str, str]] = {}  # source name -> (the first export naming it, its ref, sha256)
     for origin, doc in exports:
         if not isinstance(doc, Mapping) or not isinstance(doc.get("cells"), list):
             raise ConfigError(f"{origin} is not a study export (no list of cells); write one with "
@@ -394,19 +394,19 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                                     None if row.get("start") is None else str(row["start"]),
                                     *_exported_answers(row, gold, test_rows),
                                     None if not row.get("curve") else tuple((int(s), float(v)) for s, v in row["curve"]),
-                                    None if row.get("source_sha256") is None
-                                    else {str(k): str(v) for k, v in row["source_sha256"].items()})
+                                    _exported_sources(row))
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{origin}: a cell lacks or mangles {e}; export it again with `study show --json`") \
                     from None
             if cell.method not in METHODS:
                 raise ConfigError(f"{origin}: unknown method '{cell.method}' in cell {cell}")
-            for ref, digest in (result.source_digests or {}).items():
-                first, known = sources.setdefault(ref, (origin, digest))
+            for ref, digest in (result.source_sha256 or {}).items():
+                first, known_ref, known = sources.setdefault(ref.split("@")[0], (origin, ref, digest))
                 if known != digest:
-                    raise ConfigError(f"source {ref} is sha256 {known} in {first} and {digest} in {origin}: their cells "
-                                      "mixed different prompts under one name; keep the exports of one set of sources "
-                                      "(a study that outlives its zoo pins it: `source pull --zoo`)")
+                    raise ConfigError(f"source {known_ref} is sha256 {known} in {first} but {ref} is {digest} in "
+                                      f"{origin}: their cells mixed different {ref.split('@')[0]} prompts; keep the "
+                                      "exports of one set of sources (a study that outlives its zoo pins it: "
+                                      "`source pull --zoo`)")
             if cell in found:
                 first, seen = found[cell]
                 if (seen.ref, seen.score) != (result.ref, result.score):
@@ -419,12 +419,25 @@ def table_from_exports(name: str, exports: Sequence[tuple[str, Mapping]]) -> Met
                                               else seen.best_step, start=seen.start or result.start,
                                               predictions=answers[0], test_rows=answers[1],
                                               curve=seen.curve or result.curve,
-                                              source_digests=seen.source_digests or result.source_digests))
+                                              source_sha256=None if seen.source_sha256 is None
+                                              and result.source_sha256 is None
+                                              else {**(result.source_sha256 or {}), **(seen.source_sha256 or {})}))
                 continue
             found[cell] = (origin, result)
     if not found:
         raise ConfigError(f"no finished cell of study '{name}' in {', '.join(o for o, _ in exports) or 'no file'}")
     return _table(name, [result for _, result in found.values()], order, 0, test_rows)
+
+
+def _exported_sources(row: Mapping) -> dict[str, str] | None:
+    """An exported cell's ``source_sha256`` (ref -> the start of its sha256); None for a cell exported before
+    they were kept. A mangled one raises TypeError."""
+    kept = row.get("source_sha256")
+    if kept is None:
+        return None
+    if not isinstance(kept, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in kept.items()):
+        raise TypeError("source_sha256 (not a map of source refs to sha256 digits)")
+    return dict(kept)
 
 
 def _exported_answers(row: Mapping, gold: Mapping, test_rows: dict) -> tuple:

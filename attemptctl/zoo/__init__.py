@@ -45,15 +45,17 @@ def available_backbones(root: Path | None = None) -> list[str]:
 
 
 def load_manifest(backbone: str, root: Path | None = None, labels: str = "words") -> dict:
-    """The manifest of ``backbone``'s zoo; a clear error when there is none or it is damaged."""
-    if root is not None and not Path(root).is_dir():
-        raise AttemptError(f"zoo folder {root} does not exist; give a copy of attemptctl/zoo (one folder per backbone)")
+    """The manifest of ``backbone``'s zoo (the package's, or the copy at ``root``); a clear error when there is
+    none or it is damaged."""
+    if root is not None:
+        _check_zoo_folder(Path(root))
     path = zoo_dir(backbone, root, labels) / MANIFEST_NAME
     if not path.is_file():
-        if root is not None and labels == "words":
+        if root is not None:
+            what = "zoo" if labels == "words" else f"zoo answering in label format '{labels}'"
             have = ", ".join(available_backbones(root)) or "none"
-            raise AttemptError(f"zoo folder {root} has no zoo for backbone '{backbone}' (it has: {have}); "
-                               "give a copy of attemptctl/zoo, one folder per backbone")
+            raise AttemptError(f"zoo folder {root} has no {what} for backbone '{backbone}' (its backbones: {have}); "
+                               "give a copy of attemptctl/zoo (one folder per backbone)")
         if labels != "words":
             raise AttemptError(f"no source prompt zoo answering in label format '{labels}' for backbone '{backbone}'; "
                                f"train sources with `attemptctl source train TASK --labels {labels}`")
@@ -64,8 +66,23 @@ def load_manifest(backbone: str, root: Path | None = None, labels: str = "words"
         manifest = json.loads(path.read_text())
         manifest["prompts"], manifest["fingerprint"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise AttemptError(f"zoo manifest {path} is damaged ({type(exc).__name__}: {exc}); reinstall attemptctl") from None
+        raise AttemptError(f"zoo manifest {path} is damaged ({type(exc).__name__}: {exc}); {_remedy(root)}") from None
     return manifest
+
+
+def _check_zoo_folder(root: Path) -> None:
+    """A zoo copy given by the user: a folder of backbone folders, not one backbone's zoo or a file."""
+    if not root.exists():
+        raise AttemptError(f"zoo folder {root} does not exist; give a copy of attemptctl/zoo (one folder per backbone)")
+    if not root.is_dir():
+        raise AttemptError(f"zoo folder {root} is not a folder; give a copy of attemptctl/zoo (one folder per backbone)")
+    if (root / MANIFEST_NAME).is_file():
+        raise AttemptError(f"zoo folder {root} is one backbone's zoo; give the folder above it (one folder per backbone)")
+
+
+def _remedy(root: Path | None) -> str:
+    """What to do about a damaged zoo file: the package's is reinstalled, a copy is made again."""
+    return "reinstall attemptctl" if root is None else f"copy zoo folder {root} again"
 
 
 def safetensors_shape(payload: bytes, key: str = "prompt") -> list[int]:
@@ -178,7 +195,7 @@ def pull_zoo(registry: Registry, backbone: str, *, tasks: list[str] | None = Non
     _check_backbone(registry, backbone, manifest["fingerprint"])
     chosen = {t: prompts[t] for t in (tasks or sorted(prompts))}
     folder = zoo_dir(backbone, root, labels)
-    payloads = {task: _verified_payload(folder / entry["file"], entry) for task, entry in chosen.items()}  # all checked before any write
+    payloads = {task: _verified_payload(folder / entry["file"], entry, root) for task, entry in chosen.items()}  # all checked before any write
     added, present = [], []
     for task, entry in chosen.items():
         have = [r for r in registry.list(kind="source", name=task)
@@ -197,15 +214,15 @@ def pull_zoo(registry: Registry, backbone: str, *, tasks: list[str] | None = Non
     return PullResult(added, present, dict(manifest.get("missing", {})) if tasks is None else {})
 
 
-def _verified_payload(path: Path, entry: dict) -> bytes:
+def _verified_payload(path: Path, entry: dict, root: Path | None = None) -> bytes:
     try:
         payload = path.read_bytes()
     except OSError as exc:
-        raise AttemptError(f"zoo prompt {path} cannot be read ({exc.strerror}); reinstall attemptctl") from None
+        raise AttemptError(f"zoo prompt {path} cannot be read ({exc.strerror}); {_remedy(root)}") from None
     if hashlib.sha256(payload).hexdigest() != entry["sha256"]:
-        raise AttemptError(f"zoo prompt {path} does not match its sha256 in the manifest; reinstall attemptctl")
+        raise AttemptError(f"zoo prompt {path} does not match its sha256 in the manifest; {_remedy(root)}")
     if safetensors_shape(payload) != [entry["m"], entry["d"]]:
-        raise AttemptError(f"zoo prompt {path} is not a {entry['m']} x {entry['d']} prompt; reinstall attemptctl")
+        raise AttemptError(f"zoo prompt {path} is not a {entry['m']} x {entry['d']} prompt; {_remedy(root)}")
     return payload
 
 

@@ -156,10 +156,12 @@ def _payload(target: Path, data_dir: Path, tokenizer_dir: Path, expected: dict, 
 def _main_zoo() -> Path:
     """The zoo recipes/study.py's main-v2 pins (extracted from this checkout's history): the workers pull it, so
     gpu-main-v2 mixes the very prompts main-v2 does, whatever the package's zoo ships by then."""
-    sys.path.insert(0, str(ROOT / "recipes"))
-    from study import MAIN_ZOO, ZOO_PINS, pinned_zoo
+    import importlib.util
 
-    return pinned_zoo(MAIN_ZOO, ZOO_PINS)
+    spec = importlib.util.spec_from_file_location("study_recipe", ROOT / "recipes" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    return study.pinned_zoo(study.MAIN_ZOO, study.ZOO_PINS)
 
 
 def prepare(args) -> dict:
@@ -359,8 +361,7 @@ def worker(args) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))  # training installs its own while it runs
     ws = Workspace(registry_path=work / "registries" / f"w{args.id}", data_dir=data, backbone=BACKBONE,
                    runtime=Runtime(args.device, PRECISION, EVAL_BATCH))
-    pinned = stage_dir() / "zoo"  # the zoo main-v2 pins, from the payload (the package's where there is none)
-    pull_zoo(ws.registry(), BACKBONE, root=pinned if pinned.is_dir() else None)
+    pull_zoo(ws.registry(), BACKBONE, root=stage_dir() / "zoo")  # the zoo main-v2 pins, from the payload
     journal = work / "journal.jsonl"
     while not stopping:
         claimed = _claim(work, jobs)
@@ -434,6 +435,9 @@ def run(args) -> None:
     where = stage_dir()
     if not (where / "manifest.json").exists():
         sys.exit(f"{where} holds no staged files: run `python3 recipes/gpu/gpu.py stage` (command 1) first")
+    if not (where / "zoo").is_dir():
+        sys.exit(f"{where} holds no pinned zoo (a payload from before it was packed): run `prepare` here, "
+                 "then carry and stage .gpu/one again")
     gguf = _assemble(where, Path(args.second))
     env = _environment(where)
     log(f"GGUF reassembled ({gguf.stat().st_size:,} bytes, checksum ok)")
