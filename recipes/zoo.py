@@ -225,16 +225,21 @@ def _train_one(args, task: str) -> None:
     test = _test_score(registry_path, args.data_dir, record.ref)
     metric, floor, basis = _floor(task, args.data_dir, test["examples"])
     score = test["metrics"][metric]
+    suffix = "" if _labels(args) == "words" else f"_{_labels(args)}"
+    kept = ROOT / "recipes" / "results" / f"zoo_{task}{suffix}_{record.metrics['steps']}_steps.json"
+    facts = {"task": task, "ref": record.ref, "settings": settings, "metrics": record.metrics, "test": test,
+             "floor": {"metric": metric, "value": floor, "basis": basis}}
     if score <= floor:  # not shipped: the run is kept, and the manifest says why
-        suffix = "" if _labels(args) == "words" else f"_{_labels(args)}"
-        kept = ROOT / "recipes" / "results" / f"zoo_{task}{suffix}_{record.metrics['steps']}_steps.json"
-        kept.write_text(json.dumps({"task": task, "ref": record.ref, "settings": settings, "metrics": record.metrics,
-                                    "test": test, "floor": {"metric": metric, "value": floor, "basis": basis}},
-                                   indent=1, sort_keys=True) + "\n")
+        kept.write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
         why = (f"trained {record.metrics['steps']} steps: test {metric} {100 * score:.1f} on {test['examples']:,} rows, "
                f"under its floor {100 * floor:.1f} ({basis}); not shipped ({kept.relative_to(ROOT)})")
         _note_missing(task, why, _labels(args))
         print(f"{task}: {why}", flush=True)
+        return
+    better, why = _beats_shipped(task, record.metrics.get("dev"), _labels(args))
+    if not better:  # a retrain (--again) that does not beat the shipped prompt on dev: the shipped one stays
+        kept.write_text(json.dumps({**facts, "not_shipped": why}, indent=1, sort_keys=True) + "\n")
+        print(f"{task}: {why}; not shipped ({kept.relative_to(ROOT)}; test {metric} {100 * score:.1f})", flush=True)
         return
     entry = ship_prompt(registry, record, test_metrics=test["metrics"], test_examples=test["examples"],
                         recipe=_recipe_line(args, task),
@@ -269,6 +274,27 @@ def _floor(task_name: str, data_dir: str, examples: int) -> tuple[str, float, st
     if positive_f1 is not None:
         return "f1", positive_f1, f"all-{get_task(task_name).labels[1]} F1"
     return "accuracy", majority + 0.15, f"majority {100 * majority:.1f} + 15"
+
+
+def _beats_shipped(task: str, dev: dict | None, labels: str = "words") -> tuple[bool, str]:
+    """Whether a new prompt of ``task`` with dev scores ``dev`` ({task: {metric: value}}) replaces the one the zoo
+    ships: only when its primary dev metric is higher. Every zoo run checks dev on the same rows (COMMON's
+    --dev-limit and --seed), so the two are compared on the same rows, and the test rows stay out of the choice."""
+    from attemptctl.tasks import get_task
+    from attemptctl.tasks.metrics import primary_metric
+
+    path = zoo_dir(BACKBONE, labels=labels) / MANIFEST_NAME
+    shipped = json.loads(path.read_text())["prompts"].get(task) if path.exists() else None
+    if shipped is None:
+        return True, "the zoo ships no prompt for it yet"
+    metric = primary_metric(get_task(task))
+    new, old = ((dev or {}).get(task) or {}).get(metric), ((shipped.get("dev") or {}).get(task) or {}).get(metric)
+    if old is None:
+        return True, "the shipped prompt has no dev score on record"
+    if new is None or new <= old:
+        return False, (f"dev {metric} {'—' if new is None else f'{100 * new:.1f}'} is not above the shipped prompt's "
+                       f"{100 * old:.1f} on the same rows")
+    return True, f"dev {metric} {100 * new:.1f} above the shipped prompt's {100 * old:.1f}"
 
 
 def _note_missing(task: str, why: str, labels: str = "words") -> None:

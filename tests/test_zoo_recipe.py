@@ -114,3 +114,25 @@ def test_a_carried_checkpoint_is_not_ignored_by_git(recipe):
     path = (recipe.CARRIED / "mnli-2100-steps.safetensors").relative_to(ROOT)
     done = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT)
     assert done.returncode == 1  # 1: not ignored, so `carry` + commit really carries it
+
+
+def test_a_retrain_replaces_the_shipped_prompt_only_when_it_is_better_on_dev(recipe, tmp_path, monkeypatch):
+    """`train --again` ships a new prompt only when its dev score (the same rows as the shipped prompt's) is
+    higher: a longer run that ends worse leaves the zoo as it was, and the test rows stay out of the choice."""
+    shutil.copytree(zoo_package.PACKAGE_ZOO, tmp_path / "zoo")
+    monkeypatch.setattr(zoo_package, "PACKAGE_ZOO", tmp_path / "zoo")
+    path = tmp_path / "zoo" / recipe.BACKBONE / zoo_package.MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    shipped = manifest["prompts"]["sst2"]["dev"]["sst2"]["accuracy"]
+    better, why = recipe._beats_shipped("sst2", {"sst2": {"accuracy": shipped + 0.01}})
+    assert better and f"{100 * (shipped + 0.01):.1f} above the shipped prompt's {100 * shipped:.1f}" in why
+    for dev in ({"sst2": {"accuracy": shipped}}, {"sst2": {"accuracy": shipped - 0.05}}, None, {}):
+        better, why = recipe._beats_shipped("sst2", dev)
+        assert not better and f"not above the shipped prompt's {100 * shipped:.1f} on the same rows" in why
+    # QQP is chosen by its F1 (its primary metric), not by accuracy
+    qqp = manifest["prompts"]["qqp"]["dev"]["qqp"]
+    assert not recipe._beats_shipped("qqp", {"qqp": {"accuracy": 0.99, "f1": qqp["f1"] - 0.01}})[0]
+    assert recipe._beats_shipped("qqp", {"qqp": {"accuracy": 0.01, "f1": qqp["f1"] + 0.01}})[0]
+    del manifest["prompts"]["sst2"]  # a source the zoo does not ship yet: its first prompt ships
+    path.write_text(json.dumps(manifest))
+    assert recipe._beats_shipped("sst2", {"sst2": {"accuracy": 0.5}}) == (True, "the zoo ships no prompt for it yet")
