@@ -12,6 +12,7 @@ the package (``attemptctl/zoo/<backbone>/<task>.safetensors``) with its manifest
     python recipes/zoo.py carry mnli --max-steps 2100      # its unfinished run into recipes/results/zoo-resume/
     python recipes/zoo.py train mnli --labels index --data-dir DIR  # the zoo answering in label indices
     python recipes/zoo.py table [--data-dir DIR]            # the manifest as a Markdown table
+    python recipes/zoo.py goals                             # each source against issue 28's floors, with its dev curve
     python recipes/zoo.py fingerprint                       # complete the manifests' fingerprints (special ids)
 
 A stopped run (Ctrl-C, kill -9, the machine went away) continues from its last checkpoint when the
@@ -350,6 +351,27 @@ def table(args) -> None:
     print(f"\nTotal: {total:,} bytes in {len(manifest['prompts'])} prompts.")
 
 
+#: Issue 28's floors for the stronger sources, on each source's test rows as the zoo scores them: (metric, value).
+GOALS = {"mnli": ("accuracy", 0.65), "qnli": ("accuracy", 0.78), "qqp": ("f1", 0.70), "sst2": ("accuracy", 0.85)}
+
+
+def goals(args) -> None:
+    """Each source that issue 28 asks more of: its floor, what the shipped prompt scores on test, whether it
+    holds, and the dev curve that says how the run got there."""
+    manifest = json.loads((zoo_dir(BACKBONE) / MANIFEST_NAME).read_text())
+    print("| source | floor | shipped: test | holds | steps | dev by step (every 100) |")
+    print("|---|---|---|---|---:|---|")
+    for task, (metric, floor) in GOALS.items():
+        entry = manifest["prompts"].get(task)
+        if entry is None:
+            print(f"| {task} | {metric} {100 * floor:.0f} | not shipped | no | | |")
+            continue
+        score = entry["test"]["metrics"][metric]
+        curve = ", ".join(f"{100 * point['score']:.1f}" for point in entry.get("history") or [])
+        print(f"| {task} | {metric} {100 * floor:.0f} | {metric} {100 * score:.1f} on {entry['test']['examples']:,} rows "
+              f"| {'yes' if score >= floor else 'no'} | {entry['steps']} | {curve} |")
+
+
 def fingerprint(args) -> None:
     """Complete every manifest's fingerprint from the loaded backbone: the keys it lacks (the tokenizer's
     special ids, for a zoo shipped before fingerprints recorded them). Refused when the model differs."""
@@ -376,6 +398,7 @@ def main() -> None:
     p.add_argument("--data-dir", help="also score a constant answer on each test split")
     p.add_argument("--labels", choices=("words", "index"), default="words", help="the zoo of this label format")
     sub.add_parser("fingerprint", help="complete the manifests' fingerprints from the loaded backbone")
+    sub.add_parser("goals", help="each source against issue 28's floors, with its dev curve")
     for name in ("lengths", "rates", "train", "carry"):
         p = sub.add_parser(name)
         if name in ("train", "carry"):
@@ -389,7 +412,7 @@ def main() -> None:
         p.add_argument("--again", action="store_true", help="train again what is already done")
     args = parser.parse_args()
     {"lengths": lengths, "rates": rates, "train": train, "table": table, "fingerprint": fingerprint,
-     "carry": carry}[args.command](args)
+     "carry": carry, "goals": goals}[args.command](args)
 
 
 if __name__ == "__main__":

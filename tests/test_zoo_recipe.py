@@ -136,3 +136,23 @@ def test_a_retrain_replaces_the_shipped_prompt_only_when_it_is_better_on_dev(rec
     del manifest["prompts"]["sst2"]  # a source the zoo does not ship yet: its first prompt ships
     path.write_text(json.dumps(manifest))
     assert recipe._beats_shipped("sst2", {"sst2": {"accuracy": 0.5}}) == (True, "the zoo ships no prompt for it yet")
+
+
+def test_the_goals_table_in_the_docs_is_what_the_recipe_prints_from_the_manifest(recipe):
+    """`python recipes/zoo.py goals`: each source issue 28 asks more of, its floor, the shipped test score, and
+    whether it holds, read from the manifest; docs/registry.md quotes exactly that output."""
+    import subprocess
+    import sys
+
+    printed = subprocess.run([sys.executable, str(ROOT / "recipes" / "zoo.py"), "goals"], capture_output=True,
+                             text=True, check=True).stdout
+    manifest = json.loads((ROOT / "attemptctl" / "zoo" / recipe.BACKBONE / zoo_package.MANIFEST_NAME).read_text())
+    rows = [line.split(" | ") for line in printed.splitlines()[2:]]
+    assert [r[0].strip("| ") for r in rows] == list(recipe.GOALS)
+    for row, (task, (metric, floor)) in zip(rows, recipe.GOALS.items()):
+        score = manifest["prompts"][task]["test"]["metrics"][metric]
+        assert row[2].startswith(f"{metric} {100 * score:.1f} on ")
+        assert row[3] == ("yes" if score >= floor else "no")
+    doc = (ROOT / "docs" / "registry.md").read_text()
+    quoted = doc.split("<!-- zoo-goals: python recipes/zoo.py goals -->\n", 1)[1].split("<!-- /zoo-goals -->", 1)[0]
+    assert quoted == printed
