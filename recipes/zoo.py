@@ -237,7 +237,7 @@ def _train_one(args, task: str) -> None:
         _note_missing(task, why, _labels(args))
         print(f"{task}: {why}", flush=True)
         return
-    better, why = _beats_shipped(task, record.metrics.get("dev"), _labels(args))
+    better, why = _beats_shipped(task, record.metrics.get("dev"), _labels(args), record.config)
     if not better:  # a retrain (--again) that does not beat the shipped prompt on dev: the shipped one stays
         kept.write_text(json.dumps({**facts, "not_shipped": why}, indent=1, sort_keys=True) + "\n")
         print(f"{task}: {why}; not shipped ({kept.relative_to(ROOT)}; test {metric} {100 * score:.1f})", flush=True)
@@ -277,17 +277,27 @@ def _floor(task_name: str, data_dir: str, examples: int) -> tuple[str, float, st
     return "accuracy", majority + 0.15, f"majority {100 * majority:.1f} + 15"
 
 
-def _beats_shipped(task: str, dev: dict | None, labels: str = "words") -> tuple[bool, str]:
+#: The settings that choose a run's dev rows: two runs whose dev scores are compared must share them.
+DEV_ROWS = ("dev_limit", "seed", "split_protocol")
+
+
+def _beats_shipped(task: str, dev: dict | None, labels: str = "words", config: dict | None = None) -> tuple[bool, str]:
     """Whether a new prompt of ``task`` with dev scores ``dev`` ({task: {metric: value}}) replaces the one the zoo
-    ships: only when its primary dev metric is higher. Every zoo run checks dev on the same rows (COMMON's
-    --dev-limit and --seed), so the two are compared on the same rows, and the test rows stay out of the choice."""
-    from attemptctl.tasks import get_task
+    ships: only when its primary dev metric is higher, on the same dev rows (the settings in DEV_ROWS of its
+    ``config`` equal the shipped run's), so that the test rows stay out of the choice."""
+    from attemptctl.tasks import CONFIG_BEFORE, get_task
     from attemptctl.tasks.metrics import primary_metric
 
     path = zoo_dir(BACKBONE, labels=labels) / MANIFEST_NAME
     shipped = json.loads(path.read_text())["prompts"].get(task) if path.exists() else None
     if shipped is None:
         return True, "the zoo ships no prompt for it yet"
+    if config is not None:
+        differ = [key for key in DEV_ROWS if config.get(key, CONFIG_BEFORE.get(key))
+                  != shipped["config"].get(key, CONFIG_BEFORE.get(key))]
+        if differ:
+            return False, (f"its dev rows are not the shipped prompt's ({', '.join(differ)} differ), so the two "
+                           "cannot be compared on dev")
     metric = primary_metric(get_task(task))
     new, old = ((dev or {}).get(task) or {}).get(metric), ((shipped.get("dev") or {}).get(task) or {}).get(metric)
     if old is None:
@@ -359,7 +369,7 @@ def goals(args) -> None:
     """Each source that issue 28 asks more of: its floor, what the shipped prompt scores on test, whether it
     holds, and the dev curve that says how the run got there."""
     manifest = json.loads((zoo_dir(BACKBONE) / MANIFEST_NAME).read_text())
-    print("| source | floor | shipped: test | holds | steps | dev by step (every 100) |")
+    print("| source | floor | shipped: test | holds | steps (best) | dev by step (every 100) |")
     print("|---|---|---|---|---:|---|")
     for task, (metric, floor) in GOALS.items():
         entry = manifest["prompts"].get(task)
@@ -369,7 +379,7 @@ def goals(args) -> None:
         score = entry["test"]["metrics"][metric]
         curve = ", ".join(f"{100 * point['score']:.1f}" for point in entry.get("history") or [])
         print(f"| {task} | {metric} {100 * floor:.0f} | {metric} {100 * score:.1f} on {entry['test']['examples']:,} rows "
-              f"| {'yes' if score >= floor else 'no'} | {entry['steps']} | {curve} |")
+              f"| {'yes' if score >= floor else 'no'} | {entry['steps']} ({entry['best_step']}) | {curve} |")
 
 
 def fingerprint(args) -> None:

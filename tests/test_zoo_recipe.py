@@ -129,6 +129,12 @@ def test_a_retrain_replaces_the_shipped_prompt_only_when_it_is_better_on_dev(rec
     for dev in ({"sst2": {"accuracy": shipped}}, {"sst2": {"accuracy": shipped - 0.05}}, None, {}):
         better, why = recipe._beats_shipped("sst2", dev)
         assert not better and f"not above the shipped prompt's {100 * shipped:.1f} on the same rows" in why
+    # dev scores of other rows are not compared: another dev limit, seed or split protocol is refused
+    same = manifest["prompts"]["sst2"]["config"]
+    assert recipe._beats_shipped("sst2", {"sst2": {"accuracy": 0.99}}, config=same)[0]
+    for key, other in (("dev_limit", 100), ("seed", 7), ("split_protocol", "heldout")):
+        better, why = recipe._beats_shipped("sst2", {"sst2": {"accuracy": 0.99}}, config={**same, key: other})
+        assert not better and f"({key} differ)" in why
     # QQP is chosen by its F1 (its primary metric), not by accuracy
     qqp = manifest["prompts"]["qqp"]["dev"]["qqp"]
     assert not recipe._beats_shipped("qqp", {"qqp": {"accuracy": 0.99, "f1": qqp["f1"] - 0.01}})[0]
