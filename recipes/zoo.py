@@ -380,6 +380,29 @@ def goals(args) -> None:
         curve = ", ".join(f"{100 * point['score']:.1f}" for point in entry.get("history") or [])
         print(f"| {task} | {metric} {100 * floor:.0f} | {metric} {100 * score:.1f} on {entry['test']['examples']:,} rows "
               f"| {'yes' if score >= floor else 'no'} | {entry['steps']} ({entry['best_step']}) | {curve} |")
+    carried = sorted(CARRIED.glob("*-steps.safetensors"))
+    if carried:
+        print("\nRuns in progress, from their carried checkpoints (`carry`; `train TASK --again --max-steps N` "
+              "continues them):\n")
+        print("| run | step | lr now | best dev so far | dev by step |")
+        print("|---|---:|---:|---|---|")
+    for path in carried:
+        state = _checkpoint_meta(path)
+        history = state["best"].get("history") or []
+        best = max(history, key=lambda point: point["score"], default=None)
+        curve = ", ".join(f"{point['step']}: {100 * point['score']:.1f}" for point in history)
+        best_text = "—" if best is None else f"{100 * best['score']:.1f} (step {best['step']})"
+        print(f"| {path.stem} | {state['step']} | {state['param_groups'][0]['lr']:.3g} | {best_text} | {curve} |")
+
+
+def _checkpoint_meta(path: Path) -> dict:
+    """A training checkpoint's position and dev history (its safetensors metadata), read without torch."""
+    import struct
+
+    with path.open("rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+    return json.loads(header["__metadata__"]["checkpoint"])
 
 
 def fingerprint(args) -> None:

@@ -153,7 +153,7 @@ def test_the_goals_table_in_the_docs_is_what_the_recipe_prints_from_the_manifest
     printed = subprocess.run([sys.executable, str(ROOT / "recipes" / "zoo.py"), "goals"], capture_output=True,
                              text=True, check=True).stdout
     manifest = json.loads((ROOT / "attemptctl" / "zoo" / recipe.BACKBONE / zoo_package.MANIFEST_NAME).read_text())
-    rows = [line.split(" | ") for line in printed.splitlines()[2:]]
+    rows = [line.split(" | ") for line in printed.split("\n\n")[0].splitlines()[2:]]
     assert [r[0].strip("| ") for r in rows] == list(recipe.GOALS)
     for row, (task, (metric, floor)) in zip(rows, recipe.GOALS.items()):
         score = manifest["prompts"][task]["test"]["metrics"][metric]
@@ -162,3 +162,22 @@ def test_the_goals_table_in_the_docs_is_what_the_recipe_prints_from_the_manifest
     doc = (ROOT / "docs" / "registry.md").read_text()
     quoted = doc.split("<!-- zoo-goals: python recipes/zoo.py goals -->\n", 1)[1].split("<!-- /zoo-goals -->", 1)[0]
     assert quoted == printed
+
+
+def test_goals_shows_a_carried_run_with_its_step_rate_and_dev_curve(recipe, tmp_path, monkeypatch, capsys):
+    """A retraining carried between machines is evidence too: `goals` reads its checkpoint (no torch) and prints
+    where it is, its rate now and its dev curve so far."""
+    import torch
+
+    from attemptctl.engine.checkpoints import Checkpoint, save
+
+    history = [{"step": 100, "score": 0.42, "lr": 0.28}, {"step": 200, "score": 0.497, "lr": 0.26}]
+    state = Checkpoint(step=250, epoch=0, batches_done=250, trainable={"prompts.0": torch.zeros(2, 3)},
+                       optimizer={"state": {}, "param_groups": [{"lr": 0.25}]}, scheduler={}, rng=torch.zeros(4),
+                       identity={}, best={"score": 0.497, "step": 200, "history": history})
+    monkeypatch.setattr(recipe, "CARRIED", tmp_path)
+    save(tmp_path / "mnli-2100-steps.safetensors", state)
+    assert recipe._checkpoint_meta(tmp_path / "mnli-2100-steps.safetensors")["step"] == 250
+    recipe.goals(None)
+    printed = capsys.readouterr().out
+    assert "| mnli-2100-steps | 250 | 0.25 | 49.7 (step 200) | 100: 42.0, 200: 49.7 |" in printed
