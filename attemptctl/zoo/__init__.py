@@ -55,11 +55,10 @@ def load_manifest(backbone: str, root: Path | None = None, labels: str = "words"
             where = "" if root is None else f" in zoo folder {root}"
             raise AttemptError(f"no source prompt zoo answering in label format '{labels}' for backbone '{backbone}'"
                                f"{where}; train sources with `attemptctl source train TASK --labels {labels}`")
+        have = ", ".join(available_backbones(root)) or "none"
         if root is not None:
-            have = ", ".join(available_backbones(root)) or "none"
             raise AttemptError(f"zoo folder {root} has no zoo for backbone '{backbone}' (its backbones: {have}); "
                                "give a copy of attemptctl/zoo (one folder per backbone)")
-        have = ", ".join(available_backbones(root)) or "none"
         raise AttemptError(f"no source prompt zoo for backbone '{backbone}' (zoos ship for: {have}); "
                            "train sources with `attemptctl source train TASK`")
     try:
