@@ -633,7 +633,7 @@ def transfer(args) -> None:
     from attemptctl.method.mixture import PromptMixture
     from attemptctl.tasks import get_task, labelled, labels_of
     from attemptctl.tasks.data import load_task
-    from attemptctl.tasks.metrics import constant_answer, primary_metric
+    from attemptctl.tasks.metrics import compute_metrics, primary_metric
     from attemptctl.workflows.payloads import load_prompt
     from attemptctl.workflows.runs import vocab_prompt
     from attemptctl.zoo import pull_zoo

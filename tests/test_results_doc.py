@@ -92,3 +92,11 @@ def test_the_power_table_is_what_the_recipe_prints_from_the_data(real_data_dir):
     printed = subprocess.run([sys.executable, str(ROOT / "recipes" / "study.py"), "power", "--data-dir",
                               str(real_data_dir)], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert quoted.strip() == printed.strip() and "| rte | accuracy | 139 |" in quoted
+
+
+def test_every_transfer_table_is_the_kept_output_it_names():
+    """Each `<!-- transfer-table: PATH -->` quote is the committed output of `study.py transfer` at PATH."""
+    quotes = re.findall(r"<!-- transfer-table: (\S+) -->\n(.*?)<!-- /transfer-table -->", PAGE.read_text(), re.DOTALL)
+    assert len(quotes) >= 2
+    for path, body in quotes:
+        assert (ROOT / path).read_text() == body, path

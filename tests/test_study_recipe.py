@@ -263,3 +263,25 @@ def test_a_pinned_part_mixes_the_pinned_prompts_where_the_registry_holds_newer_o
     assert command[command.index("--sources") + 1] == "mnli@1,qqp@1,qnli@1,sst2@1,squad@1"
     pt = recipe._cell_command("main-v2", ("pt", "rte", 1, None), registry, tmp_path / "e.json", "DATA", sources)
     assert "--sources" not in pt
+
+
+def test_transfer_scores_each_prompt_untrained_on_the_target_rows(recipe, tmp_path, real_data_dir, capsys):
+    """`study.py transfer` scores the vocabulary prompt and each registered source on a target's test rows,
+    with the share of its most predicted label (CB: 28 rows, real SmolLM2, real zoo prompt)."""
+    import argparse
+
+    from attemptctl.tasks import get_task
+    from attemptctl.zoo import pull_zoo
+    from registry import Registry
+
+    pull_zoo(Registry(tmp_path / "reg"), recipe.BACKBONE, tasks=["sst2"])
+    recipe.transfer(argparse.Namespace(targets="cb", labels="words", by_index=False, split="test",
+                                       prompts_from=str(tmp_path / "reg"), data_dir=str(real_data_dir)))
+    rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [cells[1].strip() for cells in rows] == ["vocabulary (untrained)", "sst2@1"]
+    for target, _, answers, score, most in rows:
+        assert (target.strip(), answers.strip()) == ("cb", "cb's words")
+        assert 0 <= float(score) <= 100
+        label, share = most.strip().rstrip("%)").split(" (")
+        assert label in get_task("cb").labels
+        assert 100 / len(get_task("cb").labels) <= int(share) <= 100  # the most predicted label's share
