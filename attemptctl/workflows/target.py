@@ -113,7 +113,7 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     """Train target prompt(s) (and G) over frozen sources; register G, then one target per task.
 
     A variant that mixes sources takes its start (``init`` None) and rates from ``recipe`` (see
-    :data:`~attemptctl.engine.train.RECIPES`), under what ``overrides`` gives; PT and SPoT have their own
+    :data:`~attemptctl.method.variants.RECIPES`), under what ``overrides`` gives; PT and SPoT have their own
     starts and the preset's rate. ``record_config`` adds entries to each task's recorded config, by task
     name (a study's tag).
     """
