@@ -153,12 +153,18 @@ CASES = {
     "source: no data for the task": (["source", "train", "rte", "--data-dir", "{empty}", *TRAIN], 1, ["rte", "not found"]),
     **{f"source: {name}": (["source", "train", "rte", "--data-dir", f"{{bad:{name}}}", *TRAIN], 1, fragments)
        for name, (_, fragments) in BAD_DATA.items()},
+    "source: data directory is a file": (["source", "train", "rte", "--data-dir", "{file:empty.jsonl}", *TRAIN], 1,
+                                         ["empty.jsonl: not a directory", "--data-dir"]),
     "source: batch size 0": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--batch-size", "0"], 1,
                              ["batch-size"]),
     "source: unknown preset": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--preset", "huge"], 1,
                                ["huge"]),
     "source: negative weight decay": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--weight-decay",
                                        "-1"], 1, ["weight-decay must not be negative"]),
+    "source: lr not a number (NaN)": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--lr", "nan"], 1,
+                                      ["lr must be a finite number, got nan"]),
+    "source: infinite weight decay": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--weight-decay",
+                                       "inf"], 1, ["weight-decay must be a finite number"]),
     "source: lr not a number": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--lr", "fast"], 2,
                                 ["--lr"]),
     "source: unknown option": (["source", "train", "rte", "--data-dir", "{data}", *TRAIN, "--epoch", "3"], 2,
@@ -177,6 +183,10 @@ CASES = {
                                 "--backbone", "{t5}"], 1, ["mnli@1", "trained on backbone", "--backbone"]),
     "target: prompt length differs": (["target", "train", "cb", "--sources", "mnli", "--data-dir", "{data}", *TRAIN,
                                        "--prompt-length", "7"], 1, ["prompt"]),
+    "target: G's rate NaN": (["target", "train", "cb", "--sources", "mnli", "--data-dir", "{data}", *TRAIN,
+                              "--attn-lr", "nan"], 1, ["attn-lr must be a finite number"]),
+    "target: a source listed twice": (["target", "train", "cb", "--sources", "mnli,qqp,mnli", "--data-dir", "{data}",
+                                       *TRAIN], 1, ["source mnli is listed twice"]),
     "target: unknown variant": (["target", "train", "cb", "--sources", "mnli", "--data-dir", "{data}", *TRAIN,
                                  "--variant", "magic"], 1, ["magic"]),
     "target: unknown init": (["target", "train", "cb", "--sources", "mnli", "--data-dir", "{data}", *TRAIN,
@@ -330,6 +340,8 @@ CASES = {
     "registry show: bad version": (["registry", "show", "mnli@x", *REG], 1, ["mnli@x"]),
     "registry show: missing name": (["registry", "show", *REG], 2, ["Missing argument"]),
     "registry rm: unknown name": (["registry", "rm", "nosuch", *REG], 1, ["nosuch"]),
+    "registry rm: a source named without --kind": (["registry", "rm", "qqp", *REG], 1,
+                                                   ["no target prompt 'qqp'", "registered as a source: add --kind source"]),
     "registry rm: unknown version": (["registry", "rm", "mnli@9", "--kind", "source", *REG], 1, ["mnli@9"]),
     "registry rm: a source in use": (["registry", "rm", "mnli", "--kind", "source", *REG], 1, ["rte@1"]),
     "registry rm: unknown kind": (["registry", "rm", "mnli", "--kind", "prompt", *REG], 1, ["prompt"]),
@@ -418,9 +430,8 @@ def test_bad_input_exits_as_documented_and_writes_nothing(world, case):
     assert result.exit_code == code, f"exit {result.exit_code}: {output}"
     for fragment in fragments:
         assert fragment in output, f"{fragment!r} not in {output!r}"
-    if code == 1:
-        lines = [line for line in output.strip().splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error:"), output
+    if code == 1:  # exactly one line: no blank line around it (a progress bar stopped before it started)
+        assert output.startswith("error:") and output.endswith("\n") and output.count("\n") == 1, repr(output)
     assert _snapshot(world) == before
 
 
@@ -431,3 +442,27 @@ def test_bom_and_blank_lines_are_accepted(world, case):
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert _snapshot(world) == before
+
+
+READERS = {  # commands that only read prompts: a path holding no registry is refused, and nothing is created there
+    "eval": ["eval"], "attn show": ["attn", "show"], "registry list": ["registry", "list"],
+    "registry show": ["registry", "show", "mnli"], "registry verify": ["registry", "verify"],
+    "study show": ["study", "show", "methods-rte"], "predict": ["predict", "rte", "--file", "{file:bom.jsonl}"],
+}
+
+
+@pytest.mark.parametrize("case", list(READERS))
+def test_a_reading_command_refuses_a_path_without_a_registry(world, case, tmp_path):
+    missing = tmp_path / "typo" / "registry"
+    result = _invoke(world, [*READERS[case], "--registry", str(missing)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"error: no registry at {missing}; check --registry") and \
+        result.output.count("\n") == 1, repr(result.output)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_mixing_sources_from_a_registry_without_any_points_to_source_pull(world, tmp_path):
+    result = _invoke(world, ["target", "train", "cb", "--sources", "mnli", "--data-dir", "{data}", "--registry",
+                             str(tmp_path / "fresh"), *TRAIN[2:]])
+    assert result.exit_code == 1, result.output
+    assert "has no source prompts" in result.output and "attemptctl source pull" in result.output, result.output

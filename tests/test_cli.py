@@ -160,7 +160,10 @@ def test_help_starts_without_torch():
 def test_registry_errors_are_one_line(tmp_path):
     import sqlite3
 
-    assert run("registry", "list", "--registry", tmp_path / "r").exit_code == 0
+    assert run("registry", "list", "--registry", tmp_path / "r").exit_code == 1  # no registry there yet
+    Registry(tmp_path / "r").close()
+    listed = run("registry", "list", "--registry", tmp_path / "r")
+    assert listed.exit_code == 0 and "the registry is empty" in listed.output, listed.output
     with sqlite3.connect(tmp_path / "r" / "catalog.sqlite") as db:
         db.execute("PRAGMA user_version = 99")
     for command in (["registry", "show", "x"], ["registry", "rm", "x"], ["registry", "list"]):

@@ -28,13 +28,16 @@ out = Console()
 err = Console(stderr=True)
 
 def workspace(registry: Path | None, data_dir: Path | None = None, backbone: str | None = None, *,
-              device: str = "auto", precision: str = "fp32", eval_batch_size: int | None = None):
-    """The workspace a command works in; ``device``/``precision``/``eval_batch_size``: how its LM runs."""
+              device: str = "auto", precision: str = "fp32", eval_batch_size: int | None = None,
+              existing: bool = False):
+    """The workspace a command works in; ``device``/``precision``/``eval_batch_size``: how its LM runs;
+    ``existing``: the command only reads prompts, so a path without a registry is refused, never created."""
     from attemptctl.method.runtime import Runtime
     from attemptctl.workflows.workspace import Workspace, default_registry_path
 
     return Workspace(registry_path=registry or default_registry_path(), data_dir=data_dir, backbone=backbone,
-                     runtime=Runtime(device=device, precision=precision, eval_batch_size=eval_batch_size))
+                     runtime=Runtime(device=device, precision=precision, eval_batch_size=eval_batch_size),
+                     existing=existing)
 
 
 # Exit codes: see docs/errors.md. EX_SOFTWARE (sysexits.h) marks a bug, not a user mistake.

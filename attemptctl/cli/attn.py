@@ -56,7 +56,7 @@ def attn_show(
     _check_format(fmt, output, examples)
     from attemptctl.workflows.attn import attention_weights
 
-    results = call(attention_weights, workspace(registry, data_dir, backbone, device=device, precision=precision), tasks or None, split=split,
+    results = call(attention_weights, workspace(registry, data_dir, backbone, device=device, precision=precision, existing=True), tasks or None, split=split,
                    limit=limit, on_batch=_progress_bar())
     if by_label:
         for result in results:

@@ -92,7 +92,7 @@ def eval_command(
     """
     from attemptctl.workflows.eval import evaluate_prompts
 
-    rows = call(evaluate_prompts, workspace(registry, data_dir, backbone, device=device, precision=precision), tasks or None, split=split, decode=decode,
+    rows = call(evaluate_prompts, workspace(registry, data_dir, backbone, device=device, precision=precision, existing=True), tasks or None, split=split, decode=decode,
                 limit=limit, batch_size=batch_size, compare=compare, scoring=label_scoring)
     if as_json:
         out.print_json(json.dumps(_eval_records(rows)))

@@ -56,7 +56,7 @@ def predict_command(
     else:
         lines, origin = sys.stdin.read().splitlines(), "stdin"
     rows = call(parse_inputs, lines, origin)
-    predictions = call(predict, workspace(registry, None, backbone, device=device, precision=precision), task, rows, origin=origin, decode=decode,
+    predictions = call(predict, workspace(registry, None, backbone, device=device, precision=precision, existing=True), task, rows, origin=origin, decode=decode,
                        batch_size=batch_size, scoring=label_scoring)
     if as_json:
         out.print_json(json.dumps([{"input": p.input, "prediction": p.prediction, "attention": p.attention}

@@ -39,14 +39,16 @@ class TrainProgress:
         self.seen = 0
 
     def __enter__(self):
-        self.progress.start()
-        return self
+        return self  # the bar starts with the run: an error before it (unknown task, bad data) stays one line
 
     def __exit__(self, *exc):
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     def __call__(self, event: str, **data: Any) -> None:
         if event == "start":
+            if not self.progress.live.is_started:
+                self.progress.start()
             if self.bar is not None:  # the next run of a study: one bar at a time
                 self.progress.remove_task(self.bar)
             self.bar = self.progress.add_task(self.label, total=data["total"], completed=data.get("resumed_at", 0),

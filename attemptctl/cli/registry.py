@@ -21,7 +21,7 @@ def registry_list(
 ) -> None:
     """List registered prompts. Example: attemptctl registry list --kind source"""
 
-    records = call(lambda: workspace(registry).registry().list(kind=kind))
+    records = call(lambda: workspace(registry, existing=True).registry().list(kind=kind))
     if as_json:
         out.print_json(json.dumps([_record_json(r) for r in records]))
     elif not records:
@@ -36,7 +36,7 @@ def registry_show(
     registry: RegistryOpt = None,
 ) -> None:
     """Everything recorded about one prompt version, with its evaluations. Example: attemptctl registry show boolq@1"""
-    reg = call(workspace(registry).registry)
+    reg = call(workspace(registry, existing=True).registry)
     record = call(reg.find, name, kinds=("target", "source", "attention"))
     data = _record_json(record)
     data["evaluations"] = [{"split": e.split, "metrics": dict(e.metrics), "examples": e.examples,
@@ -53,9 +53,26 @@ def registry_rm(
     registry: RegistryOpt = None,
 ) -> None:
     """Remove prompt versions. Example: attemptctl registry rm mnli@1 --kind source"""
-    removed = call(lambda: workspace(registry).registry().remove(kind, name, force=force))
+    removed = call(lambda: _remove(workspace(registry, existing=True).registry(), kind, name, force))
     for record in removed:
         out.print(f"removed {record.kind} {record.ref}", highlight=False)
+
+
+def _remove(reg, kind: str, name: str, force: bool) -> list:
+    """``reg.remove``; a name not found under ``kind`` but registered under another kind says which ``--kind``."""
+    from registry import NotFoundError
+
+    try:
+        return reg.remove(kind, name, force=force)
+    except NotFoundError as error:
+        for other in ("source", "target", "attention"):
+            if other != kind:
+                try:
+                    reg.find(name, kinds=(other,))
+                except NotFoundError:
+                    continue
+                raise NotFoundError(f"{error}; '{name}' is registered as a {other}: add --kind {other}") from None
+        raise
 
 
 @registry_app.command("verify")
@@ -64,7 +81,7 @@ def registry_verify(
     registry: RegistryOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Check the catalog and every blob; exit 1 if anything is wrong. Example: attemptctl registry verify --fix"""
-    report = call(lambda: workspace(registry).registry().verify(fix=fix))
+    report = call(lambda: workspace(registry, existing=True).registry().verify(fix=fix))
     _print_report(report, as_json)
     if not report.ok:
         left = len(report.remaining)
@@ -83,7 +100,7 @@ def registry_backup(
 
     Example: attemptctl registry backup ~/attemptctl-backup-2025-01-31
     """
-    report = call(lambda: workspace(registry).registry().backup(path))
+    report = call(lambda: workspace(registry, existing=True).registry().backup(path))
     size = f"{report.bytes / 1e6:.1f} MB" if report.bytes >= 1e5 else f"{report.bytes / 1e3:.1f} kB"
     blobs = f"{report.blobs} blob{'s' * (report.blobs != 1)}"
     out.print(f"backed up {report.prompts} prompt versions ({blobs}, {size}) from {report.source} "
@@ -110,7 +127,7 @@ def registry_export(
     """
     from attemptctl.interop import export_prompt
 
-    result = call(export_prompt, workspace(registry), name, output, format=fmt, kind=kind)
+    result = call(export_prompt, workspace(registry, existing=True), name, output, format=fmt, kind=kind)
     out.print(f"exported {result.record.label} to {result.folder} as a PEFT prompt-tuning adapter "
               f"({result.task_type}, m={result.record.m}, d={result.record.d})", highlight=False, soft_wrap=True)
 
@@ -124,7 +141,7 @@ def registry_upgrade(registry: RegistryOpt = None, backbone: BackboneOpt = None)
     """
     from attemptctl.workflows.upgrade import upgrade_fingerprints
 
-    ws = workspace(registry, None, backbone)
+    ws = workspace(registry, None, backbone, existing=True)
     reg = call(ws.registry)
     result = call(upgrade_fingerprints, ws, reg, call(ws.backbone_spec, reg))
     for record in result.upgraded:

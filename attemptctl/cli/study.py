@@ -253,7 +253,7 @@ def study_show(
     if exports:
         table = call(table_from_exports, name, [(str(p), call(read_export, p)) for p in exports])
     else:
-        table = call(show_study, workspace(registry), name)
+        table = call(show_study, workspace(registry, existing=True), name)
     if targets is not None:
         table = call(in_order, table, names(targets))
     if curves or png is not None:

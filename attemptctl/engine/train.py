@@ -101,6 +101,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        for name in ("lr", "attn_lr", "weight_decay", "attn_temperature", "sampling_temperature"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):  # NaN passes every comparison: a NaN rate trains NaN
+                raise ConfigError(f"{name.replace('_', '-')} must be a finite number, got {value}")
         for name in ("lr", "attn_lr", "weight_decay"):
             value = getattr(self, name)
             if value is not None and value < 0:

@@ -170,7 +170,8 @@ def locate(source: str) -> tuple[Path, str]:
     if path.exists():
         raise DataError(f"{path}: a file; give the adapter's folder, the one holding {CONFIG_FILE}")
     if not _HUB_ID.match(source):
-        raise DataError(f"{source}: no such adapter folder")
+        raise DataError(f"{source}: no such adapter folder; give the folder PEFT's save_pretrained wrote (it holds "
+                        f"{CONFIG_FILE}) or a hub id such as owner/name")
     try:
         from huggingface_hub import snapshot_download
 

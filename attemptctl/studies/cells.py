@@ -54,8 +54,9 @@ def default_name(targets: Sequence[str]) -> str:
 
 def _names(values: Sequence[str], what: str) -> tuple[str, ...]:
     names = tuple(v for v in values if v)
-    if len(set(names)) != len(names):
-        raise ConfigError(f"a {what} is listed twice; give each once")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{what} {', '.join(twice)} is listed twice; give each once")
     return names
 
 

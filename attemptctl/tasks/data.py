@@ -177,6 +177,9 @@ def split_path(task: Task, data_dir: Path, split: str) -> Path:
 
 def check_data_dir(data_dir: Path) -> Path:
     """``data_dir`` if it is a folder; else the one-line error every command gives for it."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"{data_dir}: not a directory; give --data-dir (or ${DATA_DIR_ENV}) the folder that holds "
+                        "<dataset>/<config>/<split>.jsonl")
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found (--data-dir or ${DATA_DIR_ENV})")
     return data_dir

@@ -131,9 +131,13 @@ def plan_run(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str
     if variant == "pt" and source_refs:
         raise ConfigError("variant 'pt' is plain prompt tuning and mixes no sources; leave out --sources")
     registry = ws.registry()
+    if source_refs and not registry.list(kind="source", latest_only=True):
+        raise ConfigError(f"registry {registry.root} has no source prompts; pull the zoo's with `attemptctl source "
+                          "pull` or train one with `attemptctl source train TASK`")
     sources = [registry.get("source", ref) for ref in source_refs]  # NotFoundError lists what exists
-    if len({r.name for r in sources}) != len(sources):
-        raise ConfigError("a source is listed twice; give each source once")
+    twice = sorted({r.name for r in sources if [s.name for s in sources].count(r.name) > 1})
+    if twice:
+        raise ConfigError(f"source {', '.join(twice)} is listed twice; give each source once")
     config = make_config(preset, **_common_labels(sources, _common_length(sources, dict(overrides or {}))))
     tasks = [labelled(task, config.labels, config.label_words) for task in tasks]
     return TargetRun(registry, tasks, sources, config, ws.backbone_spec(registry))

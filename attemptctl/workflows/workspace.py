@@ -40,9 +40,16 @@ class Workspace:
     backbone: str | None = None
     runtime: Runtime = field(default_factory=Runtime)
     """Device, precision and evaluation batch size of every model this workspace loads."""
+    existing: bool = False
+    """A command that reads the registry (``eval``, ``attn show``, ``registry list`` …): refuse a path that holds
+    none instead of creating one there, so a mistyped ``--registry`` is an error, not an empty registry."""
     _loaded: dict = field(default_factory=dict, compare=False, repr=False)
 
     def registry(self) -> Registry:
+        if self.existing and not (Path(self.registry_path).expanduser() / "catalog.sqlite").is_file():
+            raise AttemptError(f"no registry at {Path(self.registry_path).expanduser()}; check --registry (or "
+                               f"${REGISTRY_ENV}), or start one with `attemptctl source pull` or "
+                               "`attemptctl source train TASK`")
         return Registry(self.registry_path)
 
     def load_backbone(self, spec: str):
