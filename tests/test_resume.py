@@ -100,6 +100,52 @@ def test_resume_with_changed_options_is_refused_naming_the_field(backbone, tmp_p
         _run(backbone, CheckpointPlan(tmp_path / "none.safetensors", resume=True))
 
 
+def _attempt_run(backbone, plan, stop_at=None, calibration=1.0, start=None):
+    """ATTEMPT over two random sources; ``calibration`` sets G's buffers as a calibration on other rows would."""
+    from attemptctl.method.attention import AttentionModule
+
+    torch.manual_seed(0)
+    sources = {"a@1": torch.randn(3, backbone.d), "b@1": torch.randn(3, backbone.d)}
+    attention = AttentionModule(backbone.d, rank=4)
+    with torch.no_grad():
+        attention.input_mean.fill_(0.1 * calibration)
+        attention.input_std.fill_(calibration)
+        attention.score_scale.fill_(2.0 * calibration)
+    mixture = PromptMixture({"rte": torch.zeros(3, backbone.d)}, sources=sources, attention=attention, variant="attempt")
+
+    def stop(event, **data):
+        if stop_at is not None and event == "step" and data["step"] == stop_at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return train(backbone, mixture, {"rte": ROWS}, {"rte": ROWS[:4]}, {"rte": get_task("rte")}, CONFIG, on_event=stop,
+                 checkpoint=plan, start=start or {"init": {"rte": "zeros"}, "attn_prior": None})
+
+
+def test_a_resumed_run_keeps_g_s_calibration_from_its_checkpoint(backbone, tmp_path):
+    """G's buffers (input mean, std, score scale) are calibrated before training, from the rows and the start: a
+    resumed run takes them from the checkpoint, so a recalibration that came out otherwise cannot change the run."""
+    straight = _digest(_attempt_run(backbone, None).state)
+    assert _digest(_attempt_run(backbone, None, calibration=3.0).state) != straight  # the buffers matter
+    plan = CheckpointPlan(tmp_path / "run.safetensors")
+    assert _attempt_run(backbone, plan, stop_at=3).interrupted
+    assert set(checkpoints.load(plan.path).buffers) == {"attention.input_mean", "attention.input_std",
+                                                        "attention.score_scale"}
+    resumed = _attempt_run(backbone, CheckpointPlan(plan.path, resume=True), calibration=3.0)
+    assert resumed.steps == CONFIG.max_steps and _digest(resumed.state) == straight
+
+
+def test_resume_with_another_start_is_refused_and_older_checkpoints_still_resume(backbone, tmp_path):
+    plan = CheckpointPlan(tmp_path / "run.safetensors")
+    _attempt_run(backbone, plan, stop_at=2)
+    other = {"init": {"rte": "auto"}, "attn_prior": None}
+    with pytest.raises(ConfigError, match=r"start \(target prompt's init, attention prior: .*zeros.* -> .*auto"):
+        _attempt_run(backbone, CheckpointPlan(plan.path, resume=True), start=other)
+    saved = checkpoints.load(plan.path)  # as written before the start and the processes were recorded
+    saved.identity = {k: v for k, v in saved.identity.items() if k not in ("start", "processes")}
+    checkpoints.save(plan.path, saved)
+    assert _attempt_run(backbone, CheckpointPlan(plan.path, resume=True), start=other).steps == CONFIG.max_steps
+
+
 def _cli(args, env, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "attemptctl.cli", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)

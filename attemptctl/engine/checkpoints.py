@@ -36,6 +36,9 @@ class Checkpoint:
     best_state: dict[str, torch.Tensor] | None = None
     best: dict = field(default_factory=dict)  # score, dev, step, history
     seconds: float = 0.0                  # training seconds spent before this checkpoint, over every resume
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The mixture's persistent buffers (G's calibration: input mean and std, score scale), so that a resumed run
+    divides G's logits as the run it continues did; none in checkpoints from before they were kept."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class CheckpointPlan:
 def save(path: Path, checkpoint: Checkpoint) -> None:
     tensors = {f"trainable.{k}": v.detach().cpu().contiguous() for k, v in checkpoint.trainable.items()}
     tensors["rng.torch"] = checkpoint.rng
+    for k, v in checkpoint.buffers.items():
+        tensors[f"buffer.{k}"] = v.detach().cpu().contiguous()
     for k, v in (checkpoint.best_state or {}).items():
         tensors[f"best.{k}"] = v.detach().cpu().contiguous()
     for index, state in checkpoint.optimizer["state"].items():
@@ -93,14 +98,19 @@ def load(path: Path) -> Checkpoint:
         rng=tensors["rng.torch"], identity=meta["identity"], best=meta["best"],
         best_state={k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None,
         seconds=float(meta.get("seconds", 0.0)),  # checkpoints from before it was kept: unknown, 0
+        buffers={k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")},
     )
+
+
+#: Identity keys that older checkpoints do not have: such a checkpoint resumes without that check.
+OPTIONAL = ("start", "processes")
 
 
 def check_identity(path: Path, stored: dict[str, str], current: dict[str, str], force: bool) -> None:
     """Refuse to resume a run whose configuration, data or backbone changed, naming what changed."""
     from attemptctl.tasks import CONFIG_BEFORE
 
-    changed = [key for key in current if stored.get(key) != current[key]]
+    changed = [key for key in current if stored.get(key) != current[key] and (key in stored or key not in OPTIONAL)]
     if "config" in changed and "config" in stored:  # a checkpoint from before a config field existed
         old, new = json.loads(stored["config"]), json.loads(current["config"])
         if {**CONFIG_BEFORE, **old} == new:
@@ -114,5 +124,9 @@ def check_identity(path: Path, stored: dict[str, str], current: dict[str, str], 
             detail = "config field " + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in fields)
         elif detail == "mixture":
             detail = f"prompt mixture ({stored.get('mixture')} -> {current['mixture']})"
+        elif detail == "start":
+            detail = f"start (target prompt's init, attention prior: {stored.get('start')} -> {current['start']})"
+        elif detail == "processes":
+            detail = f"number of processes ({stored.get('processes')} -> {current['processes']})"
         raise ConfigError(f"checkpoint {path} belongs to another run: {detail} changed; "
                           "resume with the same options, add --force, or drop --resume to start over")

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -284,13 +285,15 @@ def default_epochs(train_rows: int, *, source: bool) -> int:
 def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, Sequence[Example]],
           dev_rows: Mapping[str, Sequence[Example]], tasks: Mapping[str, Task], config: TrainConfig, *,
           source: bool = False, on_event: Event | None = None,
-          checkpoint: CheckpointPlan | None = None, curve_rows: Mapping[str, Sequence[Example]] | None = None
-          ) -> TrainResult:
+          checkpoint: CheckpointPlan | None = None, curve_rows: Mapping[str, Sequence[Example]] | None = None,
+          start: Mapping[str, Any] | None = None) -> TrainResult:
     """Train ``mixture`` on the tasks' training rows; keep the state with the best mean dev score.
 
     With a ``checkpoint`` plan the run is saved every ``checkpoint.every`` steps (default: at every
     dev evaluation) and on Ctrl-C/SIGTERM, and ``checkpoint.resume`` continues a saved run exactly.
     With ``config.curve_steps``, ``curve_rows`` (the test rows) are scored at those steps: a learning curve.
+    ``start`` names how the mixture was started (the target prompts' inits, an attention prior): a checkpoint
+    resumes only a run started the same way.
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_linear_schedule_with_warmup
@@ -320,7 +323,7 @@ def train(backbone: Backbone, mixture: PromptMixture, train_rows: Mapping[str, S
     # stalls the queue of kernels; on the CPU it costs nothing.
     log_every = 1 if accelerator.device.type == "cpu" else LOG_EVERY
     run = _Run(accelerator.unwrap_model(mixture), optimizer, scheduler,
-               _identity(config, items, task_ids, backbone, accelerator.unwrap_model(mixture)))
+               _identity(config, items, task_ids, backbone, accelerator.unwrap_model(mixture), start, world))
     if checkpoint and checkpoint.resume:
         run.restore(checkpoint)
     curve = set(curve_points(config.curve_steps)) if curve_rows and any(curve_rows.values()) else set()
@@ -421,14 +424,21 @@ def _drop_absent_task_grads(accelerator, mixture: PromptMixture, task_ids: torch
             mixture.prompts[index].grad = None
 
 
-def _identity(config: TrainConfig, items, task_ids, backbone: Backbone, mixture: PromptMixture) -> dict[str, str]:
-    """What a checkpoint must match to be resumed: the config, the encoded data, the backbone and what the
-    mixture mixes (variant and sources: another --sources or --variant is another run)."""
+def _identity(config: TrainConfig, items, task_ids, backbone: Backbone, mixture: PromptMixture,
+              start: Mapping[str, Any] | None, world: int) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the config, the encoded data, the backbone, what the
+    mixture mixes (variant and sources: another --sources or --variant is another run), how it started
+    (another --init or --attn-prior is another run) and the number of processes (it sets the steps per
+    epoch and each process's rows)."""
     data = hashlib.sha256(json.dumps([[list(i.input_ids), list(i.target_ids)] for i in items] + [list(task_ids)]).encode())
     settings = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
-    return {"config": json.dumps(settings, sort_keys=True), "data": data.hexdigest(),
-            "backbone": backbone.fingerprint["embedding_sha256"] + backbone.fingerprint["config_sha256"],
-            "mixture": json.dumps({"variant": mixture.variant, "tasks": mixture.tasks, "sources": mixture.source_refs})}
+    identity = {"config": json.dumps(settings, sort_keys=True), "data": data.hexdigest(),
+                "backbone": backbone.fingerprint["embedding_sha256"] + backbone.fingerprint["config_sha256"],
+                "mixture": json.dumps({"variant": mixture.variant, "tasks": mixture.tasks, "sources": mixture.source_refs}),
+                "processes": str(world)}
+    if start is not None:
+        identity["start"] = json.dumps(start, sort_keys=True, default=str)
+    return identity
 
 
 @dataclass
@@ -463,7 +473,7 @@ class _Run:
             step=self.step, epoch=self.epoch, batches_done=self.batches_done,
             trainable=_trainable_state(self.mixture), optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(), rng=torch.get_rng_state(), identity=self.identity,
-            best_state=self.best.state, best=best, seconds=self.seconds()))
+            best_state=self.best.state, best=best, seconds=self.seconds(), buffers=_buffer_state(self.mixture)))
 
     def restore(self, plan: CheckpointPlan) -> None:
         if not plan.path.exists():
@@ -474,9 +484,15 @@ class _Run:
         if names != set(saved.trainable):  # even --force cannot fit one mixture's state into another's
             raise ConfigError(f"checkpoint {plan.path} holds {', '.join(sorted(saved.trainable))}, this run trains "
                               f"{', '.join(sorted(names))}; drop --resume to start over")
+        buffers = dict(self.mixture.named_buffers())
+        if saved.buffers and set(saved.buffers) != set(_buffer_state(self.mixture)):
+            raise ConfigError(f"checkpoint {plan.path} holds buffers {', '.join(sorted(saved.buffers))}, this run has "
+                              f"{', '.join(sorted(_buffer_state(self.mixture))) or 'none'}; drop --resume to start over")
         with torch.no_grad():
             for name, parameter in self.mixture.named_parameters():
                 parameter.copy_(saved.trainable[name])
+            for name, value in saved.buffers.items():  # G's calibration as the run began (older checkpoints: recomputed)
+                buffers[name].copy_(value)
         self.optimizer.load_state_dict(saved.optimizer)
         self.scheduler.load_state_dict(saved.scheduler)
         torch.set_rng_state(saved.rng)
@@ -563,3 +579,9 @@ def _score_curve(backbone, mixture, test_rows, tasks, config, step, best: _Best,
 
 def _trainable_state(mixture: PromptMixture) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().clone() for name, p in mixture.named_parameters()}
+
+
+def _buffer_state(mixture: PromptMixture) -> dict[str, torch.Tensor]:
+    """The mixture's persistent buffers (what ``state_dict`` keeps beside the parameters: G's calibration)."""
+    parameters = {name for name, _ in mixture.named_parameters()}
+    return {name: value.detach().cpu().clone() for name, value in mixture.state_dict().items() if name not in parameters}

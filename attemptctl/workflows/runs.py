@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
+from typing import Any
 
 import torch
 
@@ -167,13 +168,15 @@ def calibrate_attention(backbone: Backbone, mixture: PromptMixture, train_rows: 
 
 def train_run(ws: Workspace, backbone: Backbone, mixture: PromptMixture, splits: Mapping[str, TaskSplits],
               tasks: Mapping[str, Task], config: TrainConfig, *, checkpoint: str | None = None, source: bool = False,
-              on_event: Event | None = None, resume: bool = False, force: bool = False) -> TrainResult:
+              on_event: Event | None = None, resume: bool = False, force: bool = False,
+              start: Mapping[str, Any] | None = None) -> TrainResult:
     """The training step every computing command shares: each task's train rows, dev selection on its dev
-    rows, and (``checkpoint``: the run's name, e.g. ``source-mnli``) a resumable checkpoint."""
+    rows, and (``checkpoint``: the run's name, e.g. ``source-mnli``) a resumable checkpoint; ``start``: how
+    the mixture was started, which a resumed checkpoint must match."""
     plan = checkpoint_plan(ws, checkpoint, config, resume, force) if checkpoint else None
     curve = {n: s.test for n, s in splits.items()} if config.curve_steps else None
     return train(backbone, mixture, {n: s.train for n, s in splits.items()}, {n: s.dev for n, s in splits.items()},
-                 tasks, config, source=source, on_event=on_event, checkpoint=plan, curve_rows=curve)
+                 tasks, config, source=source, on_event=on_event, checkpoint=plan, curve_rows=curve, start=start)
 
 
 def register_attention(registry: Registry, backbone: Backbone, spec: str, attention: AttentionModule, result: TrainResult,

@@ -149,7 +149,7 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     if attention is not None and attn_prior is None:
         calibrate_attention(backbone, mixture, {n: s.train for n, s in splits.items()}, task_map, run.config)
     result = train_run(ws, backbone, mixture, splits, task_map, run.config, checkpoint=f"target-{'+'.join(task_map)}",
-                       on_event=on_event, resume=resume, force=force)
+                       on_event=on_event, resume=resume, force=force, start={"init": inits, "attn_prior": attn_prior})
     if not result.main_process:
         return [], result  # under `accelerate launch` only the main process writes the registry
     config = {**run.config.to_dict(), "preset": preset, "recipe": recipe if mixing else None, "tasks": list(task_map),
