@@ -448,6 +448,8 @@ READERS = {  # commands that only read prompts: a path holding no registry is re
     "eval": ["eval"], "attn show": ["attn", "show"], "registry list": ["registry", "list"],
     "registry show": ["registry", "show", "mnli"], "registry verify": ["registry", "verify"],
     "study show": ["study", "show", "methods-rte"], "predict": ["predict", "rte", "--file", "{file:bom.jsonl}"],
+    "study sources": ["study", "sources", "rte", "--sources", "mnli", "--data-dir", "{data}"],
+    "target compose": ["target", "compose", "rte", "--add", "qqp", "--data-dir", "{data}"],
 }
 
 

@@ -212,3 +212,22 @@ def test_no_help_text_loses_its_default_to_markup():
         assert result.exit_code == 0, command
         stray = [line for line in result.output.splitlines() if re.search(r" \.(\s|$)", line)]
         assert not stray, (command, stray)
+
+
+@pytest.mark.parametrize("field", ["lr", "attn_lr", "weight_decay", "attn_temperature", "sampling_temperature"])
+def test_a_nan_rate_or_temperature_is_refused(field):
+    """NaN passes every comparison (`nan < 0` is false): a NaN learning rate once trained and registered a NaN prompt."""
+    from attemptctl.engine.train import TrainConfig
+    from attemptctl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{field.replace('_', '-')} must be a finite number, got nan"):
+        TrainConfig(**{field: float("nan")})
+
+
+def test_an_infinite_sampling_temperature_is_uniform_sampling_not_an_error():
+    from attemptctl.engine.train import TrainConfig
+    from attemptctl.errors import ConfigError
+
+    assert TrainConfig(sampling_temperature=float("inf")).sampling_temperature == float("inf")
+    with pytest.raises(ConfigError, match="lr must be a finite number, got inf"):
+        TrainConfig(lr=float("inf"))

@@ -51,7 +51,7 @@ def study_sources(
     from attemptctl.studies import study_sources as run_study
 
     order = [part.strip() for part in sources.split(",") if part.strip()]
-    rows = call(run_study, workspace(registry, data_dir, backbone, device=device, precision=precision), task, order, split=split, limit=limit)
+    rows = call(run_study, workspace(registry, data_dir, backbone, device=device, precision=precision, existing=True), task, order, split=split, limit=limit)
     if as_json:
         out.print_json(json.dumps([{"sources": list(r.sources), "metrics": r.metrics, "attention": r.attention,
                                     "examples": r.examples} for r in rows]))

@@ -90,7 +90,7 @@ def target_compose(
 
     with TrainProgress() as progress:
         record = call(compose_target, workspace(registry, data_dir, backbone, device=device, precision=precision,
-                                                 eval_batch_size=eval_batch_size), task, add=names(add),
+                                                 eval_batch_size=eval_batch_size, existing=True), task, add=names(add),
                       remove=names(remove), train_steps=train_steps, on_event=progress)
     if record is None:
         return

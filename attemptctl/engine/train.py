@@ -104,7 +104,8 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
         for name in ("lr", "attn_lr", "weight_decay", "attn_temperature", "sampling_temperature"):
             value = getattr(self, name)
-            if value is not None and not math.isfinite(value):  # NaN passes every comparison: a NaN rate trains NaN
+            # NaN passes every comparison: a NaN rate trains NaN. An infinite sampling temperature is uniform sampling.
+            if value is not None and (math.isnan(value) or (math.isinf(value) and name != "sampling_temperature")):
                 raise ConfigError(f"{name.replace('_', '-')} must be a finite number, got {value}")
         for name in ("lr", "attn_lr", "weight_decay"):
             value = getattr(self, name)

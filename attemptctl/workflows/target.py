@@ -127,8 +127,7 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
         raise ConfigError("variant 'spot' starts from a source prompt; give --init-from NAME or --init-from auto")
     if attn_prior and not variant_of(variant).has_attention:
         raise ConfigError(f"--attn-prior initialises G, which variant '{variant}' does not have")
-    if attn_prior:
-        run.registry.get("attention", attn_prior)  # fail before the slow part
+    prior_ref = run.registry.get("attention", attn_prior).ref if attn_prior else None  # fail before the slow part
     splits = {t.name: load_splits(ws, t, run.config) for t in run.tasks}
     backbone = ws.load_backbone(run.backbone_spec)
     sources = {r.ref: payloads.load_prompt(run.registry, r, backbone) for r in run.sources}
@@ -149,7 +148,7 @@ def train_target(ws: Workspace, task_names: Sequence[str], source_refs: Sequence
     if attention is not None and attn_prior is None:
         calibrate_attention(backbone, mixture, {n: s.train for n, s in splits.items()}, task_map, run.config)
     result = train_run(ws, backbone, mixture, splits, task_map, run.config, checkpoint=f"target-{'+'.join(task_map)}",
-                       on_event=on_event, resume=resume, force=force, start={"init": inits, "attn_prior": attn_prior})
+                       on_event=on_event, resume=resume, force=force, start={"init": inits, "attn_prior": prior_ref})
     if not result.main_process:
         return [], result  # under `accelerate launch` only the main process writes the registry
     config = {**run.config.to_dict(), "preset": preset, "recipe": recipe if mixing else None, "tasks": list(task_map),
