@@ -36,15 +36,18 @@ class Registry:
     """Registered prompts under ``root``: ``catalog.sqlite`` plus ``blobs/<sha[:2]>/<sha>.safetensors``."""
 
     def __init__(self, root: str | os.PathLike, *, busy_timeout: float = 10.0,
-                 migrations: Sequence[Migration] = MIGRATIONS, read_only: bool = False) -> None:
+                 migrations: Sequence[Migration] = MIGRATIONS, read_only: bool = False, create: bool = True) -> None:
         """Open (creating or upgrading) the registry; ``migrations`` is for tests of the upgrade path.
 
         ``read_only`` opens an existing registry for reading only (``attemptctl serve``): nothing is
-        created or upgraded, SQLite opens the catalog read-only, and every write is refused.
+        created or upgraded, SQLite opens the catalog read-only, and every write is refused. ``create=False``
+        (a command that only reads prompts) refuses a folder without a registry instead of creating one there,
+        so that a mistyped path is an error, not an empty registry.
         """
         self.root = Path(root).expanduser().resolve()
-        if read_only and not (self.root / "catalog.sqlite").is_file():
-            raise RegistryError(f"no registry at {self.root}; register prompts first (e.g. `attemptctl source pull`)")
+        if (read_only or not create) and not (self.root / "catalog.sqlite").is_file():
+            raise RegistryError(f"no registry at {self.root}; check --registry (or $ATTEMPTCTL_REGISTRY), or start one "
+                                "with `attemptctl source pull` or `attemptctl source train TASK`")
         try:
             if not read_only:
                 self.root.mkdir(parents=True, exist_ok=True)

@@ -485,10 +485,10 @@ class _Run:
         if names != set(saved.trainable):  # even --force cannot fit one mixture's state into another's
             raise ConfigError(f"checkpoint {plan.path} holds {', '.join(sorted(saved.trainable))}, this run trains "
                               f"{', '.join(sorted(names))}; drop --resume to start over")
-        buffers = dict(self.mixture.named_buffers())
-        if saved.buffers and set(saved.buffers) != set(_buffer_state(self.mixture)):
+        buffers = {k: v for k, v in self.mixture.state_dict(keep_vars=True).items() if k not in names}
+        if saved.buffers and set(saved.buffers) != set(buffers):
             raise ConfigError(f"checkpoint {plan.path} holds buffers {', '.join(sorted(saved.buffers))}, this run has "
-                              f"{', '.join(sorted(_buffer_state(self.mixture))) or 'none'}; drop --resume to start over")
+                              f"{', '.join(sorted(buffers)) or 'none'}; drop --resume to start over")
         with torch.no_grad():
             for name, parameter in self.mixture.named_parameters():
                 parameter.copy_(saved.trainable[name])

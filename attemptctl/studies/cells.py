@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from attemptctl.errors import ConfigError
+from attemptctl.formatting import repeated
 from attemptctl.method.variants import DEFAULT_RECIPE, RECIPES, TARGET_COLUMN, TARGET_INITS, variant_of  # noqa: F401  (TARGET_COLUMN: the studies' column name)
 from attemptctl.tasks import get_task
 from registry import PromptRecord, Registry
@@ -54,7 +55,7 @@ def default_name(targets: Sequence[str]) -> str:
 
 def _names(values: Sequence[str], what: str) -> tuple[str, ...]:
     names = tuple(v for v in values if v)
-    twice = sorted({n for n in names if names.count(n) > 1})
+    twice = repeated(names)
     if twice:
         raise ConfigError(f"{what} {', '.join(twice)} is listed twice; give each once")
     return names

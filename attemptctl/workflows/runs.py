@@ -19,6 +19,7 @@ import torch
 from attemptctl.engine.checkpoints import CheckpointPlan
 from attemptctl.engine.train import Event, TrainConfig, TrainResult, make_config, train
 from attemptctl.errors import ConfigError
+from attemptctl.formatting import repeated
 from attemptctl.method import lm
 from attemptctl.method.attention import CALIBRATION_ROWS, AttentionModule
 from attemptctl.method.backbones import Backbone
@@ -136,7 +137,7 @@ def plan_run(ws: Workspace, task_names: Sequence[str], source_refs: Sequence[str
         raise ConfigError(f"registry {registry.root} has no source prompts; pull the zoo's with `attemptctl source "
                           "pull` or train one with `attemptctl source train TASK`")
     sources = [registry.get("source", ref) for ref in source_refs]  # NotFoundError lists what exists
-    twice = sorted({r.name for r in sources if [s.name for s in sources].count(r.name) > 1})
+    twice = repeated(r.name for r in sources)
     if twice:
         raise ConfigError(f"source {', '.join(twice)} is listed twice; give each source once")
     config = make_config(preset, **_common_labels(sources, _common_length(sources, dict(overrides or {}))))

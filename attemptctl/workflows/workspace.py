@@ -46,11 +46,7 @@ class Workspace:
     _loaded: dict = field(default_factory=dict, compare=False, repr=False)
 
     def registry(self) -> Registry:
-        if self.existing and not (Path(self.registry_path).expanduser() / "catalog.sqlite").is_file():
-            raise AttemptError(f"no registry at {Path(self.registry_path).expanduser()}; check --registry (or "
-                               f"${REGISTRY_ENV}), or start one with `attemptctl source pull` or "
-                               "`attemptctl source train TASK`")
-        return Registry(self.registry_path)
+        return Registry(self.registry_path, create=not self.existing)
 
     def load_backbone(self, spec: str):
         """The frozen LM ``spec`` on this workspace's runtime, loaded once: a study cell trains, scores test
