@@ -371,3 +371,27 @@ def test_custom_files_read_csv_and_name_bad_lines(tmp_path):
     (tmp_path / "train.csv").write_bytes("text,label\ncaf\u00e9,pos\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"train\.csv: not UTF-8 text"):
         load_task(task)
+
+
+def test_amazon_reads_the_collections_layout_like_yelp(data_dir, tmp_path):
+    """Amazon, the collection's third set, is not in ../shared/data: a folder of the same layout (Yelp's rows
+    here) under sentiment_labelled_sentences/amazon loads with Yelp's sizes under both protocols, and the
+    `task show` / `task list` commands find it there."""
+    from typer.testing import CliRunner
+
+    from attemptctl.cli import app
+
+    folder = tmp_path / "sentiment_labelled_sentences" / "amazon"
+    folder.mkdir(parents=True)
+    for split in ("train", "validation"):
+        (folder / f"{split}.jsonl").write_bytes((data_dir / "sentiment_labelled_sentences" / "yelp" / f"{split}.jsonl").read_bytes())
+    for protocol, sizes in (("paper", (600, 200, 200)), ("heldout", (480, 120, 400))):
+        splits = load_task(get_task("amazon"), data_dir=tmp_path, protocol=protocol)
+        assert (len(splits.train), len(splits.dev), len(splits.test)) == sizes
+        yelp = load_task(get_task("yelp"), data_dir=data_dir, protocol=protocol)
+        assert [e.target for e in splits.test] == [e.target for e in yelp.test]  # the same rows, split the same way
+    assert splits.test[0].input.startswith("amazon sentence: ")
+    shown = CliRunner().invoke(app, ["task", "show", "amazon", "--data-dir", str(tmp_path)])
+    assert shown.exit_code == 0 and "amazon sentence: " in shown.output, shown.output
+    listed = CliRunner().invoke(app, ["task", "list", "--data-dir", str(tmp_path)])
+    assert listed.exit_code == 0 and "amazon" in listed.output, listed.output

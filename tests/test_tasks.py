@@ -40,7 +40,7 @@ def first_row(data_dir: Path, task: Task, split: str = "train", index: int = 0) 
 
 PAPER_TASKS = (*PAPER_EIGHT, "squad", "record", "wnli", "stsb", "cola", "multirc", "wic", "wsc", "copa",
                "nq", "hotpotqa", "searchqa", "newsqa", "scitail", "yelp_polarity", "winogrande", "paws")
-SENTIMENT_TASKS = ("imdb", "yelp")  # the small sentiment transfer targets of ../shared/data (not the paper's)
+SENTIMENT_TASKS = ("amazon", "imdb", "yelp")  # the small sentiment transfer targets (not the paper's); amazon is not in ../shared/data
 
 
 def test_catalogue_has_every_task_of_the_paper_and_sorted_names():
@@ -50,7 +50,7 @@ def test_catalogue_has_every_task_of_the_paper_and_sorted_names():
 
 
 def test_unknown_task_lists_known_names():
-    with pytest.raises(UnknownTaskError, match=r"unknown task 'foo'; known tasks: boolq, cb, "):
+    with pytest.raises(UnknownTaskError, match=r"unknown task 'foo'; known tasks: amazon, boolq, cb, "):
         get_task("foo")
 
 
@@ -99,7 +99,7 @@ def test_real_record_renders_exactly(data_dir, name, split, index, expected_inpu
     assert example == Example(name, expected_input, target, task.labels.index(target))
 
 
-NO_LOCAL_DATA = ("cola", "stsb", "copa", "yelp_polarity", "paws", "scitail", "winogrande", "record",
+NO_LOCAL_DATA = ("amazon", "cola", "stsb", "copa", "yelp_polarity", "paws", "scitail", "winogrande", "record",
                  "nq", "hotpotqa", "searchqa", "newsqa")
 
 
@@ -275,6 +275,6 @@ def test_sentiment_targets_render_real_rows_and_halve_validation(data_dir):
     assert (yelp.input, yelp.target) == ("yelp sentence: Great time - family dinner on a Sunday night.", "positive")
     imdb = get_task("imdb").render(first_row(data_dir, get_task("imdb"), index=2))
     assert imdb.target == "negative" and imdb.input.startswith("imdb sentence: Hackneyed writing")
-    for name in SENTIMENT_TASKS:
+    for name in ("imdb", "yelp"):  # amazon has no local data here: tests/test_data.py loads it from a copy
         splits = load_task(get_task(name), data_dir=data_dir, seed=42)
         assert (len(splits.train), len(splits.dev), len(splits.test)) == (600, 200, 200)

@@ -1,9 +1,11 @@
 """The paper's other targets, outside GLUE and SuperGLUE.
 
-IMDB and Yelp are the two small sets of "Sentiment Labelled Sentences" (Kotzias et al., KDD 2015):
-1,000 review sentences each, 600 train / 400 validation. They are not on the hub under this name:
-``--data-dir`` must hold ``sentiment_labelled_sentences/{imdb,yelp}``. With the SST-2 source in the
-zoo they are the cleanest transfer targets this project has (a new domain, a known skill).
+IMDB, Yelp and Amazon are the three small sets of "Sentiment Labelled Sentences" (Kotzias et al.,
+KDD 2015): 1,000 review sentences each (movies, restaurants, products), split 600 train / 400
+validation. They are not on the hub under this name: ``--data-dir`` must hold
+``sentiment_labelled_sentences/{imdb,yelp,amazon}`` (this project's offline data has IMDB and Yelp;
+Amazon's sentences read from the same layout). With the SST-2 source in the zoo they are the cleanest
+transfer targets this project has (a new domain, a known skill).
 
 SciTail and WinoGrande keep string labels on the hub (``"entailment"``, ``"1"``); ``label_map``
 turns them into indices. WinoGrande is a choice between its two options, both shown (the
@@ -15,6 +17,7 @@ from __future__ import annotations
 from attemptctl.tasks.base import Task
 
 TASKS = (
+    Task("amazon", "sentiment_labelled_sentences", "amazon", ("sentence",), ("negative", "positive"), ("accuracy",)),
     Task("imdb", "sentiment_labelled_sentences", "imdb", ("sentence",), ("negative", "positive"), ("accuracy",)),
     Task("yelp", "sentiment_labelled_sentences", "yelp", ("sentence",), ("negative", "positive"), ("accuracy",)),
     Task("yelp_polarity", "yelp_polarity", "plain_text", ("text",),
