@@ -389,9 +389,14 @@ def test_amazon_reads_the_collections_layout_like_yelp(data_dir, tmp_path):
         splits = load_task(get_task("amazon"), data_dir=tmp_path, protocol=protocol)
         assert (len(splits.train), len(splits.dev), len(splits.test)) == sizes
         yelp = load_task(get_task("yelp"), data_dir=data_dir, protocol=protocol)
-        assert [e.target for e in splits.test] == [e.target for e in yelp.test]  # the same rows, split the same way
-    assert splits.test[0].input.startswith("amazon sentence: ")
+        for split in ("train", "dev", "test"):  # the same rows, split the same way, under amazon's name
+            ours, theirs = getattr(splits, split), getattr(yelp, split)
+            assert [(e.input.replace("amazon sentence: ", "yelp sentence: ", 1), e.target) for e in ours] == \
+                [(e.input, e.target) for e in theirs]
     shown = CliRunner().invoke(app, ["task", "show", "amazon", "--data-dir", str(tmp_path)])
-    assert shown.exit_code == 0 and "amazon sentence: " in shown.output, shown.output
-    listed = CliRunner().invoke(app, ["task", "list", "--data-dir", str(tmp_path)])
-    assert listed.exit_code == 0 and "amazon" in listed.output, listed.output
+    assert shown.exit_code == 0, shown.output
+    assert str(folder / "validation.jsonl") in "".join(shown.output.split())  # the example's file; rich wraps it
+    listed = CliRunner().invoke(app, ["task", "list", "--data-dir", str(tmp_path), "--json"])
+    assert listed.exit_code == 0, listed.output
+    (amazon,) = [t for t in json.loads(listed.output) if t["name"] == "amazon"]
+    assert amazon["sizes"] == {"train": 600, "validation": 400}

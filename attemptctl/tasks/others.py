@@ -1,10 +1,11 @@
 """The paper's other targets, outside GLUE and SuperGLUE.
 
 IMDB, Yelp and Amazon are the three small sets of "Sentiment Labelled Sentences" (Kotzias et al.,
-KDD 2015): 1,000 review sentences each (movies, restaurants, products), split 600 train / 400
-validation. They are not on the hub under this name: ``--data-dir`` must hold
-``sentiment_labelled_sentences/{imdb,yelp,amazon}`` (this project's offline data has IMDB and Yelp;
-Amazon's sentences read from the same layout). With the SST-2 source in the zoo they are the cleanest
+KDD 2015): 1,000 review sentences each (movies, restaurants, products). They are not on the hub under
+this name: ``--data-dir`` must hold ``sentiment_labelled_sentences/{imdb,yelp,amazon}/{train,validation}.jsonl``
+(rows ``{"sentence": ..., "label": 0|1}``). The collection has no split; the offline data here (IMDB
+and Yelp) was shuffled with seed 13 and split 600 / 400, and docs/tasks.md says how to make Amazon's
+files the same way. With the SST-2 source in the zoo they are the cleanest
 transfer targets this project has (a new domain, a known skill).
 
 SciTail and WinoGrande keep string labels on the hub (``"entailment"``, ``"1"``); ``label_map``
