@@ -14,7 +14,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run index --data-dir DIR       # the main study, every task answering by label index
     python recipes/study.py run curves-300 --data-dir DIR  # yelp, imdb, rte x pt, spot, attempt: 300-step curves
     python recipes/study.py run main-v2 --seed 2 --build-registry DIR2 --data-dir DIR  # beside a --seed 1 run
-    python recipes/study.py status [PART]                  # cells done and left, from the committed exports
+    python recipes/study.py status [PART]                  # cells done and left (committed exports), time left
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py curves PART [--png FILE]       # its learning curves (terminal drawing, PNG)
     python recipes/study.py baselines PART --data-dir DIR  # the best constant answer on the same test rows
@@ -319,14 +319,54 @@ def run(args) -> None:
     print(f"{args.part}: every cell is done; `python recipes/study.py table {args.part}` prints the table")
 
 
+def _seconds(row: dict) -> float | None:
+    """A finished cell's training and test time, as its export records it (older exports may not)."""
+    if row.get("train_seconds") is None:
+        return None
+    return float(row["train_seconds"]) + float(row.get("eval_seconds") or 0.0)
+
+
+def time_left(part: dict, done: dict[tuple, dict]) -> float | None:
+    """Seconds the part's unfinished cells should take, at the pace of its finished ones on this machine kind:
+    a cell takes what the same method took on the same target (mean over seeds), else what the target's other
+    single-target cells took, else their mean over every target; the multi-task run, what it took before, else
+    the sum of its targets' ATTEMPT cells. None when no finished cell recorded its time."""
+    timed = {cell: seconds for cell, row in done.items() if (seconds := _seconds(row)) is not None}
+    single = {cell: seconds for cell, seconds in timed.items() if cell[0] != "attempt-mt"}
+    if not single:
+        return None
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    def cell(method: str, target: str) -> float:
+        return (mean([v for (m, t, _, _), v in single.items() if (m, t) == (method, target)])
+                or mean([v for (_, t, _, _), v in single.items() if t == target])
+                or mean(list(single.values())))
+
+    # The multi-task run's cells all carry the run's time: one value per finished run.
+    mt_runs = {(seed, shots): v for (m, _, seed, shots), v in timed.items() if m == "attempt-mt"}
+    mt = mean(list(mt_runs.values())) or sum(cell("attempt", t) for t in part["targets"])
+    left = [c for c in _todo(part) if c not in done]
+    singles = sum(cell(method, target) for method, target, _, _ in left if method != "attempt-mt")
+    return singles + mt * len({(seed, shots) for method, _, seed, shots in left if method == "attempt-mt"})
+
+
 def status(args) -> None:
     for name in [args.part] if args.part else PARTS:
         part = PARTS[name]
         done = _done(part["study"])
         todo = _todo(part)
         left = [c for c in todo if c not in done]
+        seconds = time_left(part, done) if left else None
         print(f"{name} ({part['study']}): {len(todo) - len(left)}/{len(todo)} cells done in "
-              f"{len(_exports(part['study']))} export(s)" + (f"; next: {left[0]}" if left else ""))
+              f"{len(_exports(part['study']))} export(s)" + (f"; next: {left[0]}" if left else "")
+              + ("" if seconds is None else f"; about {_duration(seconds)} of training left at the pace of the "
+                                            "cells done"))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.0f} h"
 
 
 def _targets_done(part: dict) -> list[str]:

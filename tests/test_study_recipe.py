@@ -82,6 +82,31 @@ def test_cells_in_any_export_are_done_and_status_says_what_is_next(recipe, capsy
     assert line == f"main ({study}): 3/{total} cells done in 2 export(s); next: ('pt', 'mrpc', 1, None)"
 
 
+def test_status_estimates_the_time_left_from_the_cells_done(recipe, capsys):
+    part = {"study": "tiny", "targets": ("rte", "cb"), "methods": ("pt", "attempt", "attempt-mt"), "seeds": (1, 2),
+            "shots": (None,)}
+
+    def row(seconds, evaluation=0.0):
+        return {"train_seconds": seconds, "eval_seconds": evaluation}
+
+    done = {("pt", "rte", 1, None): row(100, 20), ("attempt", "rte", 1, None): row(200), ("pt", "cb", 1, None): row(50)}
+    # Left: attempt on cb (its target's mean, 50), the seed-1 multi-task run (rte's ATTEMPT 200 + cb's 50), and
+    # seed 2 (PT 120 + 50, ATTEMPT 200 + 50, the multi-task run 250).
+    assert recipe.time_left(part, done) == 50 + 250 + 120 + 50 + 200 + 50 + 250
+    mt = {("attempt-mt", t, 1, None): row(400) for t in part["targets"]}  # one finished run: its own time
+    assert recipe.time_left(part, {**done, **mt}) == 50 + 120 + 50 + 200 + 50 + 400
+    assert recipe.time_left(part, {("pt", "rte", 1, None): {}}) is None  # exports from before the timing
+    recipe.PARTS["tiny"] = part  # this test's own copy of the recipe module
+    path = _export(recipe, "tiny", "a", [("pt", "rte", 1, None)])
+    recipe.status(type("Args", (), {"part": "tiny"})())
+    assert capsys.readouterr().out.strip().endswith("next: ('attempt', 'rte', 1, None)")  # untimed: no estimate
+    export = json.loads(path.read_text())
+    export["cells"][0].update(train_seconds=5000.0, eval_seconds=400.0)
+    path.write_text(json.dumps(export))
+    recipe.status(type("Args", (), {"part": "tiny"})())  # 7 single cells of 5,400 s + 2 runs of 2 x 5,400 s: 16.5 h
+    assert capsys.readouterr().out.strip().endswith("; about 16 h of training left at the pace of the cells done")
+
+
 def test_each_build_registry_writes_its_own_export(recipe, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     registry, export = recipe._registry("six-targets")
