@@ -231,3 +231,31 @@ def test_an_infinite_sampling_temperature_is_uniform_sampling_not_an_error():
     assert TrainConfig(sampling_temperature=float("inf")).sampling_temperature == float("inf")
     with pytest.raises(ConfigError, match="lr must be a finite number, got inf"):
         TrainConfig(lr=float("inf"))
+
+
+def test_registry_show_says_how_large_a_prompt_is_and_survives_a_damaged_file(tmp_path):
+    """`registry show` reports the stored prompt's row norms (how far training moved it), and a damaged
+    file is described in the view instead of failing it."""
+    import torch
+
+    from attemptctl.workflows.payloads import prompt_payload
+
+    prompt = torch.zeros(3, 8)
+    prompt[0, 0], prompt[1, :4], prompt[2] = 3.0, 1.0, 0.5  # rows of norm 3, 2 and sqrt(2)
+    registry = Registry(tmp_path / "r")
+    record = registry.register(kind="source", name="mnli", task="mnli", backbone="tiny", fingerprint={"d": 8}, d=8,
+                               m=3, payload=prompt_payload(prompt), variant="prompt-tuning", config={})
+    shown = run("registry", "show", "mnli", "--registry", tmp_path / "r")
+    assert shown.exit_code == 0, shown.output
+    payload = json.loads(shown.output)["payload"]
+    assert payload["shape"] == [3, 8]
+    assert payload["row_norm"] == {"mean": pytest.approx((3 + 2 + 2 ** 0.5) / 3, abs=1e-4), "min": pytest.approx(
+        2 ** 0.5, abs=1e-4), "max": pytest.approx(3.0)}
+
+    blob = tmp_path / "r" / "blobs" / record.sha256[:2] / f"{record.sha256}.safetensors"
+    blob.write_bytes(b"not a prompt")
+    shown = run("registry", "show", "mnli", "--registry", tmp_path / "r")
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["prompt"] == "mnli@1" and "registry verify" in data["payload"]["error"]
+    assert data["payload"]["error"].startswith("source prompt mnli@1: file ") and "backup" in data["payload"]["error"]

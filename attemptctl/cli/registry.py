@@ -38,7 +38,10 @@ def registry_show(
     """Everything recorded about one prompt version, with its evaluations. Example: attemptctl registry show boolq@1"""
     reg = call(workspace(registry, existing=True).registry)
     record = call(reg.find, name, kinds=("target", "source", "attention"))
+    from attemptctl.workflows.payloads import payload_summary  # torch: only once a record is shown
+
     data = _record_json(record)
+    data["payload"] = payload_summary(reg, record)
     data["evaluations"] = [{"split": e.split, "metrics": dict(e.metrics), "examples": e.examples,
                             "seconds": e.seconds, "at": e.created_at.isoformat(timespec="seconds")}
                            for e in call(reg.evaluations, record.kind, record.ref)]

@@ -47,6 +47,23 @@ def _tensors(registry, record) -> dict[str, torch.Tensor]:
                            "retrain it or restore the registry from a backup") from exc
 
 
+def payload_summary(registry, record) -> dict:
+    """What a stored payload holds, for `registry show`: a prompt's shape and the norms of its rows (how far
+    training moved it: a zero-started target prompt that barely trained stays near 0), or G's parameter count.
+    A payload that cannot be read is described, not raised: showing a record must work on a damaged registry."""
+    try:
+        tensors = _tensors(registry, record)
+    except Exception as exc:  # noqa: BLE001 - any damage is reported in the record's view instead
+        return {"error": f"{exc}; `attemptctl registry verify` checks every file"}
+    prompt = tensors.get("prompt")
+    if prompt is not None and prompt.dim() == 2:
+        norms = prompt.float().norm(dim=1)
+        return {"shape": list(prompt.shape), "row_norm": {"mean": round(float(norms.mean()), 4),
+                                                         "min": round(float(norms.min()), 4),
+                                                         "max": round(float(norms.max()), 4)}}
+    return {"tensors": len(tensors), "values": sum(t.numel() for t in tensors.values())}
+
+
 def load_prompt(registry, record, backbone: Backbone) -> torch.Tensor:
     """The (m, d) prompt of a source or target record, checked against ``backbone``."""
     check_fingerprint(f"{record.kind} prompt {record.ref}", dict(record.fingerprint), backbone)
