@@ -35,7 +35,8 @@ def _export(recipe, study, name, cells):
 
 
 @pytest.mark.parametrize("part", ["main", "ablations", "few-shot", "budget", "index", "borrowed", "start",
-                                  "start-lr", "start-zeros", "budget-lr", "main-v2", "curves-300"])
+                                  "start-lr", "start-zeros", "budget-lr", "main-v2", "curves-300",
+                                  "defaults-transfer-lr1e-2"])
 def test_every_cell_once_attempt_before_single_and_mt_after_its_seed(recipe, part):
     spec = recipe.PARTS[part]
     todo = recipe._todo(spec)
