@@ -65,3 +65,21 @@ def test_the_target_keeps_the_sources_score_on_the_same_rows(controlled, real_da
                      {"sst2": task}, max_length=record.config.get("max_length"))["sst2"].metrics["accuracy"]
     assert alone > 0.7  # the oracle knows the task
     assert row["metrics"]["accuracy"] >= alone - 0.06
+
+
+def test_the_control_recipe_runs_the_settings_asked_for_and_names_an_unknown_one(capsys):
+    """recipes/control.py, the real-backbone control of docs/results.md: the candidate setting differs from the
+    transfer recipe only in the target prompt's rate, and an unknown setting stops before any training."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "control.py"
+    spec = importlib.util.spec_from_file_location("control_recipe", path)
+    control = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(control)
+    assert control.SETTINGS["transfer-lr1e-2"] == [*control.SETTINGS["transfer"], "--lr", "0.01"]
+    with pytest.raises(SystemExit) as stopped:
+        control.main(["--data-dir", "unused", "--settings", "transfer,fast"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown setting fast" in err and "transfer-lr1e-2" in err
