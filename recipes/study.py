@@ -14,6 +14,7 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py run index --data-dir DIR       # the main study, every task answering by label index
     python recipes/study.py run curves-300 --data-dir DIR  # yelp, imdb, rte x pt, spot, attempt: 300-step curves
     python recipes/study.py run main-v2 --seed 2 --build-registry DIR2 --data-dir DIR  # beside a --seed 1 run
+    python recipes/study.py carry main-v2 --seed 1        # its unfinished ATTEMPT-MT run, to commit and continue
     python recipes/study.py status [PART]                  # cells done and left (committed exports), time left
     python recipes/study.py table PART                     # the part's Markdown table, from the exports
     python recipes/study.py curves PART [--png FILE]       # its learning curves (terminal drawing, PNG)
@@ -28,7 +29,8 @@ finishes to ``recipes/results/studies/<study>/<export>.json``.
     python recipes/study.py transfer --labels index --prompts-from REG --data-dir DIR  # index prompts, index targets
 
 Resumable across machines: a cell in any committed export is never trained again. A build registry
-lost with its machine only loses the cell that was in training; the next run writes a new export
+lost with its machine only loses the cell that was in training (``carry`` commits an unfinished multi-task
+run's checkpoint, which ``run`` then continues on any machine); the next run writes a new export
 next to the old ones, and ``attemptctl study show NAME --from A --from B`` joins them (checking the
 equal budget across all of them), which is what ``table`` prints.
 """
@@ -302,6 +304,61 @@ def _pull(registry: Path, labels: str, zoo: Path | None) -> dict[str, str]:
     return {ref.split("@")[0]: ref for ref in [*pulled["added"], *pulled["present"]]}
 
 
+CARRIED = ROOT / "recipes" / "results" / "study-resume"
+"""Checkpoints of unfinished multi-task runs (a part's ATTEMPT-MT, longer than a machine may live), committed so
+that the next machine continues them (`carry`)."""
+
+
+def _mt_run(part: dict, seed: int, shots: int | None, registry: Path) -> tuple[Path, Path]:
+    """Where the multi-task run of ``seed`` (and ``shots``) checkpoints in ``registry``, and where `carry` keeps it."""
+    run = "target-" + "+".join(part["targets"])
+    carried = CARRIED / part["study"] / (f"seed-{seed}" + ("" if shots is None else f"-shots-{shots}") + ".safetensors")
+    return registry / "checkpoints" / f"{run}.safetensors", carried
+
+
+def carry(args) -> None:
+    """Copy the part's unfinished multi-task run (of --seed) out of the build registry into the checkout, to
+    commit: `run` with the same part and seed continues it on any machine whose build registry has none."""
+    part = PARTS[args.part]
+    if "attempt-mt" not in part["methods"]:
+        sys.exit(f"{args.part} has no multi-task run to carry (its methods: {', '.join(part['methods'])})")
+    if args.seed not in part["seeds"]:
+        sys.exit(f"{args.part} has no seed {args.seed}; its seeds are {', '.join(map(str, part['seeds']))}")
+    registry = Path(args.build_registry) if args.build_registry else _registry(part["study"])[0]
+    carried_any = False
+    for shots in part["shots"]:
+        checkpoint, carried = _mt_run(part, args.seed, shots, registry)
+        if checkpoint.exists():
+            carried.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(checkpoint, carried)
+            carried_any = True
+            print(f"{checkpoint} -> {carried.relative_to(ROOT)} ({carried.stat().st_size:,} bytes); commit it")
+    if not carried_any:
+        sys.exit(f"{args.part}: no unfinished multi-task run of seed {args.seed} in {registry}; nothing to carry")
+
+
+def _restore_carried(part: dict, cell: tuple, registry: Path) -> None:
+    """Before the multi-task run of ``cell``: continue its carried checkpoint unless this registry has its own."""
+    sys.path.insert(0, str(ROOT))
+    from attemptctl.engine.checkpoints import adopt
+
+    method, _, seed, shots = cell
+    if method == "attempt-mt":
+        checkpoint, carried = _mt_run(part, seed, shots, registry)
+        if adopt(carried, checkpoint):
+            print(f"continuing the committed checkpoint {carried.relative_to(ROOT)}", flush=True)
+
+
+def _forget_carried(part: dict, cell: tuple) -> None:
+    """A finished multi-task run's carried checkpoint is spent: its cells are in the export now."""
+    method, _, seed, shots = cell
+    if method == "attempt-mt":
+        carried = _mt_run(part, seed, shots, Path())[1]
+        if carried.exists():
+            carried.unlink()
+            print(f"{carried.relative_to(ROOT)} is spent (the run finished): commit its removal", flush=True)
+
+
 def run(args) -> None:
     part = PARTS[args.part]
     study = part["study"]
@@ -315,12 +372,16 @@ def run(args) -> None:
     pending = [c for c in wanted if c not in _done(study)]
     while pending:
         command = _cell_command(args.part, pending[0], registry, export, args.data_dir, sources)
+        _restore_carried(part, pending[0], registry)
         code = _attemptctl(*command)
         if code != 0:
-            sys.exit(f"stopped (exit {code}); run the same command again to continue")
+            sys.exit(f"stopped (exit {code}); run the same command again to continue"
+                     + (f", or `python recipes/study.py carry {args.part} --seed {pending[0][2]}` to continue it on "
+                        "another machine" if pending[0][0] == "attempt-mt" else ""))
         left = [c for c in wanted if c not in _done(study)]
         if left and left[0] == pending[0]:
             sys.exit(f"{pending[0]} did not finish; see the output above")
+        _forget_carried(part, pending[0])
         pending = left
     print(f"{args.part}: every cell is done; `python recipes/study.py table {args.part}` prints the table")
 
@@ -732,6 +793,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, help="only this seed's cells (several parts can then go seed by seed)")
     p.add_argument("--build-registry", help="train in this registry [~/.cache/attemptctl/study-build/STUDY]; a "
                    "second run of the part beside the first (another --seed) needs its own")
+    p = sub.add_parser("carry", help="the part's unfinished multi-task run into the checkout, to commit")
+    p.add_argument("part", choices=PARTS)
+    p.add_argument("--seed", type=int, required=True, help="the seed whose run to carry")
+    p.add_argument("--build-registry", help="the registry it trains in [~/.cache/attemptctl/study-build/STUDY]")
     p = sub.add_parser("baselines", help="the best constant answer per target, as a table row")
     p.add_argument("part", choices=PARTS)
     p.add_argument("--data-dir", required=True)
@@ -766,7 +831,7 @@ def main() -> None:
     p.add_argument("part", choices=PARTS)
     p.add_argument("--json", action="store_true", help="the joined table as JSON instead of Markdown")
     args = parser.parse_args()
-    {"run": run, "status": status, "table": table, "baselines": baselines, "per-seed": per_seed,
+    {"run": run, "carry": carry, "status": status, "table": table, "baselines": baselines, "per-seed": per_seed,
      "docs": docs, "transfer": transfer, "power": power, "compare": compare, "curves": curves}[args.command](args)
 
 

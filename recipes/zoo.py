@@ -184,10 +184,10 @@ def _carried(args, task: str) -> Path:
 def _restore_carried(args, task: str, checkpoint: Path) -> Path:
     """Put ``task``'s carried checkpoint where `source train --resume` reads it, unless the build registry has
     a run of its own; returns the carried file's path (which may not exist)."""
+    from attemptctl.engine.checkpoints import adopt
+
     carried = _carried(args, task)
-    if not checkpoint.exists() and carried.exists():  # another machine's run, committed: continue it
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(carried, checkpoint)
+    if adopt(carried, checkpoint):  # another machine's run, committed: continue it
         print(f"{task}: continuing the committed checkpoint {carried.relative_to(ROOT)}", flush=True)
     return carried
 

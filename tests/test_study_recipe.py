@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,51 @@ def test_transfer_scores_each_prompt_untrained_on_the_target_rows(recipe, tmp_pa
         label, share = most.strip().rstrip("%)").split(" (")
         assert label in get_task("cb").labels
         assert 100 / len(get_task("cb").labels) <= int(share) <= 100  # the most predicted label's share
+
+
+def test_an_unfinished_multi_task_run_is_carried_into_the_checkout_and_continued_elsewhere(recipe, tmp_path,
+                                                                                          monkeypatch):
+    """ATTEMPT-MT trains for longer than a machine may live: `carry` commits its checkpoint, `run` puts it back
+    where `study methods --resume` reads it on a fresh machine (never over a run of that machine's own), and a
+    finished run's carried file is removed."""
+    monkeypatch.setattr(recipe, "ROOT", tmp_path / "checkout")
+    monkeypatch.setattr(recipe, "CARRIED", tmp_path / "checkout" / "study-resume")
+    part = recipe.PARTS["main-v2"]
+    args = type("Args", (), {"part": "main-v2", "seed": 2, "build_registry": str(tmp_path / "machine-1")})()
+    with pytest.raises(SystemExit, match="no unfinished multi-task run of seed 2"):
+        recipe.carry(args)
+    state = tmp_path / "machine-1" / "checkpoints" / f"target-{'+'.join(part['targets'])}.safetensors"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"step 300 of 800")
+    recipe.carry(args)
+    carried = recipe.CARRIED / "main-v2" / "seed-2.safetensors"
+    assert carried.read_bytes() == b"step 300 of 800"
+
+    fresh = tmp_path / "machine-2"
+    recipe._restore_carried(part, ("attempt-mt", "yelp", 1, None), fresh)  # another seed's run: not this file
+    assert not (fresh / "checkpoints").exists()
+    recipe._restore_carried(part, ("attempt-mt", "yelp", 2, None), fresh)
+    restored = fresh / "checkpoints" / state.name
+    assert restored.read_bytes() == b"step 300 of 800"
+    restored.write_bytes(b"step 400 of 800")  # a run of its own is never overwritten
+    recipe._restore_carried(part, ("attempt-mt", "yelp", 2, None), fresh)
+    assert restored.read_bytes() == b"step 400 of 800"
+    recipe._forget_carried(part, ("pt", "yelp", 2, None))  # a single-target cell leaves it alone
+    assert carried.exists()
+    recipe._forget_carried(part, ("attempt-mt", "yelp", 2, None))
+    assert not carried.exists()
+
+
+@pytest.mark.parametrize("argv, error", [(["carry", "curves-300", "--seed", "1"], "no multi-task run to carry"),
+                                         (["carry", "main-v2", "--seed", "7"], "has no seed 7")])
+def test_carry_refuses_a_part_or_seed_without_a_multi_task_run(argv, error, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "recipes" / "study.py"), *argv, "--build-registry",
+                           str(tmp_path / "build")], capture_output=True, text=True)
+    assert done.returncode != 0 and error in done.stderr and not (tmp_path / "build").exists()
+
+
+def test_a_carried_multi_task_checkpoint_is_not_ignored_by_git(recipe):
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    path = (recipe.CARRIED / "main-v2" / "seed-1.safetensors").relative_to(ROOT)
+    assert subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT).returncode == 1

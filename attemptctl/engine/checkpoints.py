@@ -102,6 +102,20 @@ def load(path: Path) -> Checkpoint:
     )
 
 
+def adopt(carried: Path, path: Path) -> bool:
+    """Put ``carried`` (a checkpoint another machine wrote and a checkout carried over) at ``path``, where a
+    resumed run reads it, unless a run of this machine already checkpoints there; True when it was put.
+    The copy goes through a temp file and a rename, so a kill leaves no half-written checkpoint."""
+    if path.exists() or not carried.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(carried.read_bytes())
+    os.replace(staging, path)
+    return True
+
+
 #: Identity keys that older checkpoints do not have: such a checkpoint resumes without that check.
 OPTIONAL = ("start", "processes")
 
