@@ -430,6 +430,20 @@ def status(args) -> None:
               f"{len(_exports(part['study']))} export(s)" + (f"; next: {left[0]}" if left else "")
               + ("" if seconds is None else f"; about {_duration(seconds)} of training left at the pace of the "
                                             "cells done"))
+        for carried in sorted((CARRIED / part["study"]).glob("*.safetensors")):
+            print(f"  carried multi-task run {carried.relative_to(ROOT)}: {_carried_step(carried)}")
+
+
+def _carried_step(path: Path) -> str:
+    """Where a carried checkpoint stands ("step 300"), or why that cannot be read."""
+    sys.path.insert(0, str(ROOT))
+    from attemptctl.engine.checkpoints import load
+    from attemptctl.errors import AttemptError
+
+    try:
+        return f"step {load(path).step}; `run` continues it"
+    except AttemptError as exc:
+        return f"unreadable ({exc})"
 
 
 def _duration(seconds: float) -> str:

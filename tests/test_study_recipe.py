@@ -360,3 +360,20 @@ def test_a_carried_multi_task_checkpoint_is_not_ignored_by_git(recipe):
         pytest.skip("not a git checkout")
     path = (recipe.CARRIED / "main-v2" / "seed-1.safetensors").relative_to(ROOT)
     assert subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT).returncode == 1
+
+
+def test_status_says_where_a_carried_multi_task_run_stands(recipe, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from attemptctl.engine.checkpoints import Checkpoint, save
+
+    monkeypatch.setattr(recipe, "ROOT", tmp_path)
+    monkeypatch.setattr(recipe, "CARRIED", tmp_path / "study-resume")
+    save(recipe.CARRIED / "main-v2" / "seed-1.safetensors",
+         Checkpoint(step=300, epoch=0, batches_done=300, trainable={"target.yelp": torch.zeros(2, 3)},
+                    optimizer={"state": {}, "param_groups": []}, scheduler={}, rng=torch.get_rng_state(), identity={}))
+    (recipe.CARRIED / "main-v2" / "seed-2.safetensors").write_bytes(b"cut short by a full disk")
+    recipe.status(type("Args", (), {"part": "main-v2"})())
+    out = capsys.readouterr().out
+    assert "study-resume/main-v2/seed-1.safetensors: step 300; `run` continues it" in out
+    assert "seed-2.safetensors: unreadable" in out

@@ -109,7 +109,7 @@ def adopt(carried: Path, path: Path) -> bool:
     if path.exists() or not carried.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "wb") as handle:
         handle.write(carried.read_bytes())
     os.replace(staging, path)
