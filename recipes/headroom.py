@@ -185,7 +185,7 @@ def table(args) -> None:
     if not cells:
         sys.exit(f"no LoRA cell of {args.name} yet; `python recipes/headroom.py run {args.name} --data-dir DIR` "
                  "trains them")
-    pt = study._cells_of(HEADROOM[args.name])
+    pt = study._cells_of(HEADROOM[args.name], "pt")
     targets = [t for t in part["targets"] if any(t == target for target, _ in cells)]
     print("| row | params | " + " | ".join(targets) + " |")
     print("|---|---:|" + "---:|" * len(targets))

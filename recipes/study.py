@@ -628,13 +628,19 @@ COMPARISONS = {
 }
 
 
-def _cells_of(part: str) -> dict[tuple[str, int], dict]:
-    """(target, seed) -> the part's single-method cell, from its committed exports (with the export's gold rows
-    of the cell kept beside it when it kept its answers)."""
+def _cells_of(part: str, method: str | None = None) -> dict[tuple[str, int], dict]:
+    """(target, seed) -> the part's cell of ``method`` (None: the part's only method), from its committed exports
+    (with the export's gold rows of the cell kept beside it when it kept its answers)."""
+    methods = PARTS[part]["methods"]
+    if method is None and len(methods) != 1:
+        raise ValueError(f"part {part} trains {', '.join(methods)}: name the method whose cells to read")
+    method = method or methods[0]
     cells = {}
     for path in _exports(PARTS[part]["study"]):
         doc = json.loads(path.read_text())
         for row in doc["cells"]:
+            if row["method"] != method:
+                continue
             gold = (doc.get("test_rows") or {}).get(row.get("test_rows") or "")
             cells[(row["target"], row["seed"])] = {**row, "gold": gold}
     return cells

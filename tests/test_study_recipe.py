@@ -377,3 +377,15 @@ def test_status_says_where_a_carried_multi_task_run_stands(recipe, tmp_path, mon
     out = capsys.readouterr().out
     assert "study-resume/main-v2/seed-1.safetensors: step 300; `run` continues it" in out
     assert "seed-2.safetensors: unreadable" in out
+
+
+def test_cells_of_a_part_with_several_methods_reads_the_method_asked_for(recipe):
+    """The headroom row pairs LoRA with a part's PT cells: in main-v2, which trains PT, SPoT and ATTEMPT on the same
+    targets, reading "the part's cell" must not hand back whichever method came last in the export."""
+    _export(recipe, "main-v2", "a", [("pt", "yelp", 1, None), ("spot", "yelp", 1, None), ("attempt", "yelp", 1, None)])
+    assert recipe._cells_of("main-v2", "pt")[("yelp", 1)]["method"] == "pt"
+    assert recipe._cells_of("main-v2", "attempt")[("yelp", 1)]["method"] == "attempt"
+    with pytest.raises(ValueError, match="name the method"):
+        recipe._cells_of("main-v2")
+    _export(recipe, "defaults-pt", "b", [("pt", "rte", 2, None)])
+    assert list(recipe._cells_of("defaults-pt")) == [("rte", 2)]  # a one-method part needs no name
