@@ -52,6 +52,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTS = ROOT / "recipes" / "results" / "studies"
+
+
+def _build(study: str) -> Path:
+    """Where a part's build registry is unless ``--build-registry`` says (read from HOME when asked)."""
+    return Path.home() / ".cache" / "attemptctl" / "study-build" / study
+
+
 ZOO_PINS = Path.home() / ".cache" / "attemptctl" / "zoo-pins"
 """Where the zoos that parts pin by commit are extracted (once each)."""
 BACKBONE = "smollm2-135m"
@@ -224,7 +231,7 @@ def _registry(study: str, build: str | None = None) -> tuple[Path, Path]:
     """This machine's build registry for the study (``build``, or one under ~/.cache) and the export it writes
     (named by a token kept in the registry, so a new registry never overwrites another's export: two runs of
     one part, each with its own --seed and --build-registry, train side by side)."""
-    registry = Path(build) if build else Path.home() / ".cache" / "attemptctl" / "study-build" / study
+    registry = Path(build) if build else _build(study)
     registry.mkdir(parents=True, exist_ok=True)
     token_file = registry / "export-token"
     if not token_file.exists():
@@ -324,7 +331,7 @@ def carry(args) -> None:
         sys.exit(f"{args.part} has no multi-task run to carry (its methods: {', '.join(part['methods'])})")
     if args.seed not in part["seeds"]:
         sys.exit(f"{args.part} has no seed {args.seed}; its seeds are {', '.join(map(str, part['seeds']))}")
-    registry = Path(args.build_registry) if args.build_registry else _registry(part["study"])[0]
+    registry = Path(args.build_registry) if args.build_registry else _build(part["study"])
     carried_any = False
     for shots in part["shots"]:
         checkpoint, carried = _mt_run(part, args.seed, shots, registry)
