@@ -22,7 +22,7 @@ def headroom():
     return module
 
 
-PART = {"study": "tiny-pt-no-exports", "targets": ("rte",), "seeds": (1,),
+PART = {"study": "tiny-pt-no-exports", "targets": ("rte",), "seeds": (1,), "methods": ("pt",),
         "budget": {"--preset": "cpu", "--max-steps": 4, "--batch-size": 4, "--max-length": 32, "--train-limit": 16,
                    "--dev-limit": 4, "--test-limit": 8, "--eval-every": 2, "--warmup-steps": 1}}
 
