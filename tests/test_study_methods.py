@@ -211,7 +211,9 @@ def test_adding_a_seed_trains_only_new_cells_and_show_needs_no_torch(full_study)
     assert shown["torch"] == []
     assert shown["table"] == printed
     text = run("study", "show", "methods-rte+cb", "--registry", path, "--markdown")
-    assert "| ATTEMPT-MT |" in text.output and "seeds 7, 42" in text.output
+    # Only PT and ATTEMPT have seed 7: the other methods' ten cells (of 2 targets x 7 rows) are named as one seed's.
+    assert "| ATTEMPT-MT |" in text.output and ("mean ± std over the seeds each cell has of 7, 42 (10 of 14 table "
+                                                 "cells rest on one seed so far") in " ".join(text.output.split())
     # The attention table: one row per ATTEMPT target, its weights those the JSON holds, each row summing to 1.
     heat = [line for line in text.output.splitlines() if line.startswith(("| ATTEMPT |", "| ATTEMPT-MT |"))
             and line.split("|")[2].strip() in ("rte", "cb")]
@@ -370,6 +372,18 @@ def test_export_after_each_cell_and_show_joins_exports_of_two_registries(sources
     scores = sorted(c["score"] for c in joined["cells"])
     assert row["scores"]["rte"]["n"] == 2 and row["scores"]["rte"]["mean"] == pytest.approx(sum(scores) / 2)
     assert joined["budget_issues"] == []
+    assert "mean ± std over seeds 1, 2." in run("study", "show", "joined", "--from", first, "--from", second,
+                                                "--markdown").output
+    # A table cell with fewer seeds than the table (a study still running): the caption says so, not "over seeds
+    # 1, 2" for every cell.
+    partial = json.loads(first.read_text())
+    partial["cells"][0]["method"] = "spot"
+    third = tmp_path / "c.json"
+    third.write_text(json.dumps(partial))
+    shown = run("study", "show", "joined", "--from", first, "--from", second, "--from", third, "--markdown")
+    assert shown.exit_code == 0, shown.output
+    assert ("mean ± std over the seeds each cell has of 1, 2 (1 of 2 table cells rest on one seed so far, and "
+            "show no ±)") in " ".join(shown.output.split())
     # The same file twice is the same cells, not twice as many; a file of another registry is not overwritten.
     result = run("study", "show", "joined", "--from", first, "--from", first, "--json")
     assert result.exit_code == 0 and len(json.loads(result.output)["cells"]) == 1

@@ -96,10 +96,8 @@ def _print_table(table, as_json: bool, as_csv: bool, markdown: bool) -> None:
     from rich.table import Table
 
 
-    seeds = ", ".join(map(str, table.seeds))
     for shots, header, rows in table_rows(table):
-        over = f"mean ± std over seeds {seeds}" if len(table.seeds) > 1 else f"seed {seeds}"
-        title = f"Study {table.name}: test scores (%), {over}" + (f", {shots}-shot" if shots else "")
+        title = f"Study {table.name}: test scores (%), {table.seeds_caption()}" + (f", {shots}-shot" if shots else "")
         out.print(title, highlight=False)  # a line of its own: a table title wraps to the table's width
         rendered = Table()
         for i, name in enumerate(header):
@@ -273,9 +271,8 @@ def _print_curves(table, draw: bool, png: Path | None) -> None:
                                for label, points in series])
               for title, metric, series in call(curve_panels, table)]
     if draw:
-        seeds = ", ".join(map(str, table.seeds))
-        over = f"mean ± std over seeds {seeds}" if len(table.seeds) > 1 else f"seed {seeds}"
-        out.print(f"Study {table.name}: learning curves, test scores (%) at each step, {over}", highlight=False)
+        out.print(f"Study {table.name}: learning curves, test scores (%) at each step, {table.seeds_caption()}",
+                  highlight=False)
         for title, metric, series in panels:
             out.print(curve_table(title, metric, series))
     if png is not None:

@@ -104,9 +104,7 @@ def table_markdown(table: MethodsTable) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         parts.append("\n".join(lines))
-    seeds = (f"mean ± std over seeds {', '.join(map(str, table.seeds))}" if len(table.seeds) > 1
-             else f"seed {table.seeds[0]}")
-    note = f"\n\nTest scores (%) of study `{table.name}`, {seeds}."
+    note = f"\n\nTest scores (%) of study `{table.name}`, {table.seeds_caption()}."
     if table.budget_issues:
         note += " †: a cell whose budget differs from the study's."
     for extra in (table.borrowed_note(), table.kept_start_note()):

@@ -107,6 +107,20 @@ class MethodsTable:
     test_rows: Mapping[str, Mapping] = field(default_factory=dict)
     """Digest -> the gold answers of one target's test rows at one seed, kept once for all its cells."""
 
+    def seeds_caption(self) -> str:
+        """What a table's ± is over: "seed 1", "mean ± std over seeds 1, 2" when every cell group has every
+        seed, else which groups have fewer (a study still running has some cells on one seed only)."""
+        seeds = ", ".join(map(str, self.seeds))
+        if len(self.seeds) < 2:
+            return f"seed {seeds}"
+        groups: dict[tuple, set[int]] = defaultdict(set)
+        for c in self.cells:
+            groups[(c.cell.method, c.cell.target, c.cell.shots)].add(c.cell.seed)
+        if all(len(have) == len(self.seeds) for have in groups.values()):
+            return f"mean ± std over seeds {seeds}"
+        return (f"mean ± std over the seeds each cell has of {seeds} ({sum(len(h) == 1 for h in groups.values())} "
+                f"of {len(groups)} table cells rest on one seed so far, and show no ±)")
+
     def _scores(self, method: str, target: str, shots) -> dict[int, float]:
         return {c.cell.seed: c.score for c in self.cells
                 if (c.cell.method, c.cell.target, c.cell.shots) == (method, target, shots)}
