@@ -316,11 +316,14 @@ CARRIED = ROOT / "recipes" / "results" / "study-resume"
 that the next machine continues them (`carry`)."""
 
 
-def _mt_run(part: dict, seed: int, shots: int | None, registry: Path) -> tuple[Path, Path]:
-    """Where the multi-task run of ``seed`` (and ``shots``) checkpoints in ``registry``, and where `carry` keeps it."""
-    run = "target-" + "+".join(part["targets"])
-    carried = CARRIED / part["study"] / (f"seed-{seed}" + ("" if shots is None else f"-shots-{shots}") + ".safetensors")
-    return registry / "checkpoints" / f"{run}.safetensors", carried
+def _mt_checkpoint(part: dict, registry: Path) -> Path:
+    """Where the part's multi-task run checkpoints in ``registry`` (one run at a time per build registry)."""
+    return registry / "checkpoints" / ("target-" + "+".join(part["targets"]) + ".safetensors")
+
+
+def _carried(part: dict, seed: int, shots: int | None) -> Path:
+    """Where `carry` keeps the multi-task run of ``seed`` (and ``shots``) in the checkout."""
+    return CARRIED / part["study"] / (f"seed-{seed}" + ("" if shots is None else f"-shots-{shots}") + ".safetensors")
 
 
 def carry(args) -> None:
@@ -334,7 +337,7 @@ def carry(args) -> None:
     registry = Path(args.build_registry) if args.build_registry else _build(part["study"])
     carried_any = False
     for shots in part["shots"]:
-        checkpoint, carried = _mt_run(part, args.seed, shots, registry)
+        checkpoint, carried = _mt_checkpoint(part, registry), _carried(part, args.seed, shots)
         if checkpoint.exists():
             carried.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(checkpoint, carried)
@@ -351,7 +354,7 @@ def _restore_carried(part: dict, cell: tuple, registry: Path) -> None:
 
     method, _, seed, shots = cell
     if method == "attempt-mt":
-        checkpoint, carried = _mt_run(part, seed, shots, registry)
+        checkpoint, carried = _mt_checkpoint(part, registry), _carried(part, seed, shots)
         if adopt(carried, checkpoint):
             print(f"continuing the committed checkpoint {carried.relative_to(ROOT)}", flush=True)
 
@@ -360,7 +363,7 @@ def _forget_carried(part: dict, cell: tuple) -> None:
     """A finished multi-task run's carried checkpoint is spent: its cells are in the export now."""
     method, _, seed, shots = cell
     if method == "attempt-mt":
-        carried = _mt_run(part, seed, shots, Path())[1]
+        carried = _carried(part, seed, shots)
         if carried.exists():
             carried.unlink()
             print(f"{carried.relative_to(ROOT)} is spent (the run finished): commit its removal", flush=True)
