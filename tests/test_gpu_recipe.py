@@ -42,6 +42,8 @@ def staged(gpu, tmp_path_factory, real_data_dir, smollm2_dir):
 def test_prepare_packs_two_carries_under_the_limit_that_rebuild_the_gguf(gpu, staged):
     assert all(s["with_tree"] <= gpu.LIMIT - gpu.MARGIN for s in staged.sizes.values())
     assert staged.sizes["one"]["carried"] > 40 * 2**20 and staged.sizes["two"]["carried"] > 40 * 2**20
+    # the GGUF is cut where both carry the same bytes (command 1's wheels and payload included), not midway
+    assert abs(staged.sizes["one"]["carried"] - staged.sizes["two"]["carried"]) < 2**16
     original = gpu._gguf()
     assert hashlib.sha256(staged.gguf.read_bytes()).hexdigest() == hashlib.sha256(original.read_bytes()).hexdigest()
     assert (staged.where / "data" / "glue" / "rte" / "train.jsonl").is_file()

@@ -5,9 +5,9 @@
     python3 recipes/gpu/gpu.py run --minutes 4           # H200, command 2 (carry .gpu/two): check, bench, study
     python recipes/gpu/gpu.py collect FOLDER             # here: file what came back under recipes/results/gpu/
 
-The backbone's GGUF (98 MB) cannot travel in one command, so it goes in two halves, each with what
-else fits: command 1 carries the first half, the wheels the H200 image lacks (sqlalchemy, gguf), the
-data and the tokenizer files made here; command 2 the second half. Files written outside ``$OUT``
+The backbone's GGUF (98 MB) cannot travel in one command, so it goes in two parts, each with what
+else fits: command 1 carries the first part, the wheels the H200 image lacks (sqlalchemy, gguf), the
+data and the tokenizer files made here; command 2 the second. Files written outside ``$OUT``
 survive between commands while the machine stays up (30 s after a command), so the two commands go
 back to back. ``run`` stops before any GPU work when the backbone there is not the zoo's (fingerprint,
 special ids, tokenisation of a probe text), then benchmarks at GPU sizes and runs the study's cells
@@ -173,12 +173,6 @@ def prepare(args) -> dict:
     for folder in (one, two):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-    gguf = _gguf()
-    size = gguf.stat().st_size
-    half = size // 2
-    with gguf.open("rb") as source:
-        (one / "gguf.part1").write_bytes(source.read(half))
-        (two / "gguf.part2").write_bytes(source.read())
     if args.wheels_from:
         for wheel in Path(args.wheels_from).glob("*.whl"):
             shutil.copy(wheel, one / wheel.name)
@@ -188,7 +182,17 @@ def prepare(args) -> dict:
     expected = {"fingerprint": backbone.fingerprint,
                 "probe": {"text": PROBE, "ids": backbone.tokenizer(PROBE, add_special_tokens=False).input_ids}}
     _payload(one / "payload.tar.gz", Path(args.data_dir), Path(_materialise(BACKBONE)), expected, _main_zoo())
-    manifest = {"gguf": {"name": gguf.name, "bytes": size, "sha256": sha256(gguf), "split": half},
+    # The GGUF is cut where both commands carry the same bytes: command 1 also carries the wheels and the
+    # payload, and each carries the working tree besides, so a midpoint cut would leave command 1 the
+    # first to overflow as the tree grows (committed study checkpoints).
+    gguf = _gguf()
+    size = gguf.stat().st_size
+    extras = sum(p.stat().st_size for p in one.iterdir())
+    split = min(max((size - extras) // 2, 0), size)
+    with gguf.open("rb") as source:
+        (one / "gguf.part1").write_bytes(source.read(split))
+        (two / "gguf.part2").write_bytes(source.read())
+    manifest = {"gguf": {"name": gguf.name, "bytes": size, "sha256": sha256(gguf), "split": split},
                 "files": {p.name: sha256(p) for p in sorted(one.iterdir())}}
     (one / "manifest.json").write_text(json.dumps(manifest, indent=1))
     (two / "manifest.json").write_text(json.dumps({"files": {"gguf.part2": sha256(two / "gguf.part2")}}, indent=1))
@@ -208,7 +212,7 @@ def prepare(args) -> dict:
 # --------------------------------------------------------------------------------------------- stage
 
 def stage(args) -> None:
-    """Command 1, on the H200: keep the first half, install the wheels, unpack data and tokenizer."""
+    """Command 1, on the H200: keep the GGUF's first part, install the wheels, unpack data and tokenizer."""
     carried = Path(args.carried)
     where = stage_dir()
     where.mkdir(parents=True, exist_ok=True)
