@@ -188,7 +188,7 @@ def prepare(args) -> dict:
     gguf = _gguf()
     size = gguf.stat().st_size
     extras = sum(p.stat().st_size for p in one.iterdir())
-    split = min(max((size - extras) // 2, 0), size)
+    split = max((size - extras) // 2, 0)
     with gguf.open("rb") as source:
         (one / "gguf.part1").write_bytes(source.read(split))
         (two / "gguf.part2").write_bytes(source.read())
@@ -256,7 +256,7 @@ def _assemble(where: Path, second: Path) -> Path:
             whole.write((second / "gguf.part2").read_bytes())
     if sha256(gguf) != manifest["sha256"]:
         gguf.unlink()
-        sys.exit("the reassembled GGUF's checksum differs; prepare and carry both halves again")
+        sys.exit("the reassembled GGUF's checksum differs; prepare and carry both parts again")
     return gguf
 
 
